@@ -1,0 +1,40 @@
+"""``python -m iqa_lab.eval ckpt_path=…``: evaluate a trained checkpoint on a database's test split
+under a protocol and write the run's outputs. The model is rebuilt from the checkpoint alone."""
+
+from __future__ import annotations
+
+import time
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig
+
+from iqa_lab.models.base import load_iqa_module
+from iqa_lab.runs import build_trainer, print_summary, task_wrapper, test_predictions, write_run_outputs
+
+
+@task_wrapper
+def evaluate(cfg: DictConfig) -> dict:
+    start = time.time()
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    model = load_iqa_module(cfg.ckpt_path)
+    trainer = build_trainer(cfg)
+    trainer.test(model, datamodule=datamodule)
+    predictions = test_predictions(model, datamodule)
+    results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions,
+                                {}, wall_s=time.time() - start, trainer=trainer,
+                                checkpoint=cfg.ckpt_path)
+    print_summary(results, cfg.paths.output_dir)
+    return results["metrics"]
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Metrics, protocols, results files and plots."""

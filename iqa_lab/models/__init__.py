@@ -1,0 +1,1 @@
+"""LightningModules, one per architecture, all built on ``IQAModule``."""

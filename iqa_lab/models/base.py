@@ -1,0 +1,166 @@
+"""IQAModule: the LightningModule every architecture derives from.
+
+A subclass builds its network in ``__init__`` and implements ``forward(images) -> (B,) scores``;
+steps, loss, epoch-level metrics, logging, optimisers and test predictions live here.
+
+Metrics are torchmetrics objects accumulated over the whole epoch (SRCC over per-batch averages
+would be wrong) and synchronised across processes. Keys: ``{train,val,test}/{srcc,plcc,krcc,rmse,
+loss}``; ``val/srcc`` drives checkpointing and early stopping.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+
+import hydra
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.regression import (KendallRankCorrCoef, MeanSquaredError, PearsonCorrCoef,
+                                     SpearmanCorrCoef)
+
+from iqa_lab.losses import get_loss
+
+STAGES = ("train", "val", "test")
+
+
+def epoch_metrics(prefix: str) -> MetricCollection:
+    return MetricCollection({"srcc": SpearmanCorrCoef(), "plcc": PearsonCorrCoef(),
+                             "krcc": KendallRankCorrCoef(),
+                             "rmse": MeanSquaredError(squared=False)}, prefix=prefix)
+
+
+class IQAModule(L.LightningModule):
+    def __init__(self, optimizer: Mapping, scheduler: Mapping | None = None, loss: str = "mse",
+                 freeze_bn: bool = False, head_lr_multiplier: float = 1.0):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        # Plain containers only: checkpoints stay readable and load with weights_only=True.
+        for key, value in self.hparams.items():
+            if isinstance(value, (DictConfig, ListConfig)):
+                self.hparams[key] = OmegaConf.to_container(value, resolve=True)
+        self.loss_fn = get_loss(loss)
+        for stage in STAGES:
+            setattr(self, f"{stage}_metrics", epoch_metrics(f"{stage}/"))
+            setattr(self, f"{stage}_loss", MeanMetric())
+        self.val_srcc_best = MaxMetric()
+        self.test_predictions: dict[str, np.ndarray] | None = None
+        self._test_outputs: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def _stage_metrics(self, stage: str) -> tuple[MetricCollection, MeanMetric]:
+        return getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
+
+    def model_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        pred = self(batch["image"]).float()
+        target = batch["mos"].float()
+        loss = self.loss_fn(pred, target)
+        metrics, mean_loss = self._stage_metrics(stage)
+        mean_loss.update(loss.detach(), weight=len(target))
+        metrics.update(pred.detach(), target)
+        return loss, pred
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.model_step(batch, "train")
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.model_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        _, pred = self.model_step(batch, "test")
+        self._test_outputs.append({"index": batch["index"], "prediction": pred.detach()})
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self(batch["image"]).float()
+
+    def _log_epoch(self, stage: str) -> dict[str, torch.Tensor]:
+        metrics, mean_loss = self._stage_metrics(stage)
+        values = metrics.compute()
+        values[f"{stage}/loss"] = mean_loss.compute()
+        metrics.reset()
+        mean_loss.reset()
+        self.log_dict(values, prog_bar=stage != "train", sync_dist=False)
+        return values
+
+    def on_train_start(self) -> None:
+        # The sanity check must not leak into the first epoch's validation metrics.
+        for metric in self._stage_metrics("val"):
+            metric.reset()
+        self.val_srcc_best.reset()
+
+    def on_train_epoch_start(self) -> None:
+        if self.hparams.freeze_bn:
+            # Keep the pretrained BatchNorm statistics (the official StairIQA code trains with
+            # model.eval()); affine parameters still learn.
+            for module in self.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_epoch("val")
+        if not self.trainer.sanity_checking:
+            self.val_srcc_best.update(values["val/srcc"])
+            self.log("val/srcc_best", self.val_srcc_best.compute(), prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs = []
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+        index = torch.cat([o["index"] for o in self._test_outputs])
+        prediction = torch.cat([o["prediction"] for o in self._test_outputs])
+        if self.trainer.world_size > 1:
+            index = self.all_gather(index).flatten()
+            prediction = self.all_gather(prediction).flatten()
+        # Distributed samplers pad with repeats: keep one prediction per record.
+        index, first = np.unique(index.cpu().numpy(), return_index=True)
+        self.test_predictions = {"index": index, "prediction": prediction.cpu().numpy()[first]}
+        self._test_outputs = []
+
+    def configure_optimizers(self):
+        make_optimizer = hydra.utils.instantiate(self.hparams.optimizer, _partial_=True)
+        optimizer = make_optimizer(params=self.param_groups())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = hydra.utils.instantiate(self.hparams.scheduler, optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
+                                                         "interval": "epoch"}}
+
+    def param_groups(self) -> list[dict]:
+        """Pretrained ``backbone`` parameters at the optimizer's learning rate, everything else
+        (heads, fusion layers: randomly initialised) at ``head_lr_multiplier`` times it."""
+        backbone = [p for n, p in self.named_parameters() if n.startswith("backbone.")]
+        others = [p for n, p in self.named_parameters() if not n.startswith("backbone.")]
+        lr = self.hparams.optimizer["lr"]
+        groups = [{"params": backbone, "lr": lr},
+                  {"params": others, "lr": lr * self.hparams.head_lr_multiplier}]
+        return [g for g in groups if g["params"]]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["iqa_lab_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+
+def load_iqa_module(ckpt_path: str, map_location: str = "cpu") -> IQAModule:
+    """Rebuild a trained model from its checkpoint alone (the class is recorded inside).
+
+    The backbone is built without pretrained weights: the checkpoint holds the trained ones."""
+    checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=True)
+    if "iqa_lab_class" not in checkpoint:
+        raise ValueError(f"{ckpt_path} was not written by an iqa_lab model (no iqa_lab_class)")
+    module_name, class_name = checkpoint["iqa_lab_class"].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_name), class_name)
+    overrides = {}
+    backbone = checkpoint.get("hyper_parameters", {}).get("backbone")
+    if backbone is not None:
+        overrides["backbone"] = {**dict(backbone), "pretrained": False, "checkpoint": None}
+    return cls.load_from_checkpoint(ckpt_path, map_location=map_location, **overrides)

@@ -1,0 +1,19 @@
+"""``model=baseline``: backbone → global average pooling → MLP head."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from iqa_lab.models.base import IQAModule
+from iqa_lab.nn.backbones import Backbone
+from iqa_lab.nn.heads import MLPHead
+
+
+class BaselineIQA(IQAModule):
+    def __init__(self, backbone: Mapping, head: Mapping, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = Backbone(**backbone)
+        self.head = MLPHead(self.backbone.num_features, **head)
+
+    def forward(self, images):
+        return self.head(self.backbone(images))

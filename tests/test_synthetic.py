@@ -1,0 +1,122 @@
+"""The embedded synthetic database: deterministic, content-separated, sensibly labelled."""
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iqa_lab.data.distortions import DISTORTIONS, LEVELS, distort
+from iqa_lab.data.pristine import PRISTINE_PHOTOS, load_pristine
+from iqa_lab.data.records import RECORD_COLUMNS
+from iqa_lab.data.synthetic import SyntheticDataModule, build_synthetic
+from iqa_lab.evaluation.protocols import Protocol, assign_splits
+
+LABELS = {"ms_ssim": {"weight": 1.0, "worst": 0.5, "best": 1.0},
+          "vif_p": {"weight": 1.0, "worst": 0.0, "best": 1.0},
+          "gmsd": {"weight": 1.0, "worst": 0.3, "best": 0.0}}
+PARAMS = dict(photos=["astronaut", "coffee", "camera"], crops_per_photo=2, crop_size=64,
+              distortions=["gaussian_blur", "white_noise", "jpeg", "darken"], levels=[1, 3, 5],
+              label_metrics=LABELS, include_pristine=True, progress=False)
+
+
+def _digest(folder) -> dict:
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted((folder / "images").glob("*.png"))}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    first = build_synthetic(root / "a", seed=0, **PARAMS)
+    second = build_synthetic(root / "b", seed=0, **PARAMS)
+    other = build_synthetic(root / "c", seed=1, **PARAMS)
+    return root, first, second, other
+
+
+def test_same_seed_same_database(built):
+    root, first, second, _ = built
+    pd.testing.assert_frame_equal(first, second)
+    assert _digest(root / "a") == _digest(root / "b")
+    assert (root / "a" / "labels.csv").read_bytes() == (root / "b" / "labels.csv").read_bytes()
+
+
+def test_other_seed_other_crops(built):
+    root, first, _, other = built
+    assert _digest(root / "a") != _digest(root / "c")
+    assert not np.allclose(first["mos_raw"], other["mos_raw"])
+
+
+def test_records_schema_and_labels(built):
+    root, first, _, _ = built
+    assert list(first.columns) == RECORD_COLUMNS
+    assert len(first) == 3 * 2 * (4 * 3 + 1)
+    assert first["db"].eq("synthetic").all()
+    assert first["mos_raw"].between(1, 5).all() and first["mos"].between(0, 1).all()
+    assert np.allclose(first["mos"], (first["mos_raw"] - 1) / 4)
+    pristine = first[first["dist_type"] == "pristine"]
+    assert np.allclose(pristine["mos_raw"], 5.0)
+    assert set(first["ref"]) == {"astronaut", "coffee", "camera"}
+    for path in first["image"]:
+        assert (root / "a" / path).is_file()
+
+
+def test_stronger_distortion_scores_lower(built):
+    _, first, _, _ = built
+    for name in ("gaussian_blur", "white_noise", "jpeg"):
+        rows = first[first["dist_type"] == name]
+        means = rows.groupby("dist_level")["mos_raw"].mean()
+        assert means[1] > means[3] > means[5], (name, means.to_dict())
+
+
+def test_content_split_keeps_each_photo_on_one_side(built):
+    _, first, _, _ = built
+    for seed in range(5):
+        split = assign_splits(first, Protocol(name="content", seed=seed, train_fraction=0.67,
+                                              val_fraction=0.5))
+        sides = split.groupby("ref")["split"].nunique()
+        assert (sides == 1).all()
+        assert set(split["split"]) == {"train", "val", "test"}
+
+
+def test_datamodule_builds_once_into_cache(tmp_path):
+    kwargs = dict(PARAMS, seed=0)
+    kwargs.pop("progress")
+    common = dict(name="synthetic", protocol={"name": "content", "train_fraction": 0.67,
+                                              "val_fraction": 0.5},
+                  transforms={"train": {"crop_size": None}, "eval": {"crop_size": None}})
+    dm = SyntheticDataModule(cache_dir=str(tmp_path), **kwargs, **common)
+    dm.setup("fit")
+    labels = dm.data_dir / "labels.csv"
+    assert labels.is_file() and dm.data_dir.parent == tmp_path
+    stamp = labels.stat().st_mtime_ns
+    again = SyntheticDataModule(cache_dir=str(tmp_path), **kwargs, **common)
+    again.setup("fit")
+    assert again.data_dir == dm.data_dir and labels.stat().st_mtime_ns == stamp
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape[1:] == (3, 64, 64)
+    assert 0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1
+    changed = SyntheticDataModule(cache_dir=str(tmp_path), **dict(kwargs, seed=5), **common)
+    assert changed.data_dir != dm.data_dir
+
+
+def test_at_least_fifteen_kadid_types_at_five_levels():
+    assert len(DISTORTIONS) >= 15 and LEVELS == 5
+    assert len({d.kadid_id for d in DISTORTIONS.values()}) == len(DISTORTIONS)
+
+
+@pytest.mark.parametrize("name", sorted(DISTORTIONS))
+def test_each_distortion_is_deterministic_and_grows_with_level(name):
+    image = load_pristine("astronaut")[100:228, 100:228]
+    outputs = [distort(image, name, level, seed=3) for level in range(1, 6)]
+    assert np.array_equal(outputs[2], distort(image, name, 3, seed=3))
+    change = [np.abs(o.astype(int) - image).mean() for o in outputs]
+    assert change[0] > 0
+    assert change[4] > change[0], change
+
+
+def test_every_pristine_photo_loads_offline():
+    for name in PRISTINE_PHOTOS:
+        image = load_pristine(name)
+        assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+        assert min(image.shape[:2]) >= 128
