@@ -34,6 +34,7 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path, cac
         cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
+        del cfg["hydra"]  # an @hydra.main task never sees this node; ${hydra:...} still resolves
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir / "logs")
         cfg.paths.cache_dir = str(cache_dir)
