@@ -6,20 +6,17 @@ from __future__ import annotations
 import time
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig
 
 from iqa_lab.models.base import load_iqa_module
-from iqa_lab.runs import build_trainer, print_summary, task_wrapper, test_predictions, write_run_outputs
+from iqa_lab.runs import (build_trainer, print_summary, seeded_datamodule, task_wrapper,
+                          test_predictions, write_run_outputs)
 
 
 @task_wrapper
 def evaluate(cfg: DictConfig) -> dict:
     start = time.time()
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    datamodule = seeded_datamodule(cfg, "test")
     model = load_iqa_module(cfg.ckpt_path)
     trainer = build_trainer(cfg)
     trainer.test(model, datamodule=datamodule)

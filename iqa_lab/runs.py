@@ -30,6 +30,15 @@ def instantiate_group(cfg: DictConfig | None) -> list:
             if isinstance(c, DictConfig) and "_target_" in c]
 
 
+def seeded_datamodule(cfg: DictConfig, stage: str) -> IQADataModule:
+    """Seed everything, then build, prepare and set up the run's DataModule."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup(stage)
+    return datamodule
+
+
 def build_trainer(cfg: DictConfig) -> L.Trainer:
     return hydra.utils.instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")),
                                    logger=instantiate_group(cfg.get("logger")) or False)

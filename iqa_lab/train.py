@@ -6,19 +6,16 @@ from __future__ import annotations
 import time
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig
 
-from iqa_lab.runs import build_trainer, print_summary, task_wrapper, test_predictions, write_run_outputs
+from iqa_lab.runs import (build_trainer, print_summary, seeded_datamodule, task_wrapper,
+                          test_predictions, write_run_outputs)
 
 
 @task_wrapper
 def train(cfg: DictConfig) -> dict:
     start = time.time()
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule = seeded_datamodule(cfg, "fit")
     model = hydra.utils.instantiate(cfg.model)
     trainer = build_trainer(cfg)
     if cfg.train:

@@ -1,0 +1,1 @@
+"""Databases, records, image decoding and transforms."""

@@ -1,0 +1,71 @@
+"""The record schema every database is parsed into (one row per image).
+
+Columns: ``image`` (path relative to ``data_dir``), ``mos`` (normalised to [0, 1], higher = better),
+``mos_raw`` (as published), ``mos_std`` (NaN if not given), ``ref`` (reference / content id; the image
+itself when none), ``dist_type``, ``dist_level`` (empty / NaN if not given), ``set`` (official split
+label, if any), ``db`` (database name).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RECORD_COLUMNS = ["image", "mos", "mos_raw", "mos_std", "ref", "dist_type", "dist_level", "set", "db"]
+
+
+def normalise_mos(raw, mos_range: tuple[float, float], lower_better: bool = False) -> np.ndarray:
+    """Map published scores onto [0, 1] with higher = better (DMOS is flipped)."""
+    lo, hi = float(mos_range[0]), float(mos_range[1])
+    if not hi > lo:
+        raise ValueError(f"mos_range must be (low, high) with high > low, got {mos_range}")
+    mos = (np.asarray(raw, dtype=float) - lo) / (hi - lo)
+    return 1.0 - mos if lower_better else mos
+
+
+def make_records(frame: pd.DataFrame, db: str, mos_range, lower_better: bool = False) -> pd.DataFrame:
+    """Complete a frame holding at least ``image`` and ``mos_raw`` into the full record schema."""
+    missing = {"image", "mos_raw"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"records of '{db}' lack columns {sorted(missing)}")
+    out = frame.copy()
+    out["mos"] = normalise_mos(out["mos_raw"], mos_range, lower_better)
+    defaults = {"mos_std": np.nan, "ref": out["image"], "dist_type": "", "dist_level": np.nan,
+                "set": "", "db": db}
+    for column, value in defaults.items():
+        if column not in out:
+            out[column] = value
+    return validate_records(out[RECORD_COLUMNS].reset_index(drop=True))
+
+
+def validate_records(records: pd.DataFrame) -> pd.DataFrame:
+    """Check the schema and the labels; raise naming the offending rows."""
+    missing = set(RECORD_COLUMNS) - set(records.columns)
+    if missing:
+        raise ValueError(f"records lack columns {sorted(missing)}; expected {RECORD_COLUMNS}")
+    bad = records[~np.isfinite(records["mos"].astype(float))]
+    if len(bad):
+        raise ValueError(f"{len(bad)} records have no finite MOS, e.g. {bad['image'].head(5).tolist()}")
+    dup = records[records["image"].duplicated(keep=False)]
+    if len(dup):
+        raise ValueError(f"{dup['image'].nunique()} images are listed twice, e.g. "
+                         f"{dup['image'].head(5).tolist()}")
+    return records
+
+
+def write_records_csv(records: pd.DataFrame, path: str | Path) -> None:
+    """Write records atomically (a half-written label file never appears)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    records[RECORD_COLUMNS].to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def read_records_csv(path: str | Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""],
+                        dtype={"image": str, "ref": str, "dist_type": str, "set": str, "db": str})
+    for column in ("dist_type", "set"):
+        frame[column] = frame[column].fillna("")
+    return validate_records(frame)
