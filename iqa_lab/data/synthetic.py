@@ -110,24 +110,22 @@ def build_synthetic(out_dir: str | Path, photos: Sequence[str], crops_per_photo:
     for p_idx, photo in iterator:
         rng = np.random.default_rng([seed, p_idx])
         for c_idx, crop in enumerate(_crops(load_pristine(photo), crops_per_photo, crop_size, rng)):
-            ref = f"{photo}_c{c_idx}"
+            crop_id = f"{photo}_c{c_idx}"
             variants = [(name, level) for name in distortions for level in levels]
-            images = [distort(crop, name, level, seed=hash_seed(seed, ref, name, level))
+            images = [distort(crop, name, level, seed=hash_seed(seed, crop_id, name, level))
                       for name, level in variants]
             if include_pristine:
                 variants.append(("pristine", 0))
                 images.append(crop)
             scores, raw = pseudo_mos(np.stack(images), crop, label_metrics)
             for i, ((name, level), image) in enumerate(zip(variants, images)):
-                file = f"images/{ref}_{name}_{level}.png"
+                file = f"images/{crop_id}_{name}_{level}.png"
                 Image.fromarray(image).save(tmp / file, compress_level=1)
-                rows.append({"image": file, "mos_raw": float(scores[i]), "ref": ref,
-                             "content": photo, "dist_type": name, "dist_level": level})
+                # Content separation is by photo: every crop and distortion shares one ref.
+                rows.append({"image": file, "mos_raw": float(scores[i]), "ref": photo,
+                             "dist_type": name, "dist_level": level})
                 raw_rows.append({"image": file, **{m: float(v[i]) for m, v in raw.items()}})
-    frame = pd.DataFrame(rows)
-    # Content separation is by photo: every crop and distortion of one photo shares one ref.
-    frame["ref"] = frame.pop("content")
-    records = make_records(frame, db="synthetic", mos_range=MOS_RANGE)
+    records = make_records(pd.DataFrame(rows), db="synthetic", mos_range=MOS_RANGE)
     write_records_csv(records, tmp / "labels.csv")
     pd.DataFrame(raw_rows).to_csv(tmp / "fr_metrics.csv", index=False)
     shutil.rmtree(out_dir, ignore_errors=True)
