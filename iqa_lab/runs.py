@@ -75,7 +75,7 @@ def write_run_outputs(output_dir: str | Path, cfg: DictConfig, datamodule: IQADa
         "selection": datamodule.protocol.selection,
         "paper_parity": datamodule.protocol.selection == "test",
         "wall_s": round(wall_s, 2),
-        "bad_inputs": {"count": 0, "list": []},
+        "bad_inputs": {"count": len(datamodule.bad_inputs), "list": datamodule.bad_inputs},
         "git_commit": git_commit(),
         "machine": machine(),
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -57,6 +57,8 @@ class IQADataModule(L.LightningDataModule):
         self.mos_range = tuple(mos_range)
         self.lower_better = lower_better
         self.records: pd.DataFrame | None = None
+        # Items the bad-input policy dropped: {"image", "reason"} dicts, written to results.json.
+        self.bad_inputs: list[dict] = []
         self.datasets: dict[str, IQADataset] = {}
 
     def load_records(self) -> pd.DataFrame:
@@ -67,7 +69,19 @@ class IQADataModule(L.LightningDataModule):
         if self.records is not None:
             return
         records = validate_records(self.load_records().reset_index(drop=True))
+        records = self.screen_inputs(records)
         self.records = assign_splits(records, self.protocol)
+        self.check_splits(self.records)
+        self.build_datasets()
+
+    def screen_inputs(self, records: pd.DataFrame) -> pd.DataFrame:
+        """Resolve image files and apply the bad-input policy; bad items go to ``bad_inputs``."""
+        return records
+
+    def check_splits(self, records: pd.DataFrame) -> None:
+        """Refuse splits that leak images or references across train / val / test."""
+
+    def build_datasets(self) -> None:
         for split in ("train", "val", "test"):
             rows = self.records[self.records["split"] == split]
             cfg = self.transform_cfg["train" if split == "train" else "eval"]
