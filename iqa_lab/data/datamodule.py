@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from iqa_lab.data.images import load_rgb
 from iqa_lab.data.records import validate_records
 from iqa_lab.data.transforms import build_transform
+from iqa_lab.evaluation.leakage import check_leakage
 from iqa_lab.evaluation.protocols import Protocol, assign_splits
 
 
@@ -59,6 +60,8 @@ class IQADataModule(L.LightningDataModule):
         self.records: pd.DataFrame | None = None
         # Items the bad-input policy dropped: {"image", "reason"} dicts, written to results.json.
         self.bad_inputs: list[dict] = []
+        # Where the leakage guard caches pixel hashes (the runs set paths.cache_dir); None: no cache.
+        self.hash_cache_dir: str | None = None
         self.datasets: dict[str, IQADataset] = {}
 
     def load_records(self) -> pd.DataFrame:
@@ -79,7 +82,14 @@ class IQADataModule(L.LightningDataModule):
         return records
 
     def check_splits(self, records: pd.DataFrame) -> None:
-        """Refuse splits that leak images or references across train / val / test."""
+        """Refuse splits that leak files, identical images or references across train / val /
+        test (``evaluation.leakage``); pixel hashes are cached in ``hash_cache_dir`` if set."""
+        check_leakage(records, self.image_paths(records), cache_dir=self.hash_cache_dir,
+                      where=f"'{self.name}' under protocol={self.protocol.name}")
+
+    def image_paths(self, records: pd.DataFrame) -> pd.Series:
+        """The file of each record."""
+        return records["image"].map(lambda image: self.data_dir / image)
 
     def build_datasets(self) -> None:
         for split in ("train", "val", "test"):
@@ -106,7 +116,9 @@ class IQADataModule(L.LightningDataModule):
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        # selection=test (paper parity) picks the checkpoint on the test split, as the StairIQA
+        # code does; every output of such a run is stamped paper-parity.
+        return self._loader("test" if self.protocol.paper_parity else "val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)

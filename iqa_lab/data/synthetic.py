@@ -162,4 +162,6 @@ class SyntheticDataModule(IQADataModule):
 
     def load_records(self) -> pd.DataFrame:
         self.prepare_data()
-        return read_records_csv(self.data_dir / "labels.csv")
+        records = read_records_csv(self.data_dir / "labels.csv")
+        records["db"] = self.name  # several synthetic databases may sit side by side (data=mixed)
+        return records

@@ -1,21 +1,31 @@
-"""Train / val / test splits under a named protocol.
+"""Train / val / test splits under a named protocol (``conf/protocol/<name>.yaml``).
 
-- ``random``: images drawn at random (seed per repeat), for databases without shared references.
-- ``content``: whole references / contents drawn at random, so every distortion of one reference
-  sits on one side (required for synthetic databases).
+- ``official``: the database's own split (the record column ``set``: train / val / test). When the
+  database publishes no validation set, validation is carved from the official training set.
+- ``random``: contents drawn at random into train / test with a seed per repeat (seed 003: 10
+  repeats of 80/20, median reported). A content is a ``ref``: the image itself for in-the-wild
+  databases, the reference photo for synthetic ones, the parent image for patch databases — so
+  random splits never put two versions of one content on both sides.
+- ``content``: the same draw, named for what synthetic databases require (all distortions of one
+  reference on one side); it refuses a database whose references are all distinct only in name.
+- ``cross``: train on the databases ``train_dbs``, test on ``test_dbs`` (``data=mixed``).
+- ``leave_one_out``: train on every database but ``held_out``, test on it (seed 003 Table V).
 
-Validation is always carved from the training side, content-separated whenever the records share
-references. The split seed of repeat ``r`` is ``protocol.seed + r``.
+Validation is always carved from the training side (``val_fraction`` of its contents), content-
+separated. The split seed of repeat ``r`` is ``seed + r``. ``selection=val`` picks the checkpoint on
+validation; ``selection=test`` reproduces papers that picked on the test set (the StairIQA code
+does) and stamps ``paper-parity`` on every output.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "val", "test")
+PAPER_PARITY = "paper-parity"
 
 
 @dataclass(frozen=True)
@@ -23,9 +33,13 @@ class Protocol:
     name: str = "content"
     seed: int = 0
     repeat: int = 0
+    repeats: int = 10
     train_fraction: float = 0.8
     val_fraction: float = 0.2
     selection: str = "val"
+    train_dbs: tuple = field(default_factory=tuple)
+    test_dbs: tuple = field(default_factory=tuple)
+    held_out: str | None = None
 
     def __post_init__(self):
         if self.name not in PROTOCOLS:
@@ -36,13 +50,30 @@ class Protocol:
             raise ValueError(f"protocol.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.selection not in ("val", "test"):
             raise ValueError(f"protocol.selection must be 'val' or 'test', got {self.selection}")
+        if not 0 <= self.repeat:
+            raise ValueError(f"protocol.repeat must be >= 0, got {self.repeat}")
+        object.__setattr__(self, "train_dbs", tuple(self.train_dbs or ()))
+        object.__setattr__(self, "test_dbs", tuple(self.test_dbs or ()))
+        if self.name == "cross" and not (self.train_dbs and self.test_dbs):
+            raise ValueError("protocol=cross needs protocol.train_dbs and protocol.test_dbs "
+                             "(database names of data=mixed)")
+        if self.name == "cross" and set(self.train_dbs) & set(self.test_dbs):
+            raise ValueError(f"protocol=cross: {sorted(set(self.train_dbs) & set(self.test_dbs))} "
+                             f"is both a training and a test database")
+        if self.name == "leave_one_out" and not self.held_out:
+            raise ValueError("protocol=leave_one_out needs protocol.held_out (a database name)")
 
     @property
     def split_seed(self) -> int:
         return self.seed + self.repeat
 
+    @property
+    def paper_parity(self) -> bool:
+        """True when the checkpoint is chosen on the test set (not an honest held-out number)."""
+        return self.selection == "test"
 
-def _draw(groups: np.ndarray, fraction: float, rng: np.random.Generator) -> set:
+
+def _draw(groups, fraction: float, rng: np.random.Generator) -> set:
     """About ``fraction`` of the distinct groups (at least one, never all when there are two)."""
     unique = np.array(sorted(set(groups)))
     count = int(round(fraction * len(unique)))
@@ -50,35 +81,90 @@ def _draw(groups: np.ndarray, fraction: float, rng: np.random.Generator) -> set:
     return set(rng.permutation(unique)[:count])
 
 
-def _split_by(records: pd.DataFrame, key: str, protocol: Protocol, val_key: str) -> pd.Series:
-    rng = np.random.default_rng(protocol.split_seed)
-    train_side = _draw(records[key].to_numpy(), protocol.train_fraction, rng)
-    split = pd.Series(np.where(records[key].isin(train_side), "train", "test"), index=records.index)
-    if protocol.val_fraction > 0:
-        train_rows = records[split == "train"]
-        val = _draw(train_rows[val_key].to_numpy(), protocol.val_fraction, rng)
-        split[(split == "train") & records[val_key].isin(val)] = "val"
+def carve_validation(records: pd.DataFrame, split: pd.Series, protocol: Protocol,
+                     rng: np.random.Generator) -> pd.Series:
+    """Move ``val_fraction`` of the training side's contents (``ref`` groups) to ``val``."""
+    split = split.copy()
+    # With selection=test the test split plays validation: no training contents are held back.
+    if protocol.val_fraction > 0 and not protocol.paper_parity:
+        train = split == "train"
+        val = _draw(records.loc[train, "ref"].to_numpy(), protocol.val_fraction, rng)
+        split[train & records["ref"].isin(val)] = "val"
     return split
 
 
+def _random_by_content(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
+    rng = np.random.default_rng(protocol.split_seed)
+    train_side = _draw(records["ref"].to_numpy(), protocol.train_fraction, rng)
+    split = pd.Series(np.where(records["ref"].isin(train_side), "train", "test"),
+                      index=records.index)
+    return carve_validation(records, split, protocol, rng)
+
+
 def random_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
-    # Validation still keeps references together when the database has shared references.
-    return _split_by(records, "image", protocol, val_key="ref")
+    return _random_by_content(records, protocol)
 
 
 def content_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
-    return _split_by(records, "ref", protocol, val_key="ref")
+    if records["ref"].nunique() == len(records) and len(records) > 1:
+        raise ValueError(f"protocol=content needs references shared by several images, but every "
+                         f"one of the {len(records)} records has its own ref; this database has "
+                         f"no references: use protocol=random or protocol=official")
+    return _random_by_content(records, protocol)
 
 
-PROTOCOLS = {"random": random_split, "content": content_split}
+_OFFICIAL_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                   "validation": "val", "test": "test", "testing": "test"}
+
+
+def official_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
+    sets = records["set"].fillna("").astype(str).str.strip().str.lower()
+    if (sets == "").all():
+        raise ValueError(f"protocol=official: database '{records['db'].iloc[0]}' publishes no "
+                         f"official split (the records' `set` is empty); use protocol=random")
+    unknown = sorted(set(sets) - set(_OFFICIAL_NAMES))
+    if unknown:
+        raise ValueError(f"protocol=official: unknown set label(s) {unknown}; expected "
+                         f"train / val / test")
+    split = sets.map(_OFFICIAL_NAMES)
+    if not (split == "val").any():
+        split = carve_validation(records, split, protocol, np.random.default_rng(protocol.split_seed))
+    return split
+
+
+def _by_database(records: pd.DataFrame, protocol: Protocol, train_dbs, test_dbs) -> pd.Series:
+    known = set(records["db"])
+    missing = sorted((set(train_dbs) | set(test_dbs)) - known)
+    if missing:
+        raise ValueError(f"protocol={protocol.name}: database(s) {missing} are not in the data; "
+                         f"data=mixed holds {sorted(known)}")
+    split = pd.Series("unused", index=records.index)
+    split[records["db"].isin(train_dbs)] = "train"
+    split[records["db"].isin(test_dbs)] = "test"
+    return carve_validation(records, split, protocol, np.random.default_rng(protocol.split_seed))
+
+
+def cross_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
+    return _by_database(records, protocol, protocol.train_dbs, protocol.test_dbs)
+
+
+def leave_one_out_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
+    others = sorted(set(records["db"]) - {protocol.held_out})
+    return _by_database(records, protocol, others, [protocol.held_out])
+
+
+PROTOCOLS = {"official": official_split, "random": random_split, "content": content_split,
+             "cross": cross_split, "leave_one_out": leave_one_out_split}
 
 
 def assign_splits(records: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
-    """Records with a ``split`` column (``train`` / ``val`` / ``test``)."""
+    """Records with a ``split`` column (``train`` / ``val`` / ``test``); records a protocol does
+    not use (``cross`` with databases on neither side) are dropped."""
     out = records.copy()
     out["split"] = PROTOCOLS[protocol.name](records, protocol)
-    empty = [s for s in SPLITS if not (out["split"] == s).any()
-             and not (s == "val" and protocol.val_fraction == 0)]
+    out = out[out["split"].isin(SPLITS)]
+    val_expected = protocol.val_fraction > 0 and not protocol.paper_parity
+    empty = [s for s in SPLITS if not (out["split"] == s).any() and (s != "val" or val_expected)]
     if empty:
         raise ValueError(f"protocol '{protocol.name}' left split(s) {empty} empty on {len(out)} "
                          f"records with {out['ref'].nunique()} references; use more data or "

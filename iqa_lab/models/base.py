@@ -18,19 +18,18 @@ import lightning as L
 import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.regression import (KendallRankCorrCoef, MeanSquaredError, PearsonCorrCoef,
-                                     SpearmanCorrCoef)
+from torchmetrics import MaxMetric, MeanMetric
+
+from iqa_lab.evaluation.epoch_metrics import IQAEpochMetrics
 
 from iqa_lab.losses import get_loss
 
 STAGES = ("train", "val", "test")
 
 
-def epoch_metrics(prefix: str) -> MetricCollection:
-    return MetricCollection({"srcc": SpearmanCorrCoef(), "plcc": PearsonCorrCoef(),
-                             "krcc": KendallRankCorrCoef(),
-                             "rmse": MeanSquaredError(squared=False)}, prefix=prefix)
+def epoch_metrics(prefix: str) -> IQAEpochMetrics:
+    """SRCC / PLCC / KRCC / RMSE over the whole epoch, by ``evaluation.metrics``' definitions."""
+    return IQAEpochMetrics(prefix=prefix)
 
 
 class IQAModule(L.LightningModule):
@@ -53,7 +52,7 @@ class IQAModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
-    def _stage_metrics(self, stage: str) -> tuple[MetricCollection, MeanMetric]:
+    def _stage_metrics(self, stage: str) -> tuple[IQAEpochMetrics, MeanMetric]:
         return getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
 
     def model_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
