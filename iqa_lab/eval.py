@@ -9,13 +9,17 @@ import hydra
 from omegaconf import DictConfig
 
 from iqa_lab.models.base import load_iqa_module
-from iqa_lab.runs import (build_trainer, print_summary, seeded_datamodule, task_wrapper,
-                          test_predictions, write_run_outputs)
+from iqa_lab.runs import (build_trainer, print_summary, remember_run, reuse_finished_run,
+                          seeded_datamodule, task_wrapper, test_predictions, write_run_outputs)
 
 
 @task_wrapper
 def evaluate(cfg: DictConfig) -> dict:
     start = time.time()
+    finished = reuse_finished_run(cfg)
+    if finished is not None:
+        print_summary(finished, cfg.paths.output_dir)
+        return finished["metrics"]
     datamodule = seeded_datamodule(cfg, "test")
     model = load_iqa_module(cfg.ckpt_path)
     trainer = build_trainer(cfg)
@@ -24,6 +28,7 @@ def evaluate(cfg: DictConfig) -> dict:
     results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions,
                                 {}, wall_s=time.time() - start, trainer=trainer,
                                 checkpoint=cfg.ckpt_path)
+    remember_run(cfg, results)
     print_summary(results, cfg.paths.output_dir)
     return results["metrics"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from datetime import datetime, timezone
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,8 +16,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from iqa_lab.data.datamodule import IQADataModule
-from iqa_lab.evaluation.metrics import summary
-from iqa_lab.evaluation.report import scatter_plot
+from iqa_lab.evaluation.epoch_metrics import HEADLINE
+from iqa_lab.evaluation.metrics import full_summary
+from iqa_lab.evaluation.protocols import PAPER_PARITY
+from iqa_lab.evaluation.report import run_figures, run_report
+from iqa_lab.evaluation.runstore import find_finished, record_finished
 from iqa_lab.evaluation.results import git_commit, machine, write_predictions_csv, write_results_json
 
 log = logging.getLogger("iqa_lab")
@@ -54,50 +58,105 @@ def test_predictions(model, datamodule: IQADataModule) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
+def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> dict[str, float]:
+    """Every metric of ``evaluation.metrics.full_summary`` on the test predictions, under
+    ``test/…`` keys, and per database (``test/<db>/…``) when the test split mixes databases."""
+    options = dict(evaluation or {})
+    mos_std = test["mos_std"] if "mos_std" in test and test["mos_std"].notna().all() else None
+
+    def compute(frame: pd.DataFrame, std) -> dict:
+        return full_summary(frame["prediction"], frame["mos"], mos_std=std, **options)
+
+    metrics = {f"test/{k}": v for k, v in compute(test, mos_std).items()}
+    if "db" in test and test["db"].nunique() > 1:
+        for db, frame in test.groupby("db"):
+            std = frame["mos_std"] if mos_std is not None else None
+            metrics.update({f"test/{db}/{k}": v for k, v in compute(frame, std).items()
+                            if k in HEADLINE})
+    return metrics
+
+
 def write_run_outputs(output_dir: str | Path, cfg: DictConfig, datamodule: IQADataModule,
                       predictions: pd.DataFrame, extra_metrics: dict, wall_s: float,
                       trainer: L.Trainer | None = None, checkpoint: str | None = None) -> dict:
-    """results.json, predictions.csv and scatter.png; returns the results dict."""
+    """results.json, predictions.csv, the figures and report.md; returns the results dict.
+
+    A run whose checkpoint was picked on the test set (``selection=test``) is stamped
+    ``paper-parity`` in every one of them."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    parity = datamodule.protocol.paper_parity
     test = predictions[predictions["split"] == "test"]
-    metrics = {f"test/{k}": v for k, v in summary(test["prediction"], test["mos"]).items()}
+    metrics = test_metrics(test, cfg.get("evaluation"))
     metrics.update({k: v for k, v in extra_metrics.items() if k not in metrics})
-    synthetic = datamodule.name == "synthetic"
+    synthetic = datamodule.synthetic_labels
     results = {
+        "task_name": cfg.get("task_name"),
+        "stamp": PAPER_PARITY if parity else None,
+        "paper_parity": parity,
         "metrics": metrics,
         "metric_scale": "MOS normalised to [0, 1], higher = better (rmse on that scale)",
         "data": {"name": datamodule.name, "data_dir": str(datamodule.data_dir),
                  "synthetic_labels": synthetic, "mos_range": list(datamodule.mos_range),
-                 "lower_better": datamodule.lower_better, "split_sizes": datamodule.split_sizes()},
+                 "lower_better": datamodule.lower_better,
+                 "flipped": {"dmos_flipped_to_higher_better": datamodule.lower_better},
+                 "databases": sorted(predictions["db"].unique()) if "db" in predictions else [],
+                 "split_sizes": datamodule.split_sizes()},
         "protocol": OmegaConf.to_container(cfg.protocol, resolve=True),
         "split": {"seed": datamodule.protocol.split_seed, "repeat": datamodule.protocol.repeat},
         "seed": cfg.get("seed"),
         "selection": datamodule.protocol.selection,
-        "paper_parity": datamodule.protocol.selection == "test",
         "wall_s": round(wall_s, 2),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "bad_inputs": {"count": len(datamodule.bad_inputs), "list": datamodule.bad_inputs},
         "git_commit": git_commit(),
         "machine": machine(),
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "checkpoint": checkpoint,
     }
-    results["checkpoint"] = checkpoint
+    if hasattr(datamodule, "mos_ranges"):
+        results["data"]["mos_ranges"] = datamodule.mos_ranges
+    predictions = predictions.assign(stamp=PAPER_PARITY) if parity else predictions
     write_predictions_csv(output_dir / "predictions.csv", predictions)
     label = "synthetic pseudo-MOS (normalised)" if synthetic else "MOS (normalised)"
-    scatter_plot(test["prediction"], test["mos"], output_dir / "scatter.png",
-                 title=f"{cfg.get('task_name', 'run')}: {datamodule.name} test split",
-                 mos_label=label)
+    title = (f"{cfg.get('task_name', 'run')}: {datamodule.name} test split"
+             + (" [paper-parity]" if parity else ""))
+    figures = run_figures(test, output_dir, title=title, mos_label=label)
     write_results_json(output_dir / "results.json", results)
-    _log_scatter_to_wandb(trainer, output_dir / "scatter.png")
+    run_report(results, figures, output_dir / "report.md")
+    _log_figures_to_wandb(trainer, figures)
     return results
 
 
-def _log_scatter_to_wandb(trainer: L.Trainer | None, path: Path) -> None:
+def _log_figures_to_wandb(trainer: L.Trainer | None, figures: dict[str, Path]) -> None:
     from lightning.pytorch.loggers import WandbLogger
 
     for logger in (trainer.loggers if trainer is not None else []):
         if isinstance(logger, WandbLogger):
-            logger.log_image(key="test/scatter", images=[str(path)])
+            for name, path in figures.items():
+                logger.log_image(key=f"test/{name}", images=[str(path)])
+
+
+def reuse_finished_run(cfg: DictConfig) -> dict | None:
+    """If a run with this config already finished (``logs/store``), point this run's folder at it
+    (``results.json`` with ``reused_from``) and return its results; else None."""
+    if not cfg.get("reuse_finished"):
+        return None
+    entry = find_finished(cfg)
+    if entry is None:
+        return None
+    results = dict(entry["results"], reused_from=entry["output_dir"])
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_results_json(output_dir / "results.json", results)
+    log.info("this config already finished in %s (repeat %s): reusing its results; "
+             "reuse_finished=false runs it again", entry["output_dir"], entry.get("repeat"))
+    return results
+
+
+def remember_run(cfg: DictConfig, results: dict) -> None:
+    """Record a finished run in the store so reruns of the same config reuse it."""
+    record_finished(cfg, cfg.paths.output_dir, results)
 
 
 def print_summary(results: dict, output_dir: str | Path) -> None:
@@ -105,7 +164,8 @@ def print_summary(results: dict, output_dir: str | Path) -> None:
     from rich.table import Table
 
     metrics = results["metrics"]
-    title = "test metrics" + (" — SYNTHETIC labels" if results["data"]["synthetic_labels"] else "")
+    title = ("test metrics" + (" — SYNTHETIC labels" if results["data"]["synthetic_labels"] else "")
+             + (" — PAPER-PARITY (checkpoint picked on test)" if results["paper_parity"] else ""))
     table = Table(title=title)
     for key in ("srcc", "plcc", "krcc", "rmse"):
         table.add_column(key.upper(), justify="right")
@@ -115,7 +175,7 @@ def print_summary(results: dict, output_dir: str | Path) -> None:
     sizes = results["data"]["split_sizes"]
     console.print(f"data: {results['data']['name']} ({sizes}), wall time {results['wall_s']:.0f} s")
     console.print(f"outputs: {Path(output_dir).resolve()}  (results.json, predictions.csv, "
-                  f"scatter.png)")
+                  f"report.md and its figures)")
 
 
 def task_wrapper(task: Callable[[DictConfig], dict]) -> Callable[[DictConfig], dict]:

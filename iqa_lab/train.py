@@ -8,13 +8,17 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from iqa_lab.runs import (build_trainer, print_summary, seeded_datamodule, task_wrapper,
-                          test_predictions, write_run_outputs)
+from iqa_lab.runs import (build_trainer, print_summary, remember_run, reuse_finished_run,
+                          seeded_datamodule, task_wrapper, test_predictions, write_run_outputs)
 
 
 @task_wrapper
 def train(cfg: DictConfig) -> dict:
     start = time.time()
+    finished = reuse_finished_run(cfg) if cfg.train and cfg.test else None
+    if finished is not None:
+        print_summary(finished, cfg.paths.output_dir)
+        return finished["metrics"]
     datamodule = seeded_datamodule(cfg, "fit")
     model = hydra.utils.instantiate(cfg.model)
     trainer = build_trainer(cfg)
@@ -36,6 +40,8 @@ def train(cfg: DictConfig) -> dict:
     results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions, extra,
                                 wall_s=time.time() - start, trainer=trainer,
                                 checkpoint=best or cfg.get("ckpt_path"))
+    if cfg.train and not trainer.fast_dev_run:
+        remember_run(cfg, results)
     print_summary(results, cfg.paths.output_dir)
     return results["metrics"]
 

@@ -97,6 +97,11 @@ class IQADataModule(L.LightningDataModule):
             cfg = self.transform_cfg["train" if split == "train" else "eval"]
             self.datasets[split] = IQADataset(rows, self.data_dir, build_transform(split, **cfg))
 
+    @property
+    def synthetic_labels(self) -> bool:
+        """True when the labels are generated, not human opinion scores (said wherever shown)."""
+        return False
+
     def split_sizes(self) -> dict[str, int]:
         return {split: len(ds) for split, ds in self.datasets.items()}
 

@@ -156,6 +156,10 @@ class SyntheticDataModule(IQADataModule):
         data_dir = Path(cache_dir).expanduser() / f"synthetic-{synthetic_key(self.build_params)}"
         super().__init__(data_dir=str(data_dir), mos_range=MOS_RANGE, lower_better=False, **kwargs)
 
+    @property
+    def synthetic_labels(self) -> bool:
+        return True
+
     def prepare_data(self) -> None:
         if not (self.data_dir / "labels.csv").is_file():
             build_synthetic(self.data_dir, **self.build_params)

@@ -177,13 +177,17 @@ def fit_logistic(pred, mos, params: int = 4) -> np.ndarray | None:
     pred, mos = _pair(pred, mos)
     if _degenerate(pred, mos, "logistic fit"):
         return None
+    if len(pred) <= params:
+        _warn(f"a {params}-parameter logistic needs more than {params} images, got {len(pred)}; "
+              f"using raw predictions")
+        return None
     func, best, best_sse = LOGISTICS[params], None, np.inf
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for p0 in _initial_guesses(pred, mos, params):
             try:
                 fitted, _ = optimize.curve_fit(func, pred, mos, p0=p0, maxfev=20000)
-            except (RuntimeError, ValueError, optimize.OptimizeWarning):
+            except (RuntimeError, ValueError, TypeError, optimize.OptimizeWarning):
                 continue
             sse = float(np.sum((func(pred, *fitted) - mos) ** 2))
             if np.all(np.isfinite(fitted)) and sse < best_sse:

@@ -1,0 +1,71 @@
+"""``data=mixed``: several databases as one DataModule, for cross-database protocols (``cross``,
+``leave_one_out``) and mixed-database training.
+
+Each member is a full database DataModule (its own parser, folder, MOS scale and transforms). Their
+records are concatenated with ``db`` set to the member's name and ``ref`` prefixed by it (two
+databases' ``I01`` are different photos); the protocol then splits by database. Images keep paths
+relative to their own database's folder, and each split is a concatenation of per-database datasets
+so every database keeps its own crop policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+from torch.utils.data import ConcatDataset
+
+from iqa_lab.data.datamodule import IQADataModule, IQADataset
+from iqa_lab.data.records import validate_records
+from iqa_lab.data.transforms import build_transform
+
+
+class MixedDataModule(IQADataModule):
+    def __init__(self, databases: Mapping[str, IQADataModule], **kwargs):
+        if not databases:
+            raise ValueError("data=mixed needs data.databases: name → database config "
+                             "(e.g. an experiment with `- /data@data.databases.koniq10k: koniq10k`)")
+        kwargs.setdefault("transforms", {})
+        super().__init__(**kwargs)
+        self.databases: dict[str, IQADataModule] = dict(databases)
+        for name, member in self.databases.items():
+            if member.name != name:
+                raise ValueError(f"data.databases.{name} is named '{member.name}'; set its "
+                                 f"`name: {name}` so records and heads agree")
+
+    def prepare_data(self) -> None:
+        for member in self.databases.values():
+            member.prepare_data()
+
+    def load_records(self) -> pd.DataFrame:
+        frames = []
+        for name, member in self.databases.items():
+            records = member.screen_inputs(validate_records(member.load_records()
+                                                            .reset_index(drop=True)))
+            self.bad_inputs.extend({**item, "db": name} for item in member.bad_inputs)
+            records = records.assign(db=name, ref=name + "/" + records["ref"].astype(str))
+            frames.append(records)
+        return pd.concat(frames, ignore_index=True)
+
+    def image_paths(self, records: pd.DataFrame) -> pd.Series:
+        return pd.Series([self.databases[db].data_dir / image
+                          for db, image in zip(records["db"], records["image"])],
+                         index=records.index)
+
+    def build_datasets(self) -> None:
+        for split in ("train", "val", "test"):
+            parts = []
+            for name, member in self.databases.items():
+                rows = self.records[(self.records["split"] == split) & (self.records["db"] == name)]
+                if len(rows):
+                    cfg = member.transform_cfg["train" if split == "train" else "eval"]
+                    parts.append(IQADataset(rows, member.data_dir, build_transform(split, **cfg)))
+            self.datasets[split] = ConcatDataset(parts) if parts else []
+
+    @property
+    def synthetic_labels(self) -> bool:
+        return any(m.synthetic_labels for m in self.databases.values())
+
+    @property
+    def mos_ranges(self) -> dict[str, list]:
+        return {name: list(m.mos_range) for name, m in self.databases.items()}
