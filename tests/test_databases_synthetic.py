@@ -104,3 +104,70 @@ def test_kadid10k_label_file_errors(make_cfg, tmp_path):
     (tmp_path / "dmos.csv").write_text("dist_img,ref_img,dmos,var\nI01-01-01.png,I01.png,4.1,0.2\n")
     with pytest.raises(LabelFileError, match=r"dmos\.csv: 1 dist_img names"):
         datamodule.load_records()
+
+
+# ---------------------------------------------------------------------------------- TID2013
+TID_TYPES = {1: "additive_gaussian_noise", 10: "jpeg", 24: "sparse_sampling_and_reconstruction"}
+
+
+def _tid_name(ref: int, kind: int, level: int) -> str:
+    # The release's quirks: the 25th reference is lower-case "i25", some extensions upper-case.
+    prefix = "i" if ref == 25 else "I"
+    ext = "BMP" if (ref, kind) == (3, 10) else "bmp"
+    return f"{prefix}{ref:02d}_{kind:02d}_{level}.{ext}"
+
+
+def _tid2013(root, with_std: bool = True):
+    mos_lines, std_lines, expected = [], [], {}
+    seed = 100
+    for ref in (1, 2, 3, 25):
+        _image(root / "reference_images" / ("i25.bmp" if ref == 25 else f"I{ref:02d}.BMP"),
+               seed := seed + 1)
+        for kind in TID_TYPES:
+            for level in (1, 5):
+                name = _tid_name(ref, kind, level)
+                mos, std = round(6.5 - level + 0.01 * ref, 5), round(0.1 + 0.02 * level, 5)
+                mos_lines.append(f"{mos:.5f} {name}")
+                std_lines.append(f"{std:.5f}")
+                expected[f"distorted_images/{name}"] = (mos, std, f"I{ref:02d}", TID_TYPES[kind],
+                                                        level)
+                _image(root / "distorted_images" / name, seed := seed + 1)
+    # The release's text files have Windows line ends.
+    (root / "mos_with_names.txt").write_bytes(("\r\n".join(mos_lines) + "\r\n").encode())
+    if with_std:
+        (root / "mos_std.txt").write_bytes(("\r\n".join(std_lines) + "\r\n").encode())
+    return expected
+
+
+def test_tid2013_records(make_cfg, tmp_path):
+    expected = _tid2013(tmp_path)
+    datamodule = _setup(make_cfg, "tid2013", tmp_path)
+    records = datamodule.records
+    assert len(records) == 4 * 3 * 2 == len(expected)
+    assert (datamodule.mos_range, datamodule.lower_better) == ((0, 9), False)
+    for image, (mos, std, ref, kind, level) in expected.items():
+        row = _row(records, image)
+        assert row["mos_raw"] == pytest.approx(mos)
+        assert row["mos"] == pytest.approx(mos / 9)
+        assert row["mos_std"] == pytest.approx(std)
+        assert (row["ref"], row["dist_type"], row["dist_level"]) == (ref, kind, level)
+    # "i25_..." and "I25" are one content.
+    assert sorted(records["ref"].unique()) == ["I01", "I02", "I03", "I25"]
+    assert len(records[records["ref"] == "I25"]) == 6
+    assert "distorted_images/I03_10_5.BMP" in set(records["image"])
+
+
+def test_tid2013_without_std_and_label_errors(make_cfg, tmp_path):
+    _tid2013(tmp_path, with_std=False)
+    datamodule = _datamodule(make_cfg, "tid2013", tmp_path)
+    records = datamodule.load_records()
+    assert len(records) == 24 and records["mos_std"].isna().all()
+    (tmp_path / "mos_std.txt").write_text("0.1\n0.2\n")
+    with pytest.raises(LabelFileError, match=r"mos_std\.txt: expected 24 lines"):
+        datamodule.load_records()
+    (tmp_path / "mos_with_names.txt").write_text("5.51429 I01_01_1.bmp\n4.2\n")
+    with pytest.raises(LabelFileError, match=r"mos_with_names\.txt: expected lines"):
+        datamodule.load_records()
+    (tmp_path / "mos_with_names.txt").unlink()
+    with pytest.raises(LabelFileError, match=r"mos_with_names\.txt: TID2013 label file"):
+        datamodule.load_records()
