@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from iqa_lab.data.records import make_records, normalise_mos
+from iqa_lab.data.records import make_records, normalise_mos, validate_records
 from iqa_lab.evaluation import metrics
 from iqa_lab.evaluation.protocols import Protocol, assign_splits
 from iqa_lab.models.base import epoch_metrics
@@ -63,10 +63,10 @@ def test_dmos_is_flipped_onto_higher_is_better():
 def test_records_reject_duplicates_and_missing_scores():
     frame = pd.DataFrame({"image": ["a.jpg", "a.jpg"], "mos_raw": [1.0, 2.0]})
     with pytest.raises(ValueError, match="listed twice"):
-        make_records(frame, "db", (0, 5))
+        validate_records(make_records(frame, "db", (0, 5)))
     frame = pd.DataFrame({"image": ["a.jpg", "b.jpg"], "mos_raw": [1.0, np.nan]})
     with pytest.raises(ValueError, match="no finite MOS"):
-        make_records(frame, "db", (0, 5))
+        validate_records(make_records(frame, "db", (0, 5)))
 
 
 def _authentic(n=100):

@@ -2,10 +2,31 @@
 
 A database is a subclass that implements ``load_records()`` (its parser); everything else — splits,
 transforms, loaders — is shared here.
+
+Bad input (``data.on_bad=raise|skip``), decided in two places so setup stays cheap:
+
+1. At setup, ``screen_inputs`` checks every record without decoding: label problems (MOS not a
+   finite number, an image listed twice: ``records.label_problems``), the file's existence (with a
+   case-insensitive match when unique, e.g. BIQ2021's ``ss02 (1014).jpg`` stored as ``.JPG``; the
+   record then points at the real file and the resolution is kept in ``input_notes``), and a probe
+   of each file (``images.probe_image``: header, size under ``data.max_pixels``, the format's end
+   marker, so truncated JPEG/PNG files are caught here). A 10k-image database costs seconds.
+   Under ``raise`` one error lists EVERY bad record and the fix; under ``skip`` the bad records are
+   dropped before splitting and listed in ``bad_inputs`` (``{"image", "reason"}``), which
+   ``runs.py`` writes into results.json. Notes (case resolution, wrong extension) never drop a
+   record.
+2. A file that passes the probe can still fail to decode (corrupt data inside). ``IQADataset``
+   then raises ``BadImageError`` naming the file under ``raise``; under ``skip`` it returns a marker
+   ``{"bad": {"image", "reason", "split"}}``, ``collate.IQACollate`` leaves it out of the batch and
+   passes it on as ``batch["bad_inputs"]``, and ``on_before_batch_transfer`` (main process, so it
+   works with worker processes) moves it into ``bad_inputs``. The item is neither scored nor
+   replaced, so a metric is computed on fewer images but never on a wrong one, and results.json
+   says which. A batch whose items were all bad arrives empty and the model skips it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,30 +35,63 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from iqa_lab.data.images import load_rgb
-from iqa_lab.data.records import validate_records
+from iqa_lab.data.collate import IQACollate
+from iqa_lab.data.images import BadImageError, FileResolver, load_rgb, probe_image
+from iqa_lab.data.records import check_schema, label_problems, validate_records
 from iqa_lab.data.transforms import build_transform
 from iqa_lab.evaluation.leakage import check_leakage
 from iqa_lab.evaluation.protocols import Protocol, assign_splits
 
 
-class IQADataset(Dataset):
-    """Decodes one image per item, lazily; returns the image tensor, its MOS and its row index."""
+log = logging.getLogger(__name__)
 
-    def __init__(self, records: pd.DataFrame, data_dir: str | Path, transform):
+ON_BAD = ("raise", "skip")
+
+
+class IQADataset(Dataset):
+    """Decodes one image per item, lazily; returns the image tensor, its MOS and its row index.
+
+    An image that fails to decode raises ``BadImageError`` (``on_bad="raise"``) or becomes a
+    ``{"bad": {"image", "reason", "split"}}`` marker that ``IQACollate`` drops (``"skip"``)."""
+
+    def __init__(self, records: pd.DataFrame, data_dir: str | Path, transform,
+                 on_bad: str = "raise", max_pixels: int | None = None, split: str = ""):
         self.images = records["image"].tolist()
         self.mos = torch.tensor(records["mos"].to_numpy(), dtype=torch.float32)
         self.index = torch.tensor(records.index.to_numpy(), dtype=torch.long)
         self.data_dir = Path(data_dir)
         self.transform = transform
+        self.on_bad = on_bad
+        self.max_pixels = max_pixels
+        self.split = split
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict:
-        image = load_rgb(self.data_dir / self.images[i])
+        try:
+            image = load_rgb(self.data_dir / self.images[i], self.max_pixels)
+        except BadImageError as err:
+            if self.on_bad != "skip":
+                raise BadImageError(f"{err} (found while reading the {self.split or 'data'} "
+                                    f"split; data.on_bad=raise)") from None
+            return {"bad": {"image": self.images[i], "reason": f"decode: {err}",
+                            "split": self.split}}
         return {"image": self.transform(image=image)["image"], "mos": self.mos[i],
                 "index": self.index[i]}
+
+
+class BadInputError(ValueError):
+    """Records whose label or image cannot be used under ``data.on_bad=raise``."""
+
+
+def bad_inputs_message(bad: list[dict], total: int, name: str) -> str:
+    """Every bad record with its reason, and the fix."""
+    lines = "\n".join(f"  - {item['image']}: {item['reason']}" for item in bad)
+    return (f"{len(bad)} of {total} records of '{name}' cannot be used (data.on_bad=raise):\n"
+            f"{lines}\nFix the label file or the files as each reason says, or set "
+            f"data.on_bad=skip to drop these records (they are then listed in results.json under "
+            f"bad_inputs).")
 
 
 class IQADataModule(L.LightningDataModule):
@@ -45,7 +99,9 @@ class IQADataModule(L.LightningDataModule):
 
     def __init__(self, name: str, data_dir: str, protocol: Mapping, transforms: Mapping,
                  batch_size: int = 16, eval_batch_size: int | None = None, num_workers: int = 0,
-                 pin_memory: bool = False, mos_range: tuple = (0.0, 1.0), lower_better: bool = False):
+                 pin_memory: bool = False, mos_range: tuple = (0.0, 1.0), lower_better: bool = False,
+                 on_bad: str = "raise", max_pixels: int | None = 100_000_000,
+                 collate: str = "stack"):
         super().__init__()
         self.name = name
         self.data_dir = Path(data_dir).expanduser()
@@ -57,6 +113,15 @@ class IQADataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.mos_range = tuple(mos_range)
         self.lower_better = lower_better
+        if on_bad not in ON_BAD:
+            raise ValueError(f"data.on_bad must be one of {ON_BAD}, got '{on_bad}'")
+        # Bad-input policy (module docstring); configs state all three, these defaults only serve
+        # configs written before the keys existed.
+        self.on_bad = on_bad
+        self.max_pixels = max_pixels
+        self.collate = IQACollate(collate)
+        # Notes on records kept as they are (case-resolved names, wrong extensions).
+        self.input_notes: list[dict] = []
         self.records: pd.DataFrame | None = None
         # Items the bad-input policy dropped: {"image", "reason"} dicts, written to results.json.
         self.bad_inputs: list[dict] = []
@@ -71,15 +136,63 @@ class IQADataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.records is not None:
             return
-        records = validate_records(self.load_records().reset_index(drop=True))
-        records = self.screen_inputs(records)
+        records = check_schema(self.load_records().reset_index(drop=True))
+        records = validate_records(self.screen_inputs(records))
         self.records = assign_splits(records, self.protocol)
         self.check_splits(self.records)
         self.build_datasets()
 
     def screen_inputs(self, records: pd.DataFrame) -> pd.DataFrame:
-        """Resolve image files and apply the bad-input policy; bad items go to ``bad_inputs``."""
+        """Check labels and files cheaply and apply ``on_bad`` (module docstring): the records to
+        keep, with ``image`` pointing at the file actually found; bad items go to ``bad_inputs``."""
+        bad, notes, resolved = self.find_bad_inputs(records)
+        if bad and self.on_bad == "raise":
+            raise BadInputError(bad_inputs_message(bad, len(records), self.name))
+        for note in notes:
+            log.warning("%s: %s", note["image"], note["note"])
+        records = records.drop(index=[item["index"] for item in bad])
+        kept = resolved.index.intersection(records.index)
+        records.loc[kept, "image"] = resolved[kept]
+        self.input_notes.extend(notes)
+        self.bad_inputs.extend({k: v for k, v in item.items() if k != "index"} for item in bad)
+        if bad:
+            log.warning("data.on_bad=skip: dropped %d of %d records of '%s' (listed in "
+                        "results.json under bad_inputs): %s", len(bad), len(bad) + len(records),
+                        self.name, "; ".join(f"{b['image']} ({b['kind']})" for b in bad))
+        if records.empty:
+            raise BadInputError(f"no usable records left in '{self.name}' ({self.data_dir}): "
+                                f"{bad_inputs_message(bad, len(bad), self.name)}")
         return records
+
+    def find_bad_inputs(self, records: pd.DataFrame) -> tuple[list[dict], list[dict], pd.Series]:
+        """Setup-cost screening of every record (no decoding). Returns the bad records
+        ``{"index", "image", "kind", "reason"}`` (kind: label, missing, unreadable), notes on good
+        ones ``{"image", "note"}``, and the new ``image`` of case-resolved records (by index)."""
+        bad = [{**problem, "kind": "label"} for problem in label_problems(records)]
+        skip = {item["index"] for item in bad}
+        resolver = FileResolver()
+        notes, resolved = [], {}
+        for index, image, path in zip(records.index, records["image"], self.image_paths(records)):
+            if index in skip:
+                continue
+            found = resolver.resolve(path)
+            if found.path is None:
+                bad.append({"index": index, "image": image, "kind": "missing",
+                            "reason": f"{path}: {found.reason}"})
+                continue
+            if found.note:
+                depth = len(Path(image).parts)
+                resolved[index] = Path(*found.path.parts[-depth:]).as_posix()
+                notes.append({"image": image, "note": found.note})
+            try:
+                note = probe_image(found.path, self.max_pixels)
+            except BadImageError as err:
+                bad.append({"index": index, "image": image, "kind": "unreadable",
+                            "reason": str(err)})
+                continue
+            if note:
+                notes.append({"image": image, "note": note})
+        return bad, notes, pd.Series(resolved, dtype=object)
 
     def check_splits(self, records: pd.DataFrame) -> None:
         """Refuse splits that leak files, identical images or references across train / val /
@@ -95,7 +208,9 @@ class IQADataModule(L.LightningDataModule):
         for split in ("train", "val", "test"):
             rows = self.records[self.records["split"] == split]
             cfg = self.transform_cfg["train" if split == "train" else "eval"]
-            self.datasets[split] = IQADataset(rows, self.data_dir, build_transform(split, **cfg))
+            self.datasets[split] = IQADataset(rows, self.data_dir, build_transform(split, **cfg),
+                                              on_bad=self.on_bad, max_pixels=self.max_pixels,
+                                              split=split)
 
     @property
     def synthetic_labels(self) -> bool:
@@ -114,8 +229,22 @@ class IQADataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         size = self.batch_size if split == "train" else self.eval_batch_size
         return DataLoader(self.datasets[split], batch_size=self._per_device(size), shuffle=shuffle,
+                          collate_fn=self.collate,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0, drop_last=False)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Move the items that failed to decode (``on_bad=skip``) from the batch into
+        ``bad_inputs`` (once per image, however many epochs meet it)."""
+        if isinstance(batch, dict) and batch.get("bad_inputs") is not None:
+            known = {(item["image"], item.get("split")) for item in self.bad_inputs}
+            for item in batch.pop("bad_inputs"):
+                if (item["image"], item.get("split")) not in known:
+                    log.warning("data.on_bad=skip: left out %s, which failed to decode (%s)",
+                                item["image"], item["reason"])
+                    self.bad_inputs.append({**item, "kind": "decode"})
+                    known.add((item["image"], item.get("split")))
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

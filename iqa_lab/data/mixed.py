@@ -16,7 +16,7 @@ import pandas as pd
 from torch.utils.data import ConcatDataset
 
 from iqa_lab.data.datamodule import IQADataModule, IQADataset
-from iqa_lab.data.records import validate_records
+from iqa_lab.data.records import check_schema
 from iqa_lab.data.transforms import build_transform
 
 
@@ -40,8 +40,8 @@ class MixedDataModule(IQADataModule):
     def load_records(self) -> pd.DataFrame:
         frames = []
         for name, member in self.databases.items():
-            records = member.screen_inputs(validate_records(member.load_records()
-                                                            .reset_index(drop=True)))
+            records = member.screen_inputs(check_schema(member.load_records()
+                                                        .reset_index(drop=True)))
             self.bad_inputs.extend({**item, "db": name} for item in member.bad_inputs)
             records = records.assign(db=name, ref=name + "/" + records["ref"].astype(str))
             frames.append(records)
@@ -59,7 +59,9 @@ class MixedDataModule(IQADataModule):
                 rows = self.records[(self.records["split"] == split) & (self.records["db"] == name)]
                 if len(rows):
                     cfg = member.transform_cfg["train" if split == "train" else "eval"]
-                    parts.append(IQADataset(rows, member.data_dir, build_transform(split, **cfg)))
+                    parts.append(IQADataset(rows, member.data_dir, build_transform(split, **cfg),
+                                             on_bad=member.on_bad, max_pixels=member.max_pixels,
+                                             split=split))
             self.datasets[split] = ConcatDataset(parts) if parts else []
 
     @property

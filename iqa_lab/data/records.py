@@ -37,18 +37,46 @@ def make_records(frame: pd.DataFrame, db: str, mos_range, lower_better: bool = F
     for column, value in defaults.items():
         if column not in out:
             out[column] = value
-    return validate_records(out[RECORD_COLUMNS].reset_index(drop=True))
+    # Labels (NaN MOS, duplicates) are checked at DataModule setup, where data.on_bad decides.
+    return check_schema(out[RECORD_COLUMNS].reset_index(drop=True))
+
+
+def check_schema(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` if they have every schema column, else a ValueError naming the missing ones."""
+    missing = set(RECORD_COLUMNS) - set(records.columns)
+    if missing:
+        raise ValueError(f"records lack columns {sorted(missing)}; expected {RECORD_COLUMNS}")
+    return records
+
+
+def label_problems(records: pd.DataFrame) -> list[dict]:
+    """Rows whose label cannot be used, as ``{"index", "image", "reason"}`` dicts: MOS not a finite
+    number, or an image listed more than once (within one ``db``; every listing is reported, since
+    which score is right is unknown)."""
+    problems = []
+    mos = pd.to_numeric(records["mos"], errors="coerce").astype(float)
+    for index in records.index[~np.isfinite(mos.to_numpy())]:
+        problems.append({"index": index, "image": records.at[index, "image"],
+                         "reason": f"label: MOS is not a finite number "
+                                   f"(mos_raw={records.at[index, 'mos_raw']!r})"})
+    keys = [records[c].astype(str) for c in ("db", "image")]
+    dup = records[pd.concat(keys, axis=1).duplicated(keep=False)]
+    for (_, image), group in dup.groupby(["db", "image"], sort=False):
+        scores = ", ".join(str(v) for v in group["mos_raw"].tolist())
+        for index in group.index:
+            problems.append({"index": index, "image": image,
+                             "reason": f"label: image listed twice or more ({len(group)} rows, "
+                                       f"MOS {scores})"})
+    return problems
 
 
 def validate_records(records: pd.DataFrame) -> pd.DataFrame:
     """Check the schema and the labels; raise naming the offending rows."""
-    missing = set(RECORD_COLUMNS) - set(records.columns)
-    if missing:
-        raise ValueError(f"records lack columns {sorted(missing)}; expected {RECORD_COLUMNS}")
-    bad = records[~np.isfinite(records["mos"].astype(float))]
+    check_schema(records)
+    bad = records[~np.isfinite(pd.to_numeric(records["mos"], errors="coerce").astype(float))]
     if len(bad):
         raise ValueError(f"{len(bad)} records have no finite MOS, e.g. {bad['image'].head(5).tolist()}")
-    dup = records[records["image"].duplicated(keep=False)]
+    dup = records[records[["db", "image"]].astype(str).duplicated(keep=False)]
     if len(dup):
         raise ValueError(f"{dup['image'].nunique()} images are listed twice, e.g. "
                          f"{dup['image'].head(5).tolist()}")

@@ -1,31 +1,103 @@
 """Crop / resize policies as albumentations pipelines; output is a float tensor in [0, 1].
 
-Quality-preserving by default: only geometric operations that do not change perceived quality
-(crops, flips). Anything that changes the label (blur, noise, JPEG, colour) must be asked for.
+A data config's ``transforms: {train: {...}, eval: {...}}`` blocks are the keyword arguments of
+``build_transform`` (presets in ``conf/transforms/``, e.g. ``+transforms=stairiqa``):
+
+- full image: no ``crop_size``, no ``resize`` (native resolution; batches of different sizes need
+  ``data.collate=pad`` or a batch size of 1);
+- random crop at native resolution: ``crop_size: 224`` (train: random crop, eval: centre crop);
+- fixed resize: ``resize: [H, W]``;
+- StairIQA: train ``{resize_short_side: 380, crop_size: 320, hflip: true}``, eval
+  ``{resize_short_side: 380, crop_size: 320, crop: five}``; five crops (the four corners, then the
+  centre) come out stacked as ``(5, C, H, W)`` per image and the model scores their mean.
+
+Quality-preserving by default: only operations that do not change perceived quality (resizing
+with area interpolation, crops, flips). Anything that changes the label (blur, noise, JPEG, colour
+jitter) runs only when a config lists it under ``augment`` (albumentations class name →
+arguments; train only).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import albumentations as A
+import cv2
+import numpy as np
+import torch
 from albumentations.pytorch import ToTensorV2
+
+CROPS = ("random", "center", "five")
 
 
 def _to_tensor() -> list:
     return [A.ToFloat(max_value=255.0), ToTensorV2()]
 
 
+def _augmentations(augment: Mapping | None) -> list:
+    ops = []
+    for name, kwargs in (augment or {}).items():
+        cls = getattr(A, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)):
+            raise ValueError(f"transforms augment: '{name}' is not an albumentations transform")
+        ops.append(cls(**dict(kwargs or {})))
+    return ops
+
+
+def five_crop_boxes(height: int, width: int, size: int) -> list[tuple[int, int]]:
+    """Top-left corners (y, x) of the four corner crops and the centre crop, in that order."""
+    y, x = height - size, width - size
+    return [(0, 0), (0, x), (y, 0), (y, x), (y // 2, x // 2)]
+
+
+class FiveCrop:
+    """``pre`` (resize, padding to at least the crop), then the four corners and the centre:
+    ``transform(image=array)["image"]`` is a ``(5, C, size, size)`` tensor in [0, 1]."""
+
+    def __init__(self, pre: A.Compose, size: int):
+        self.pre = pre
+        self.size = size
+        self.post = A.Compose(_to_tensor())
+
+    def __call__(self, image: np.ndarray, **_) -> dict:
+        image = self.pre(image=image)["image"]
+        crops = [self.post(image=np.ascontiguousarray(image[y:y + self.size, x:x + self.size]))
+                 ["image"] for y, x in five_crop_boxes(*image.shape[:2], self.size)]
+        return {"image": torch.stack(crops)}
+
+
 def build_transform(stage: str, crop_size: int | None = None, hflip: bool = False,
-                    resize_short_side: int | None = None) -> A.Compose:
-    """``train``: optional short-side resize, random crop, optional flip; ``val``/``test``: the
-    same resize and a centre crop."""
+                    resize_short_side: int | None = None, resize: Sequence[int] | None = None,
+                    crop: str | None = None, vflip: bool = False,
+                    augment: Mapping | None = None):
+    """The pipeline for ``stage`` (``train``, ``val`` or ``test``).
+
+    ``resize_short_side`` scales the short side to that length; ``resize: [H, W]`` scales to a
+    fixed size (give one of the two); ``crop_size`` with ``crop`` = ``random`` (train default),
+    ``center`` (val/test default) or ``five``; flips and ``augment`` apply at train only."""
+    train = stage == "train"
+    if resize_short_side and resize:
+        raise ValueError("transforms: give resize_short_side or resize, not both")
+    crop = crop or ("random" if train else "center")
+    if crop not in CROPS:
+        raise ValueError(f"transforms crop must be one of {CROPS}, got '{crop}'")
     ops: list = []
     if resize_short_side:
         ops.append(A.SmallestMaxSize(max_size=resize_short_side, area_for_downscale="image"))
+    if resize:
+        height, width = resize
+        ops.append(A.Resize(height, width, area_for_downscale="image"))
+    if crop_size and crop == "five":
+        ops.append(A.PadIfNeeded(crop_size, crop_size, position="center",
+                                 border_mode=cv2.BORDER_CONSTANT, fill=0))
+        return FiveCrop(A.Compose(ops), crop_size)
     if crop_size:
-        if stage == "train":
-            ops.append(A.RandomCrop(crop_size, crop_size, pad_if_needed=True))
-        else:
-            ops.append(A.CenterCrop(crop_size, crop_size, pad_if_needed=True))
-    if hflip and stage == "train":
-        ops.append(A.HorizontalFlip(p=0.5))
+        kind = A.RandomCrop if crop == "random" else A.CenterCrop
+        ops.append(kind(crop_size, crop_size, pad_if_needed=True))
+    if train:
+        if hflip:
+            ops.append(A.HorizontalFlip(p=0.5))
+        if vflip:
+            ops.append(A.VerticalFlip(p=0.5))
+        ops.extend(_augmentations(augment))
     return A.Compose(ops + _to_tensor())

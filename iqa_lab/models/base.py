@@ -55,9 +55,21 @@ class IQAModule(L.LightningModule):
     def _stage_metrics(self, stage: str) -> tuple[IQAEpochMetrics, MeanMetric]:
         return getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
 
-    def model_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        pred = self(batch["image"]).float()
+    def score(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,) scores; a ``(B, n_crops, C, H, W)`` batch (e.g. five crops) is scored as the mean
+        over its crops."""
+        if not len(images):
+            return torch.empty(0, device=images.device)
+        if images.dim() == 5:
+            batch, crops = images.shape[:2]
+            return self(images.flatten(0, 1)).float().view(batch, crops).mean(dim=1)
+        return self(images).float()
+
+    def model_step(self, batch: dict, stage: str) -> tuple[torch.Tensor | None, torch.Tensor]:
         target = batch["mos"].float()
+        if not len(target):  # every item of the batch failed to decode (data.on_bad=skip)
+            return None, target
+        pred = self.score(batch["image"])
         loss = self.loss_fn(pred, target)
         metrics, mean_loss = self._stage_metrics(stage)
         mean_loss.update(loss.detach(), weight=len(target))
@@ -66,6 +78,8 @@ class IQAModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self.model_step(batch, "train")
+        if loss is None:
+            return None  # Lightning skips the optimizer step
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
@@ -77,7 +91,7 @@ class IQAModule(L.LightningModule):
         self._test_outputs.append({"index": batch["index"], "prediction": pred.detach()})
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self(batch["image"]).float()
+        return self.score(batch["image"])
 
     def _log_epoch(self, stage: str) -> dict[str, torch.Tensor]:
         metrics, mean_loss = self._stage_metrics(stage)

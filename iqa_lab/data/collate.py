@@ -1,0 +1,60 @@
+"""Batching IQADataset items: drops the items that failed to decode (``data.on_bad=skip``) and, for
+native-resolution images of different sizes, pads to the largest with a mask (``data.collate=pad``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+COLLATES = ("stack", "pad")
+
+
+def pad_images(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad ``(..., H, W)`` tensors at the bottom and right to the largest ``H`` and ``W``.
+
+    Returns the batch ``(B, ..., H, W)`` and a ``(B, H, W)`` boolean mask, True on real pixels."""
+    height = max(image.shape[-2] for image in images)
+    width = max(image.shape[-1] for image in images)
+    batch = torch.stack([F.pad(image, (0, width - image.shape[-1], 0, height - image.shape[-2]))
+                         for image in images])
+    mask = torch.zeros(len(images), height, width, dtype=torch.bool)
+    for i, image in enumerate(images):
+        mask[i, :image.shape[-2], :image.shape[-1]] = True
+    return batch, mask
+
+
+class IQACollate:
+    """Collate for IQADataset items ``{"image", "mos", "index"}`` and bad-item markers ``{"bad"}``.
+
+    The batch holds the good items and ``bad_inputs`` (the markers' ``{"image", "reason"}``), which
+    the DataModule moves into its ``bad_inputs`` list; a batch may be empty when all its items were
+    bad. ``mode="stack"`` needs equal sizes; ``mode="pad"`` adds ``mask`` (see ``pad_images``)."""
+
+    def __init__(self, mode: str = "stack"):
+        if mode not in COLLATES:
+            raise ValueError(f"data.collate must be one of {COLLATES}, got '{mode}'")
+        self.mode = mode
+
+    def __call__(self, items: list[dict]) -> dict:
+        bad = [item["bad"] for item in items if "bad" in item]
+        good = [item for item in items if "bad" not in item]
+        batch = {"mos": torch.stack([item["mos"] for item in good]) if good else torch.empty(0),
+                 "index": (torch.stack([item["index"] for item in good]) if good
+                           else torch.empty(0, dtype=torch.long)),
+                 "bad_inputs": bad}
+        images = [item["image"] for item in good]
+        if not images:
+            batch["image"] = torch.empty(0)
+        elif self.mode == "pad":
+            batch["image"], batch["mask"] = pad_images(images)
+        else:
+            shapes = {tuple(image.shape) for image in images}
+            if len(shapes) > 1:
+                raise ValueError(f"images of different sizes in one batch {sorted(shapes)}: use a "
+                                 f"crop or resize policy (data.transforms), a batch size of 1, or "
+                                 f"data.collate=pad for a model that takes a mask")
+            batch["image"] = torch.stack(images)
+        for key in good[0].keys() - {"image", "mos", "index"} if good else ():
+            batch[key] = torch.utils.data.default_collate([item[key] for item in good])
+        return batch
