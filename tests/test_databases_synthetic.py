@@ -171,3 +171,97 @@ def test_tid2013_without_std_and_label_errors(make_cfg, tmp_path):
     (tmp_path / "mos_with_names.txt").unlink()
     with pytest.raises(LabelFileError, match=r"mos_with_names\.txt: TID2013 label file"):
         datamodule.load_records()
+
+
+# ------------------------------------------------------------------------------ LIVE release 2
+LIVE_FOLDERS = {"jp2k": 227, "jpeg": 233, "wn": 174, "gblur": 174, "fastfading": 174}
+LIVE_REFS = ["bikes.bmp", "buildings.bmp", "caps.bmp", "lighthouse2.bmp", "parrots.bmp",
+             "womanhat.bmp"]
+
+
+def _cell(strings) -> np.ndarray:
+    """A 1xN MATLAB cell array of strings, as savemat writes an object array."""
+    cell = np.empty((1, len(strings)), dtype=object)
+    cell[0, :] = list(strings)
+    return cell
+
+
+def _live(root, realigned: bool = True):
+    from scipy.io import savemat
+
+    total = sum(LIVE_FOLDERS.values())
+    index = np.arange(total)
+    refnames = [LIVE_REFS[i % len(LIVE_REFS)] for i in index]
+    orgs = (index % 5 == 0).astype(float)             # about the release's 203 of 982
+    dmos = np.where(orgs == 1, 0.0, 20 + (index % 70)).astype(float)
+    std = 5 + (index % 9) / 10
+    if realigned:
+        savemat(root / "dmos_realigned.mat", {"dmos_new": dmos[None], "dmos_std": std[None],
+                                              "orgs": orgs[None]})
+    else:
+        savemat(root / "dmos.mat", {"dmos": dmos[None], "orgs": orgs[None]})
+    savemat(root / "refnames_all.mat", {"refnames_all": _cell(refnames)})
+    for i, ref in enumerate(LIVE_REFS):
+        _image(root / "refimgs" / ref, 1000 + i)
+    expected, offset = {}, 0
+    for folder, count in LIVE_FOLDERS.items():
+        lines = []
+        for k in reversed(range(1, count + 1)):        # info.txt is not in image order
+            i = offset + k - 1
+            level = round(0.05 * k, 4)
+            lines.append(f"{refnames[i]} img{k}.bmp {level}")
+            expected[f"{folder}/img{k}.bmp"] = (dmos[i], std[i], refnames[i][:-4], folder,
+                                                level, orgs[i] == 1)
+            _image(root / folder / f"img{k}.bmp", 2000 + i)
+        # gblur's info.txt separates its lines with blank ones, as the release does.
+        separator = "\r\n\r\n" if folder == "gblur" else "\r\n"
+        (root / folder / "info.txt").write_bytes((separator.join(lines) + "\r\n").encode())
+        offset += count
+    return expected
+
+
+def test_live_records(make_cfg, tmp_path):
+    expected = _live(tmp_path)
+    datamodule = _setup(make_cfg, "live", tmp_path)
+    records = datamodule.records
+    kept = {k: v for k, v in expected.items() if not v[-1]}
+    assert len(records) == len(kept) == 982 - 197
+    assert (datamodule.mos_range, datamodule.lower_better) == ((0, 100), True)
+    for image, (dmos, std, ref, folder, level, _) in kept.items():
+        row = _row(records, image)
+        assert row["mos_raw"] == pytest.approx(dmos)
+        assert row["mos"] == pytest.approx(1 - dmos / 100)  # DMOS flipped: higher = better
+        assert row["mos_std"] == pytest.approx(std)
+        assert (row["ref"], row["dist_type"], row["dist_level"]) == (ref, folder, level)
+    assert records["dist_type"].value_counts().to_dict() == {
+        folder: count - len([k for k in range(count) if (offset + k) % 5 == 0])
+        for folder, count, offset in zip(LIVE_FOLDERS, LIVE_FOLDERS.values(),
+                                         np.cumsum([0, *LIVE_FOLDERS.values()]))}
+
+
+def test_live_dmos_mat_and_references(make_cfg, tmp_path):
+    expected = _live(tmp_path, realigned=False)
+    datamodule = _datamodule(make_cfg, "live", tmp_path, "data.include_references=true")
+    records = datamodule.load_records()
+    assert len(records) == 982 and records["mos_std"].isna().all()
+    assert _row(records, "jp2k/img1.bmp")["mos_raw"] == 0.0  # orgs == 1: a copy of the reference
+    assert _row(records, "fastfading/img174.bmp")["mos_raw"] == expected["fastfading/img174.bmp"][0]
+
+
+def test_live_label_file_errors(make_cfg, tmp_path):
+    from scipy.io import savemat
+
+    datamodule = _datamodule(make_cfg, "live", tmp_path)
+    with pytest.raises(LabelFileError, match=r"dmos_realigned\.mat', 'dmos\.mat'\] found"):
+        datamodule.load_records()
+    _live(tmp_path)
+    (tmp_path / "gblur" / "info.txt").write_text("bikes.bmp img1.bmp\n")
+    with pytest.raises(LabelFileError, match=r"gblur/info\.txt: line 1"):
+        datamodule.load_records()
+    savemat(tmp_path / "dmos_realigned.mat", {"dmos_new": np.zeros((1, 981)),
+                                              "orgs": np.zeros((1, 981))})
+    with pytest.raises(LabelFileError, match=r"'dmos_new' has 981 entries; LIVE release 2 has 982"):
+        datamodule.load_records()
+    (tmp_path / "refnames_all.mat").unlink()
+    with pytest.raises(LabelFileError, match=r"refnames_all\.mat: LIVE reference names not found"):
+        datamodule.load_records()
