@@ -265,3 +265,90 @@ def test_live_label_file_errors(make_cfg, tmp_path):
     (tmp_path / "refnames_all.mat").unlink()
     with pytest.raises(LabelFileError, match=r"refnames_all\.mat: LIVE reference names not found"):
         datamodule.load_records()
+
+
+# -------------------------------------------------------------------------------------- CSIQ
+CSIQ_TYPES = {"noise": (1, "awgn", "AWGN"), "jpeg 2000": (3, "jpeg2000", "jpeg2000"),
+              "contrast": (6, "contrast", "contrast")}
+CSIQ_HEADER = ["image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"]
+
+
+def _csiq_rows():
+    rows, expected = [], {}
+    for r, ref in enumerate((1600, "aerial_city", "boston", "bridge")):
+        for dst_type, (idx, folder, tag) in CSIQ_TYPES.items():
+            for level in (1, 2):
+                dmos, std = round(0.1 * level + 0.01 * r + 0.001 * idx, 3), round(0.05 + 0.01 * r, 3)
+                rows.append([ref, idx, dst_type, level, std, dmos])
+                expected[f"dst_imgs/{folder}/{ref}.{tag}.{level}.png"] = (dmos, std, str(ref),
+                                                                           folder, level)
+    return rows, expected
+
+
+def _csiq(root, csv: bool = False):
+    """csiq.DMOS.xlsx as released: the table starts at D4 of sheet all_by_image, which is not the
+    workbook's first sheet; or a CSV export of that sheet (same offset)."""
+    from openpyxl import Workbook
+
+    rows, expected = _csiq_rows()
+    if csv:
+        lines = [",,,,,,,,"] * 3 + [",,," + ",".join(CSIQ_HEADER)]
+        lines += [",,," + ",".join(str(v) for v in row) for row in rows]
+        (root / "csiq.DMOS.csv").write_text("\r\n".join(lines) + "\r\n")
+    else:
+        book = Workbook()
+        book.active.title = "all_by_distortion"
+        book["all_by_distortion"]["A1"] = "sorted by distortion"
+        sheet = book.create_sheet("all_by_image")
+        for i, row in enumerate([CSIQ_HEADER, *rows]):
+            for j, value in enumerate(row):
+                sheet.cell(row=4 + i, column=4 + j, value=value)
+        book.save(root / "csiq.DMOS.xlsx")
+    for i, image in enumerate(expected):
+        _image(root / image, 3000 + i)
+    for i, ref in enumerate({v[2] for v in expected.values()}):
+        _image(root / "src_imgs" / f"{ref}.png", 3500 + i)
+    return expected
+
+
+def _check_csiq(records, expected):
+    assert len(records) == 4 * 3 * 2 == len(expected)
+    for image, (dmos, std, ref, folder, level) in expected.items():
+        row = _row(records, image)
+        assert row["mos_raw"] == pytest.approx(dmos)
+        assert row["mos"] == pytest.approx(1 - dmos)  # DMOS on 0..1 flipped
+        assert row["mos_std"] == pytest.approx(std)
+        assert (row["ref"], row["dist_type"], row["dist_level"]) == (ref, folder, level)
+
+
+def test_csiq_xlsx_records(make_cfg, tmp_path):
+    expected = _csiq(tmp_path)
+    datamodule = _setup(make_cfg, "csiq", tmp_path)
+    assert (datamodule.mos_range, datamodule.lower_better) == ((0, 1), True)
+    _check_csiq(datamodule.records, expected)
+    assert "dst_imgs/awgn/1600.AWGN.2.png" in set(datamodule.records["image"])
+
+
+def test_csiq_csv_export(make_cfg, tmp_path):
+    expected = _csiq(tmp_path, csv=True)
+    datamodule = _datamodule(make_cfg, "csiq", tmp_path, "data.label_file=csiq.DMOS.csv")
+    _check_csiq(datamodule.load_records(), expected)
+
+
+def test_csiq_label_file_errors(make_cfg, tmp_path):
+    datamodule = _datamodule(make_cfg, "csiq", tmp_path)
+    with pytest.raises(LabelFileError, match=r"csiq\.DMOS\.xlsx: CSIQ label file"):
+        datamodule.load_records()
+    _csiq(tmp_path)
+    wrong_sheet = _datamodule(make_cfg, "csiq", tmp_path, "data.sheet=by_image")
+    with pytest.raises(LabelFileError, match=r"csiq\.DMOS\.xlsx: no sheet 'by_image'"):
+        wrong_sheet.load_records()
+    (tmp_path / "csiq.DMOS.csv").write_text("image,dst_type,dst_lev,dmos\n1600,noise,1,0.1\n")
+    as_csv = _datamodule(make_cfg, "csiq", tmp_path, "data.label_file=csiq.DMOS.csv")
+    with pytest.raises(LabelFileError, match=r"csiq\.DMOS\.csv: missing column\(s\) "
+                                             r"\['dst_idx', 'dmos_std'\]"):
+        as_csv.load_records()
+    (tmp_path / "csiq.DMOS.csv").write_text(
+        ",".join(CSIQ_HEADER) + "\n1600,1,gaussian,1,0.01,0.1\n")
+    with pytest.raises(LabelFileError, match=r"unknown dst_type \['gaussian'\]"):
+        as_csv.load_records()
