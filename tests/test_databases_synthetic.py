@@ -352,3 +352,66 @@ def test_csiq_label_file_errors(make_cfg, tmp_path):
         ",".join(CSIQ_HEADER) + "\n1600,1,gaussian,1,0.01,0.1\n")
     with pytest.raises(LabelFileError, match=r"unknown dst_type \['gaussian'\]"):
         as_csv.load_records()
+
+
+# ----------------------------------------------------------------------------------- LIVE-MD
+LIVEMD_PARTS = {"Part 1": ("blurjpeg", "jpeg"), "Part 2": ("blurnoise", "noise")}
+LIVEMD_REFS = ("babygirl", "bikerace", "cows", "palace2")
+
+
+def _livemd(root):
+    from scipy.io import savemat
+
+    expected, seed = {}, 4000
+    for p, (part, (folder, second)) in enumerate(LIVEMD_PARTS.items()):
+        names, scores = [], []
+        for r, ref in enumerate(LIVEMD_REFS):
+            _image(root / part / folder / f"{ref}.bmp", seed := seed + 1)
+            for stages, kind, level in ((f"blur{p + 1}", "blur", p + 1),
+                                        (f"{second}2", second, 2),
+                                        (f"blur1_{second}3", f"blur+{second}", 4)):
+                name = f"{ref}_{stages}.bmp"
+                score = round(10 + 5 * level + r + 0.1 * p, 4)
+                names.append(name)
+                scores.append(score)
+                expected[f"{part}/{folder}/{name}"] = (score, ref, kind, level)
+                _image(root / part / folder / name, seed := seed + 1)
+        # As MATLAB stores them: distimgs an N x 1 cell, DMOSscores a 1 x N row.
+        cell = np.empty((len(names), 1), dtype=object)
+        cell[:, 0] = names
+        savemat(root / part / "Imagelists.mat", {"distimgs": cell, "refimgs": _cell(
+            [f"{ref}.bmp" for ref in LIVEMD_REFS]).T})
+        savemat(root / part / "Scores.mat", {"DMOSscores": np.array(scores)[None]})
+    return expected
+
+
+def test_livemd_records(make_cfg, tmp_path):
+    expected = _livemd(tmp_path)
+    datamodule = _setup(make_cfg, "livemd", tmp_path)
+    records = datamodule.records
+    assert len(records) == 2 * 4 * 3 == len(expected)
+    assert (datamodule.mos_range, datamodule.lower_better) == ((0, 100), True)
+    for image, (score, ref, kind, level) in expected.items():
+        row = _row(records, image)
+        assert row["mos_raw"] == pytest.approx(score)
+        assert row["mos"] == pytest.approx(1 - score / 100)
+        assert np.isnan(row["mos_std"])
+        assert (row["ref"], row["dist_type"], row["dist_level"]) == (ref, kind, level)
+    # One content across both parts: 6 images per reference, all on one side.
+    assert records.groupby("ref").size().to_dict() == {ref: 6 for ref in LIVEMD_REFS}
+
+
+def test_livemd_label_file_errors(make_cfg, tmp_path):
+    from scipy.io import savemat
+
+    datamodule = _datamodule(make_cfg, "livemd", tmp_path)
+    with pytest.raises(LabelFileError, match=r"Part 1/Imagelists\.mat: MATLAB file with "
+                                             r"'distimgs' not found"):
+        datamodule.load_records()
+    _livemd(tmp_path)
+    savemat(tmp_path / "Part 2" / "Scores.mat", {"DMOSscores": np.zeros((1, 11))})
+    with pytest.raises(LabelFileError, match=r"Part 2/Scores\.mat: 11 DMOSscores for the 12"):
+        datamodule.load_records()
+    savemat(tmp_path / "Part 2" / "Scores.mat", {"MOSscores": np.zeros((1, 12))})
+    with pytest.raises(LabelFileError, match=r"Part 2/Scores\.mat: no variable 'DMOSscores'"):
+        datamodule.load_records()
