@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-full train eval clean
+.PHONY: help install demo test test-full train eval clean reproduce-table
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -42,3 +42,7 @@ eval: install ## python -m iqa_lab.eval with ARGS="ckpt_path=... data=..."
 
 clean: ## remove run outputs (logs/); keeps .venv and the dataset cache
 	rm -rf logs outputs multirun .pytest_cache
+
+reproduce-table: install ## every cell of experiments/tables/$(TABLE).yaml, ours beside published (data_root=… ARGS="overrides")
+	@test -n "$(TABLE)" || { echo "usage: make reproduce-table TABLE=<name>  (tables: $$(ls experiments/tables | sed 's/\.yaml//' | tr '\n' ' '))"; exit 2; }
+	$(PY) -m iqa_lab.evaluation.tables $(TABLE) $(if $(data_root),paths.data_root=$(abspath $(data_root))) $(ARGS)

@@ -169,6 +169,17 @@ def _initial_guesses(pred: np.ndarray, mos: np.ndarray, params: int) -> list[lis
             [0.0, 1.0 / spread, centre, slope, float(np.mean(mos) - slope * np.mean(pred))]]
 
 
+def _bounds(pred: np.ndarray, params: int) -> tuple[list[float], list[float]]:
+    """Bounds that keep the logistic's steepness finite (about 1000 steps per spread of x)."""
+    spread = max(float(np.std(pred)), 1e-6)
+    lo, hi = [-np.inf] * params, [np.inf] * params
+    if params == 4:
+        lo[3], hi[3] = -spread * 1e3, spread * 1e3
+    else:
+        lo[1], hi[1] = -1e3 / spread, 1e3 / spread
+    return lo, hi
+
+
 def fit_logistic(pred, mos, params: int = 4) -> np.ndarray | None:
     """Least-squares parameters of the ``params``-parameter logistic from predictions to MOS, or
     None (with a warning) when no starting point converges."""
@@ -182,11 +193,17 @@ def fit_logistic(pred, mos, params: int = 4) -> np.ndarray | None:
               f"using raw predictions")
         return None
     func, best, best_sse = LOGISTICS[params], None, np.inf
+    guesses = _initial_guesses(pred, mos, params)
+    # Unbounded Levenberg-Marquardt from each start; if the optimum runs off to a step function
+    # (steepness -> infinity, e.g. a cluster of outliers), a bounded fit finds the nearest one.
+    attempts = [(p0, {}) for p0 in guesses] + [(guesses[0], {"bounds": _bounds(pred, params)})]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for p0 in _initial_guesses(pred, mos, params):
+        for p0, extra in attempts:
+            if best is not None and extra:
+                break
             try:
-                fitted, _ = optimize.curve_fit(func, pred, mos, p0=p0, maxfev=20000)
+                fitted, _ = optimize.curve_fit(func, pred, mos, p0=p0, maxfev=20000, **extra)
             except (RuntimeError, ValueError, TypeError, optimize.OptimizeWarning):
                 continue
             sse = float(np.sum((func(pred, *fitted) - mos) ** 2))

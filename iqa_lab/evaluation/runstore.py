@@ -43,7 +43,7 @@ def identity(cfg: DictConfig, with_repeat: bool = True) -> dict:
                            if OmegaConf.is_config(value) else value)
     callbacks = cfg.get("callbacks") or {}
     ident["callbacks"] = {name: OmegaConf.to_container(callbacks[name], resolve=True)
-                          for name in CALLBACKS_THAT_DECIDE if name in callbacks}
+                          for name in CALLBACKS_THAT_DECIDE if callbacks.get(name) is not None}
     ident = _strip(ident)
     return ident if with_repeat else _drop_repeat(ident)
 

@@ -1,0 +1,320 @@
+"""``make reproduce-table TABLE=<name>``: every cell of a paper table, ours beside theirs.
+
+A spec ``experiments/tables/<name>.yaml`` holds ``title``, ``source`` (seed file + table number),
+``protocol`` (overrides), ``repeats``, ``metrics``, ``base`` (overrides of every cell), ``rows`` and
+``columns`` (label → overrides, optionally ``{overrides: [...], entry: eval}``) and ``published``
+(row → column → {metric: value}). For each cell the driver
+
+1. composes the cell's config for every repeat and looks its run up in the run store
+   (``logs/store``, see ``runstore``): finished repeats are not run again;
+2. says "absent" for cells whose database folder is not here (nothing is left blank);
+3. launches the missing repeats of a cell as one Hydra multirun (``python -m iqa_lab.train -m …
+   protocol.repeat=0,1,…``), in a subprocess, so every run is an ordinary run with its own outputs;
+4. aggregates the median (and n, IQR) of each metric over the repeats and renders Markdown, CSV
+   and LaTeX into ``experiments/results/<name>/`` with the published value, the difference, the
+   command, the git commit and the machine. Cells that used ``selection=test`` are stamped
+   ``paper-parity``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from iqa_lab.evaluation.aggregate import describe
+from iqa_lab.evaluation.report import table_plot
+from iqa_lab.evaluation.results import git_commit, machine
+from iqa_lab.evaluation.runstore import run_key, store_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = ROOT / "conf"
+TABLES_DIR = ROOT / "experiments" / "tables"
+RESULTS_DIR = ROOT / "experiments" / "results"
+SYNTHETIC_TARGET = "iqa_lab.data.synthetic.SyntheticDataModule"
+
+
+@dataclass
+class Cell:
+    row: str
+    column: str
+    overrides: list[str]
+    entry: str = "train"
+    status: str = "pending"          # ok | absent | failed | partial
+    detail: str = ""
+    keys: list[str] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+    values: dict = field(default_factory=dict)   # metric -> describe() dict
+    paper_parity: bool = False
+
+
+def _as_overrides(value) -> tuple[list[str], str]:
+    if isinstance(value, dict):
+        return list(value.get("overrides", [])), value.get("entry", "train")
+    return list(value or []), "train"
+
+
+def load_spec(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = TABLES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in TABLES_DIR.glob("*.yaml"))
+        raise SystemExit(f"no table spec {path}; known tables: {known}")
+    spec = yaml.safe_load(path.read_text())
+    for key in ("title", "source", "repeats", "metrics", "rows", "columns"):
+        if key not in spec:
+            raise SystemExit(f"{path}: the table spec lacks '{key}'")
+    spec["name"] = path.stem
+    return spec
+
+
+def compose_cell(entry: str, overrides: list[str]) -> DictConfig:
+    """The config a run with these overrides would see (Hydra's resolvers included)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(entry, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def data_absent(data: DictConfig) -> str | None:
+    """Why the cell's database cannot be read here, or None when it can."""
+    if "databases" in data:
+        reasons = [data_absent(member) for member in data.databases.values()]
+        return "; ".join(r for r in reasons if r) or None
+    if data.get("_target_") == SYNTHETIC_TARGET:
+        return None
+    folder = Path(str(data.get("data_dir")))
+    return None if folder.is_dir() else f"database absent: {folder}"
+
+
+def plan(spec: dict, extra: list[str]) -> list[Cell]:
+    """Every cell with its finished and missing repeats."""
+    cells = []
+    for row, row_value in spec["rows"].items():
+        row_overrides, entry = _as_overrides(row_value)
+        for column, col_value in spec["columns"].items():
+            col_overrides, col_entry = _as_overrides(col_value)
+            # A row or column that names its own protocol replaces the table's.
+            own_protocol = any(o.startswith("protocol=") for o in row_overrides + col_overrides)
+            overrides = (list(spec.get("base", []))
+                         + ([] if own_protocol else list(spec.get("protocol", [])))
+                         + row_overrides + col_overrides + list(extra))
+            cell = Cell(row, column, overrides, entry=col_entry if col_entry != "train" else entry)
+            try:
+                cfg = compose_cell(cell.entry, overrides)
+            except Exception as err:  # a config this checkout cannot compose is a cell, not a crash
+                cell.status, cell.detail = "unavailable", f"config does not compose: {str(err).splitlines()[0]}"
+                cells.append(cell)
+                continue
+            absent = data_absent(cfg.data)
+            if absent:
+                cell.status, cell.detail = "absent", absent
+                cells.append(cell)
+                continue
+            store = store_dir(cfg)
+            for repeat in range(int(spec["repeats"])):
+                cfg_r = compose_cell(cell.entry, overrides + [f"protocol.repeat={repeat}"])
+                key = run_key(cfg_r)
+                cell.keys.append(key)
+                if not (store / f"{key}.json").is_file():
+                    cell.missing.append(repeat)
+            cell.paper_parity = cfg.protocol.selection == "test"
+            cells.append(cell)
+    GlobalHydra.instance().clear()
+    return cells
+
+
+def launch(cell: Cell, spec: dict, sweep_root: Path) -> int:
+    """Run the cell's missing repeats as one Hydra multirun; returns the exit code."""
+    slug = f"{cell.row}__{cell.column}".replace(" ", "_").replace("/", "-")
+    command = [sys.executable, "-m", f"iqa_lab.{cell.entry}", "-m", *cell.overrides,
+               f"protocol.repeat={','.join(map(str, cell.missing))}",
+               f"hydra.sweep.dir={sweep_root / slug}"]
+    print(f"\n[{spec['name']}] {cell.row} × {cell.column}: running repeats {cell.missing}\n  "
+          + shlex.join(command[1:]), flush=True)
+    return subprocess.run(command, cwd=ROOT, check=False).returncode
+
+
+def collect(cell: Cell, store: Path, metrics: list[str]) -> None:
+    """Median etc. over the cell's finished repeats, from the run store."""
+    runs = []
+    for key in cell.keys:
+        path = store / f"{key}.json"
+        if path.is_file():
+            runs.append(json.loads(path.read_text())["results"])
+    cell.values = {m: describe([r["metrics"].get(m) for r in runs]) for m in metrics}
+    cell.paper_parity = cell.paper_parity or any(r.get("paper_parity") for r in runs)
+    if cell.status in ("absent", "unavailable"):
+        return
+    if len(runs) == len(cell.keys):
+        cell.status = "ok"
+    elif runs:
+        cell.status, cell.detail = "partial", f"{len(runs)} of {len(cell.keys)} repeats finished"
+    else:
+        cell.status = "failed" if cell.status == "failed" else "missing"
+        cell.detail = cell.detail or "no repeat finished (see the sweep logs)"
+
+
+def _published(spec: dict, row: str, column: str, metric: str) -> float | None:
+    value = (spec.get("published") or {}).get(row, {}).get(column)
+    if isinstance(value, dict):
+        value = value.get(metric, value.get(metric.split("/")[-1]))
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def cell_frame(cells: list[Cell], spec: dict) -> pd.DataFrame:
+    """Long format: one line per (row, column, metric)."""
+    lines = []
+    for cell in cells:
+        for metric in spec["metrics"]:
+            stats = cell.values.get(metric, {})
+            ours = stats.get("median", float("nan")) if cell.status in ("ok", "partial") \
+                else float("nan")
+            published = _published(spec, cell.row, cell.column, metric)
+            lines.append({"row": cell.row, "column": cell.column, "metric": metric,
+                          "ours": ours, "n": stats.get("n", 0), "iqr": stats.get("iqr"),
+                          "published": published,
+                          "diff": ours - published if published is not None else float("nan"),
+                          "status": cell.status, "detail": cell.detail,
+                          "stamp": "paper-parity" if cell.paper_parity else ""})
+    return pd.DataFrame(lines)
+
+
+def _cell_text(line) -> str:
+    if line.status in ("absent", "unavailable", "missing", "failed"):
+        return f"{line.status}" + (f": {line.detail}" if line.detail else "")
+    text = f"{line.ours:.4f} (n={line.n})"
+    if line.status == "partial":
+        text += f" partial: {line.detail}"
+    if line.stamp:
+        text += " paper-parity"
+    return text
+
+
+def render_markdown(frame: pd.DataFrame, spec: dict, header: dict) -> str:
+    out = [f"# {spec['title']}", "",
+           f"- source of the published numbers: {spec['source']}",
+           f"- protocol: `{' '.join(spec.get('protocol', [])) or 'config default'}`, "
+           f"{spec['repeats']} repeat(s), ours = median over repeats",
+           f"- command: `{header['command']}`",
+           f"- git commit `{header['git_commit']}`, machine: {header['machine']}, "
+           f"rendered {header['date']}"]
+    if spec.get("note"):
+        out.append(f"- note: {spec['note'].strip()}")
+    for metric in spec["metrics"]:
+        out += ["", f"## {metric}", "", "| row | column | ours | published | Δ (ours − pub.) |",
+                "|---|---|---|---|---|"]
+        for line in frame[frame["metric"] == metric].itertuples():
+            pub = f"{line.published:.4f}" if line.published is not None \
+                and np.isfinite(line.published) else "—"
+            diff = f"{line.diff:+.4f}" if np.isfinite(line.diff) else "—"
+            out.append(f"| {line.row} | {line.column} | {_cell_text(line)} | {pub} | {diff} |")
+    return "\n".join(out) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
+                 ("#", r"\#")):
+        text = text.replace(a, b)
+    return text
+
+
+def render_latex(frame: pd.DataFrame, spec: dict) -> str:
+    lines = [r"\begin{tabular}{llllll}", r"\hline",
+             r"Row & Column & Metric & Ours (median) & Published & $\Delta$ \\", r"\hline"]
+    for line in frame.itertuples():
+        ours = f"{line.ours:.4f}" if np.isfinite(line.ours) else line.status
+        if line.stamp:
+            ours += r"$^\dagger$"
+        pub = f"{line.published:.4f}" if line.published is not None \
+            and np.isfinite(line.published) else "--"
+        diff = f"{line.diff:+.4f}" if np.isfinite(line.diff) else "--"
+        lines.append(" & ".join(_latex_escape(str(v)) for v in
+                                (line.row, line.column, line.metric, ours, pub, diff)) + r" \\")
+    lines += [r"\hline", r"\end{tabular}",
+              f"% {_latex_escape(spec['title'])}; source: {_latex_escape(spec['source'])}",
+              r"% $^\dagger$ paper-parity: checkpoint picked on the test split"]
+    return "\n".join(lines) + "\n"
+
+
+def render(cells: list[Cell], spec: dict, out_dir: Path, command: str) -> pd.DataFrame:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = cell_frame(cells, spec)
+    info = machine()
+    header = {"command": command, "git_commit": git_commit(ROOT),
+              "machine": f"{info['cpus']} CPUs, {info['gpu'] or 'no GPU'}, torch {info['torch']}",
+              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    frame.to_csv(out_dir / "table.csv", index=False)
+    (out_dir / "table.md").write_text(render_markdown(frame, spec, header))
+    (out_dir / "table.tex").write_text(render_latex(frame, spec))
+    (out_dir / "provenance.json").write_text(json.dumps(
+        {**header, "spec": spec, "cells": [{"row": c.row, "column": c.column,
+                                            "overrides": c.overrides, "entry": c.entry,
+                                            "status": c.status, "run_keys": c.keys}
+                                           for c in cells]}, indent=1))
+    plotted = frame[np.isfinite(frame["ours"].astype(float))
+                    & frame["published"].notna()]
+    if len(plotted):
+        metric = spec["metrics"][0]
+        table_plot(plotted[plotted["metric"] == metric], out_dir / "table.png", spec["title"],
+                   metric)
+    return frame
+
+
+def reproduce(name: str, extra: list[str] | None = None, results_dir: str | Path | None = None,
+              dry_run: bool = False) -> tuple[pd.DataFrame, int]:
+    """Plan, launch what is missing, aggregate and render; returns (table, runs launched)."""
+    spec = load_spec(name)
+    extra = list(extra or [])
+    cells = plan(spec, extra)
+    cfg = compose_cell("train", list(spec.get("base", [])) + extra)
+    store, log_dir = store_dir(cfg), Path(cfg.paths.log_dir)
+    GlobalHydra.instance().clear()
+    sweep_root = log_dir / "tables" / spec["name"] / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    launched = 0
+    for cell in cells:
+        if cell.status in ("absent", "unavailable") or not cell.missing or dry_run:
+            continue
+        launched += len(cell.missing)
+        if launch(cell, spec, sweep_root) != 0:
+            cell.status, cell.detail = "failed", f"multirun failed; logs in {sweep_root}"
+    for cell in cells:
+        collect(cell, store, spec["metrics"])
+    command = "make reproduce-table TABLE=" + spec["name"] + (
+        " ARGS=" + shlex.quote(" ".join(extra)) if extra else "")
+    out_dir = Path(results_dir or RESULTS_DIR) / spec["name"]
+    frame = render(cells, spec, out_dir, command)
+    print("\n" + (out_dir / "table.md").read_text())
+    print(f"launched {launched} run(s); rendered into {out_dir}")
+    return frame, launched
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Reproduce a paper table (see module doc).")
+    parser.add_argument("table", help="name in experiments/tables/ or a path to a spec")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every cell")
+    parser.add_argument("--results-dir", default=None, help="default: experiments/results")
+    parser.add_argument("--dry-run", action="store_true", help="plan and render, launch nothing")
+    args = parser.parse_args(argv)
+    frame, _ = reproduce(args.table, args.overrides, args.results_dir, args.dry_run)
+    failed = frame[frame["status"] == "failed"]
+    sys.exit(1 if len(failed) else 0)
+
+
+if __name__ == "__main__":
+    main()

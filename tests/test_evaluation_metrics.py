@@ -1,0 +1,193 @@
+"""The metric definitions against scipy / scikit-learn, their degenerate cases, the logistic fits,
+the bootstrap and the paired significance tests."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from sklearn import metrics as skm
+
+from iqa_lab.evaluation import metrics as M
+from iqa_lab.models.base import epoch_metrics
+
+
+@pytest.fixture(params=["random", "tied"])
+def data(request):
+    rng = np.random.default_rng(7)
+    pred = rng.normal(size=300)
+    mos = 0.7 * pred + rng.normal(scale=0.6, size=300)
+    if request.param == "tied":  # scores on a coarse scale, as with 5-point ratings
+        pred, mos = np.round(pred, 1), np.round(mos)
+    return pred, mos
+
+
+def test_correlations_equal_scipy(data):
+    pred, mos = data
+    assert abs(M.srcc(pred, mos) - stats.spearmanr(pred, mos)[0]) < 1e-9
+    assert abs(M.krcc(pred, mos) - stats.kendalltau(pred, mos)[0]) < 1e-9
+    assert abs(M.plcc(pred, mos) - stats.pearsonr(pred, mos)[0]) < 1e-9
+
+
+def test_errors_equal_sklearn(data):
+    pred, mos = data
+    assert abs(M.rmse(pred, mos) - np.sqrt(skm.mean_squared_error(mos, pred))) < 1e-9
+    assert abs(M.mae(pred, mos) - skm.mean_absolute_error(mos, pred)) < 1e-9
+    assert abs(M.evs(pred, mos) - skm.explained_variance_score(mos, pred)) < 1e-9
+    assert abs(M.r2(pred, mos) - skm.r2_score(mos, pred)) < 1e-9
+    for q in (0.1, 0.5, 0.9):
+        assert abs(M.pinball(pred, mos, q) - skm.mean_pinball_loss(mos, pred, alpha=q)) < 1e-9
+    slope, intercept = M.linear_fit(pred, mos)
+    assert np.allclose([slope, intercept], np.polyfit(pred, mos, 1), atol=1e-9)
+
+
+def test_evs_and_r2_differ_on_biased_predictions():
+    mos = np.linspace(0, 1, 50)
+    pred = mos + 0.3  # a constant bias: variance of the error is zero, the error is not
+    assert M.evs(pred, mos) == pytest.approx(1.0)
+    assert M.r2(pred, mos) < 0.2
+
+
+@pytest.mark.parametrize("func", [M.srcc, M.krcc, M.plcc, M.plcc_fitted])
+def test_constant_or_short_input_gives_nan_with_a_warning(func):
+    for pred, mos in (([0.5] * 10, np.arange(10.0)), ([1.0], [2.0]),
+                      ([1.0, np.nan, 3.0], [1.0, 2.0, 3.0])):
+        with pytest.warns(RuntimeWarning):
+            assert np.isnan(func(pred, mos))
+
+
+def test_mismatched_lengths_raise():
+    with pytest.raises(ValueError, match="lengths differ"):
+        M.srcc([1, 2, 3], [1, 2])
+
+
+def _monotone_case(rng):
+    n = int(rng.integers(20, 400))
+    x = rng.normal(rng.uniform(-5, 5), rng.uniform(0.01, 20), n)
+    scale, offset = rng.uniform(0.5, 100), rng.uniform(-50, 50)
+    direction = rng.choice([-1, 1])
+    centred = (x - np.median(x)) / np.std(x)
+    y = scale / (1 + np.exp(-direction * centred * rng.uniform(0.3, 3))) + offset
+    return x, y + rng.normal(0, 0.05 * scale, n)
+
+
+@pytest.mark.parametrize("params", [4, 5])
+def test_logistic_fit_converges_on_100_random_monotone_cases(params):
+    rng = np.random.default_rng(params)
+    for case in range(100):
+        x, y = _monotone_case(rng)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # a fallback would be a failure
+            fitted = M.fit_logistic(x, y, params)
+        assert fitted is not None, case
+        mapped = M.LOGISTICS[params](x, *fitted)
+        # The mapping is at least as linear as the raw scores and keeps their order.
+        assert M.plcc(mapped, y) >= abs(M.plcc(x, y)) - 1e-6, case
+        assert M.srcc(mapped, y) == pytest.approx(abs(M.srcc(x, y)), abs=0.02), case
+
+
+def test_logistic_fit_falls_back_to_raw_predictions_with_a_warning():
+    x = np.arange(4.0)
+    with pytest.warns(RuntimeWarning, match="logistic"):
+        assert M.fit_logistic(x, x ** 2, 5) is None  # fewer points than parameters
+    with pytest.warns(RuntimeWarning):
+        assert np.array_equal(M.map_logistic(x, x ** 2, 5), x)
+
+
+def test_logistic_4_recovers_known_parameters():
+    x = np.linspace(-3, 3, 200)
+    y = M.logistic_4(x, 5.0, 1.0, 0.5, 0.7)
+    assert np.allclose(M.logistic_4(x, *M.fit_logistic(x, y, 4)), y, atol=1e-6)
+    assert M.plcc_fitted(x, y, 4) == pytest.approx(1.0, abs=1e-9)
+    assert M.rmse_fitted(x, y, 4) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_outlier_ratio_counts_misses_beyond_two_std():
+    x = np.linspace(0, 1, 100)
+    mos = x.copy()
+    mos[:10] += 0.5  # ten images far from the fitted line
+    ratio = M.outlier_ratio(x, mos, mos_std=np.full(100, 0.05), params=5)
+    assert 0.08 <= ratio <= 0.2
+    with pytest.warns(RuntimeWarning, match="standard deviation"):
+        assert np.isnan(M.outlier_ratio(x, mos, mos_std=None))
+
+
+def test_bootstrap_interval_is_seeded_and_covers_the_truth():
+    rng = np.random.default_rng(0)
+    pred = rng.normal(size=400)
+    mos = pred + rng.normal(size=400)
+    a = M.bootstrap_ci(pred, mos, "plcc", resamples=1000, seed=3)
+    assert a == M.bootstrap_ci(pred, mos, "plcc", resamples=1000, seed=3)
+    assert a["low"] < a["value"] < a["high"]
+    assert a["low"] < 1 / np.sqrt(2) < a["high"]  # population correlation of this construction
+    s = M.bootstrap_ci(pred, mos, "srcc", resamples=200, seed=3)
+    # Resampled rank correlations are recomputed on re-ranked data, not on the full-set ranks.
+    one = np.random.default_rng(3).integers(0, 400, size=(200, 400))[0]
+    assert s["low"] <= stats.spearmanr(pred[one], mos[one])[0] <= s["high"] + 0.1
+
+
+def _dependent_triplet(rng, n, gap):
+    mos = rng.normal(size=n)
+    a = mos + rng.normal(scale=1.0, size=n)
+    b = mos + rng.normal(scale=1.0 + gap, size=n)
+    return a, b, mos
+
+
+def test_dependent_correlation_tests_hold_their_level_under_the_null():
+    rng = np.random.default_rng(11)
+    rejections = {"williams": 0, "steiger": 0}
+    for _ in range(400):
+        a, b, mos = _dependent_triplet(rng, 100, gap=0.0)
+        r12, r13, r23 = M.plcc(a, mos), M.plcc(b, mos), M.plcc(a, b)
+        rejections["williams"] += M.williams_test(r12, r13, r23, 100)["p_value"] < 0.05
+        rejections["steiger"] += M.steiger_z_test(r12, r13, r23, 100)["p_value"] < 0.05
+    for name, count in rejections.items():
+        assert 0.02 <= count / 400 <= 0.09, name
+
+
+def test_model_comparison_detects_a_better_model_and_is_antisymmetric():
+    rng = np.random.default_rng(5)
+    a, b, mos = _dependent_triplet(rng, 500, gap=1.5)
+    result = M.compare_models(a, b, mos, "srcc", resamples=500, seed=0)
+    assert result["paired_bootstrap"]["diff"] > 0
+    assert result["paired_bootstrap"]["low"] > 0
+    assert result["williams"]["p_value"] < 0.01 and result["steiger"]["p_value"] < 0.01
+    swapped = M.compare_models(b, a, mos, "srcc", resamples=500, seed=0)
+    assert swapped["williams"]["statistic"] == pytest.approx(-result["williams"]["statistic"])
+    assert swapped["williams"]["p_value"] == pytest.approx(result["williams"]["p_value"])
+
+
+def test_williams_matches_its_formula_on_a_hand_example():
+    # r12=.5, r13=.3, r23=.4, n=50: |R| = 1-.25-.09-.16+2*.5*.3*.4 = 0.62
+    det, rbar = 0.62, 0.4
+    expected = 0.2 * np.sqrt(49 * 1.4 / (2 * 49 / 47 * det + rbar ** 2 * 0.6 ** 3))
+    result = M.williams_test(0.5, 0.3, 0.4, 50)
+    assert result["statistic"] == pytest.approx(expected, rel=1e-12)
+    assert result["p_value"] == pytest.approx(2 * stats.t.sf(expected, 47), rel=1e-12)
+
+
+def test_epoch_metrics_of_the_model_use_the_same_definitions(data):
+    pred, mos = data
+    collection = epoch_metrics("test/")
+    for start in range(0, len(pred), 64):
+        collection.update(torch.tensor(pred[start:start + 64]), torch.tensor(mos[start:start + 64]))
+    values = {k: float(v) for k, v in collection.compute().items()}
+    reference = M.summary(pred.astype(np.float32).astype(float), mos.astype(np.float32)
+                          .astype(float))
+    for key in ("srcc", "plcc", "krcc", "rmse"):
+        assert values[f"test/{key}"] == pytest.approx(reference[key], abs=1e-6), key
+
+
+def test_full_summary_has_every_metric_of_the_issue():
+    rng = np.random.default_rng(1)
+    pred = rng.uniform(size=120)
+    mos = pred + rng.normal(scale=0.1, size=120)
+    out = M.full_summary(pred, mos, mos_std=np.full(120, 0.1), quantile=0.9, resamples=100)
+    for key in ("srcc", "plcc", "krcc", "rmse", "plcc_l4", "plcc_l5", "rmse_l4", "rmse_l5", "mae",
+                "evs", "r2", "pinball_q0.9", "slope", "intercept", "outlier_ratio",
+                "srcc_ci_low", "srcc_ci_high", "plcc_ci_low", "plcc_ci_high"):
+        assert np.isfinite(out[key]), key
+    assert out["srcc_ci_low"] <= out["srcc"] <= out["srcc_ci_high"]

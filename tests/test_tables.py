@@ -1,0 +1,113 @@
+"""Repeats, the aggregator and `reproduce-table` end to end on a tiny synthetic table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import TINY_DATA
+from iqa_lab.evaluation.aggregate import describe, write_aggregate
+from iqa_lab.evaluation.tables import reproduce
+from iqa_lab.train import train
+
+TINY_TRAINING = ["trainer.max_epochs=1", "callbacks.early_stopping=null"]
+TINY_PAIR = [f"data.databases.{db}.{key}" for db in ("synth_a", "synth_b") for key in
+             ("photos=[astronaut,coffee,camera,china]" if db == "synth_a"
+              else "photos=[moon,coins,retina,flower]", "crops_per_photo=1", "crop_size=64",
+              "levels=[1,5]", "distortions=[gaussian_blur,white_noise,jpeg]")]
+
+
+def test_describe_matches_numpy():
+    values = [0.5, 0.7, 0.9, 0.6, float("nan")]
+    stats = describe(values)
+    finite = np.array(values[:4])
+    assert stats["n"] == 4
+    assert stats["median"] == pytest.approx(np.median(finite))
+    assert stats["std"] == pytest.approx(np.std(finite, ddof=1))
+    assert stats["iqr"] == pytest.approx(np.subtract(*np.percentile(finite, [75, 25])))
+
+
+def test_repeats_are_resumable_and_aggregated(make_cfg, tmp_path):
+    results = []
+    for repeat in (0, 1):
+        cfg = make_cfg("train", TINY_TRAINING + [f"protocol.repeat={repeat}"])
+        cfg.paths.output_dir = str(tmp_path / f"sweep/{repeat}")
+        cfg.paths.log_dir = str(tmp_path / "logs")
+        results.append(train(cfg))
+    # The same config again is not rerun: its results come back from the store.
+    again = make_cfg("train", TINY_TRAINING + ["protocol.repeat=1"])
+    again.paths.output_dir = str(tmp_path / "sweep/again")
+    again.paths.log_dir = str(tmp_path / "logs")
+    metrics = train(again)
+    reused = json.loads((tmp_path / "sweep/again/results.json").read_text())
+    assert reused["reused_from"].endswith("sweep/1")
+    assert metrics["test/srcc"] == results[1]["test/srcc"]
+    frame = write_aggregate([tmp_path / "sweep"])
+    srcc = frame[frame["metric"] == "test/srcc"].iloc[0]
+    assert srcc["n"] == 2  # the reused copy of repeat 1 counts once
+    assert srcc["median"] == pytest.approx(np.median([r["test/srcc"] for r in results]))
+    assert (tmp_path / "sweep/aggregate.md").is_file()
+
+
+@pytest.fixture
+def tiny_table(tmp_path) -> Path:
+    spec = {
+        "title": "tiny", "source": "seed 003 Table IV (values used only to test the columns)",
+        "protocol": ["protocol=content"], "repeats": 2, "metrics": ["test/srcc", "test/plcc"],
+        "base": [o for o in TINY_DATA if o.startswith("protocol.")] + TINY_TRAINING
+        + ["logger=csv", "callbacks.progress_bar=null"],
+        "rows": {"lite0": ["model.backbone.name=tf_efficientnet_lite0"]},
+        "columns": {"synthetic": ["data=synthetic"] + [o for o in TINY_DATA
+                                                       if not o.startswith("protocol.")],
+                    "leave-one-out": ["data=synthetic_pair", "protocol=leave_one_out",
+                                      "protocol.held_out=synth_b"] + TINY_PAIR},
+        "published": {"lite0": {"synthetic": {"test/srcc": 0.5}}},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_reproduce_table_runs_missing_cells_then_reuses_them(tiny_table, tmp_path, cache_dir):
+    extra = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={cache_dir}",
+             f"paths.data_root={tmp_path / 'no_data_here'}"]
+    frame, launched = reproduce(str(tiny_table), extra, results_dir=tmp_path / "results")
+    assert launched == 4  # 2 cells x 2 repeats
+    out = tmp_path / "results" / "tiny"
+    table = pd.read_csv(out / "table.csv")
+    cell = table[(table["column"] == "synthetic") & (table["metric"] == "test/srcc")].iloc[0]
+    assert cell["status"] == "ok" and cell["n"] == 2
+    stored = [json.loads(p.read_text())["results"]["metrics"]["test/srcc"]
+              for p in (tmp_path / "logs" / "store").glob("*.json")
+              if json.loads(p.read_text())["results"]["data"]["name"] == "synthetic"]
+    assert cell["ours"] == pytest.approx(np.median(stored))
+    assert cell["published"] == 0.5 and cell["diff"] == pytest.approx(cell["ours"] - 0.5)
+    markdown = (out / "table.md").read_text()
+    assert "make reproduce-table TABLE=tiny" in markdown and "git commit" in markdown
+    assert (out / "table.tex").read_text().startswith(r"\begin{tabular}")
+    # Rerunning launches nothing and renders the same numbers.
+    frame2, launched2 = reproduce(str(tiny_table), extra, results_dir=tmp_path / "results")
+    assert launched2 == 0
+    assert np.allclose(frame2["ours"].astype(float), frame["ours"].astype(float), equal_nan=True)
+
+
+def test_cells_without_their_database_say_absent(tmp_path):
+    spec = {"title": "absent", "source": "none", "repeats": 1, "metrics": ["test/srcc"],
+            "rows": {"baseline": []}}
+    # A member database whose folder is not here (any non-synthetic database config).
+    spec["columns"] = {"mixed real": ["data=mixed",
+                                      "+data.databases.fake._target_=iqa_lab.data.mixed.MixedDataModule",
+                                      f"+data.databases.fake.data_dir={tmp_path / 'nowhere'}"]}
+    path = tmp_path / "absent.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    frame, launched = reproduce(str(path), [f"paths.log_dir={tmp_path / 'logs'}"],
+                                results_dir=tmp_path / "results")
+    assert launched == 0
+    assert frame.iloc[0]["status"] == "absent"
+    assert "nowhere" in frame.iloc[0]["detail"]
+    assert "absent" in (tmp_path / "results" / "absent" / "table.md").read_text()
