@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -311,7 +312,11 @@ def main(argv=None) -> None:
     parser.add_argument("--results-dir", default=None, help="default: experiments/results")
     parser.add_argument("--dry-run", action="store_true", help="plan and render, launch nothing")
     args = parser.parse_args(argv)
-    frame, _ = reproduce(args.table, args.overrides, args.results_dir, args.dry_run)
+    table = str(Path(args.table).resolve()) if Path(args.table).suffix else args.table
+    results_dir = Path(args.results_dir).resolve() if args.results_dir else None
+    # Runs launch from the repository root (logs/, the run store): plan from there too.
+    os.chdir(ROOT)
+    frame, _ = reproduce(table, args.overrides, results_dir, args.dry_run)
     failed = frame[frame["status"] == "failed"]
     sys.exit(1 if len(failed) else 0)
 
