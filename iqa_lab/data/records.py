@@ -58,7 +58,7 @@ def label_problems(records: pd.DataFrame) -> list[dict]:
     for index in records.index[~np.isfinite(mos.to_numpy())]:
         problems.append({"index": index, "image": records.at[index, "image"],
                          "reason": f"label: MOS is not a finite number "
-                                   f"(mos_raw={records.at[index, 'mos_raw']!r})"})
+                                   f"(mos_raw={records.at[index, 'mos_raw']})"})
     keys = [records[c].astype(str) for c in ("db", "image")]
     dup = records[pd.concat(keys, axis=1).duplicated(keep=False)]
     for (_, image), group in dup.groupby(["db", "image"], sort=False):

@@ -1,0 +1,197 @@
+"""``python -m iqa_lab.data.check data=<name> data.data_dir=…``: is this database usable?
+
+Parses the label files with the database's own parser, screens every record as setup does
+(labels, file present or case-resolved, header, size, end marker), then decodes every image once
+and hashes its pixels. Prints a table — found / missing / unreadable / case-resolved / wrong
+extension / duplicated (identical decoded pixels) / label problems / usable — with the MOS range
+and a text histogram, then the offending items.
+
+Exit status: 0 when the database is usable, 1 when it is not — no usable record, or any record
+that ``data.on_bad=raise`` (the default) would refuse at setup or while decoding — and 2 when the
+label files cannot be parsed at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import hydra
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from iqa_lab.data.datamodule import IQADataModule
+from iqa_lab.data.images import BadImageError, load_rgb
+from iqa_lab.data.records import check_schema
+
+USABLE, UNUSABLE, UNPARSABLE = 0, 1, 2
+
+
+@dataclass
+class CheckReport:
+    """What ``check_database`` found; ``bad`` items are ``{"image", "kind", "reason"}`` with kind
+    label, missing, unreadable (setup probe) or decode (full decode)."""
+
+    name: str
+    data_dir: str
+    on_bad: str
+    records: int
+    bad: list[dict] = field(default_factory=list)
+    notes: list[dict] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)  # images with identical pixels
+    mos_raw: np.ndarray = field(default_factory=lambda: np.empty(0))
+    mos: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def count(self, kind: str) -> int:
+        return sum(item["kind"] == kind for item in self.bad)
+
+    @property
+    def case_resolved(self) -> list[dict]:
+        return [n for n in self.notes if n["note"].startswith("case-resolved")]
+
+    @property
+    def wrong_extension(self) -> list[dict]:
+        return [n for n in self.notes if n["note"].startswith("wrong extension")]
+
+    @property
+    def usable(self) -> int:
+        return self.records - len(self.bad)
+
+    @property
+    def verdict(self) -> tuple[int, str]:
+        if self.usable == 0:
+            return UNUSABLE, "UNUSABLE: no usable record"
+        if self.bad and self.on_bad == "raise":
+            return UNUSABLE, (f"UNUSABLE under data.on_bad=raise: {len(self.bad)} bad records "
+                              f"would stop a run; fix them, or train with data.on_bad=skip to "
+                              f"drop them ({self.usable} records left)")
+        if self.bad:
+            return USABLE, (f"usable with data.on_bad=skip: {self.usable} records "
+                            f"({len(self.bad)} dropped and listed in results.json)")
+        return USABLE, f"usable: {self.usable} records"
+
+
+def _pixel_hash(path) -> tuple[str | None, str | None, int]:
+    """(hash of the decoded pixels and their shape, error message, pixel count)."""
+    try:
+        image = load_rgb(path)
+    except BadImageError as err:
+        return None, str(err), 0
+    digest = hashlib.sha1(str(image.shape).encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest(), None, image.shape[0] * image.shape[1]
+
+
+def check_database(datamodule: IQADataModule, decode: bool = True,
+                   workers: int | None = None) -> CheckReport:
+    """Screen every record of ``datamodule`` (as its setup would) and, with ``decode``, decode
+    every image once to find unreadable and identical images."""
+    records = check_schema(datamodule.load_records().reset_index(drop=True))
+    bad, notes, resolved = datamodule.find_bad_inputs(records)
+    records.loc[resolved.index, "image"] = resolved
+    report = CheckReport(datamodule.name, str(datamodule.data_dir), datamodule.on_bad,
+                         len(records), notes=notes)
+    report.bad = [{k: v for k, v in item.items() if k != "index"} for item in bad]
+    good = records.drop(index=[item["index"] for item in bad])
+    if decode and len(good):
+        paths = list(datamodule.image_paths(good))
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            results = list(pool.map(_pixel_hash, paths))
+        groups: dict[str, list[str]] = defaultdict(list)
+        failed = []
+        for index, image, (digest, error, _) in zip(good.index, good["image"], results):
+            if error is not None:
+                report.bad.append({"image": image, "kind": "decode", "reason": error})
+                failed.append(index)
+            else:
+                groups[digest].append(image)
+        report.duplicates = [images for images in groups.values() if len(images) > 1]
+        good = good.drop(index=failed)
+    report.mos_raw = good["mos_raw"].to_numpy(dtype=float)
+    report.mos = good["mos"].to_numpy(dtype=float)
+    return report
+
+
+def histogram_lines(values: np.ndarray, bins: int = 10, width: int = 40) -> list[str]:
+    """A text histogram: one line per bin, ``[low, high)  count  bar``."""
+    if not len(values):
+        return []
+    counts, edges = np.histogram(values, bins=bins)
+    peak = max(counts.max(), 1)
+    return [f"[{lo:9.4g}, {hi:9.4g}{']' if i == bins - 1 else ')'} {count:7d} "
+            f"{'█' * int(round(width * count / peak))}"
+            for i, (lo, hi, count) in enumerate(zip(edges[:-1], edges[1:], counts))]
+
+
+def render(report: CheckReport, console: Console, show: int = 20) -> None:
+    """Print the summary table, the MOS histogram and up to ``show`` items per problem."""
+    table = Table(title=f"data.check: {report.name} ({report.data_dir})")
+    table.add_column("check")
+    table.add_column("count", justify="right")
+    found = report.records - report.count("label") - report.count("missing")
+    duplicated = sum(len(group) for group in report.duplicates)
+    rows = [("records in the label files", report.records),
+            ("found (files present)", found),
+            ("  of which case-resolved", len(report.case_resolved)),
+            ("  of which wrong extension (decoded by content)", len(report.wrong_extension)),
+            ("missing", report.count("missing")),
+            ("unreadable (header, size, truncation)", report.count("unreadable")),
+            ("unreadable (full decode)", report.count("decode")),
+            (f"duplicated (identical pixels, {len(report.duplicates)} groups)", duplicated),
+            ("label problems (MOS not finite, listed twice)", report.count("label")),
+            ("usable", report.usable)]
+    for label, count in rows:
+        table.add_row(label, f"{count:,}")
+    console.print(table)
+    if len(report.mos_raw):
+        console.print(f"MOS as published: min {report.mos_raw.min():.4g}, max "
+                      f"{report.mos_raw.max():.4g}, mean {report.mos_raw.mean():.4g}; normalised "
+                      f"to [0, 1] (higher = better): min {report.mos.min():.4f}, max "
+                      f"{report.mos.max():.4f}")
+        console.print("\n".join(histogram_lines(report.mos_raw)), markup=False)
+
+    def listing(title: str, lines: list[str]) -> None:
+        if lines:
+            console.print(f"{title} ({len(lines)}):", markup=False)
+            console.print("\n".join(f"  - {line}" for line in lines[:show]), markup=False)
+            if len(lines) > show:
+                console.print(f"  … and {len(lines) - show} more")
+
+    listing("case-resolved", [f"{n['image']}: {n['note']}" for n in report.case_resolved])
+    listing("wrong extension", [f"{n['image']}: {n['note']}" for n in report.wrong_extension])
+    for kind in ("missing", "unreadable", "decode", "label"):
+        listing(kind, [f"{b['image']}: {b['reason']}" for b in report.bad if b["kind"] == kind])
+    listing("identical images", [", ".join(group) for group in report.duplicates])
+    code, verdict = report.verdict
+    console.print(verdict, style="bold red" if code else "bold green", markup=False)
+
+
+def run_check(cfg: DictConfig, console: Console | None = None) -> int:
+    """Instantiate ``cfg.data``, check it, print the report; returns the exit status."""
+    console = console or Console()
+    datamodule: IQADataModule = hydra.utils.instantiate(cfg.data)
+    try:
+        datamodule.prepare_data()
+        report = check_database(datamodule, decode=cfg.decode, workers=cfg.workers)
+    except (OSError, ValueError, KeyError) as err:
+        console.print(f"cannot parse the label files of '{datamodule.name}': {err}",
+                      style="bold red", markup=False)
+        return UNPARSABLE
+    render(report, console, show=cfg.show)
+    return report.verdict[0]
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="check")
+def main(cfg: DictConfig) -> None:
+    sys.exit(run_check(cfg))
+
+
+if __name__ == "__main__":
+    main()
