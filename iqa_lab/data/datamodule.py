@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -46,6 +47,22 @@ from iqa_lab.evaluation.protocols import Protocol, assign_splits
 log = logging.getLogger(__name__)
 
 ON_BAD = ("raise", "skip")
+# Optional record columns: a box (pixels) cropped from the decoded image, e.g. FLIVE's patches.
+BOX_COLUMNS = ("top", "left", "bottom", "right")
+
+
+def with_box_ids(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` whose ``image`` also names the box where a record has one, for the label
+    checks that key items on ``image`` (three patches of one picture are three items)."""
+    if not set(BOX_COLUMNS) <= set(records.columns):
+        return records
+    boxes = records[list(BOX_COLUMNS)]
+    has_box = boxes.notna().all(axis=1)
+    view = records.copy()
+    view.loc[has_box, "image"] = (view.loc[has_box, "image"].astype(str) + " [box "
+                                  + boxes[has_box].astype(int).astype(str).agg(",".join, axis=1)
+                                  + "]")
+    return view
 
 
 class IQADataset(Dataset):
@@ -64,13 +81,26 @@ class IQADataset(Dataset):
         self.on_bad = on_bad
         self.max_pixels = max_pixels
         self.split = split
+        self.boxes = (records[list(BOX_COLUMNS)].to_numpy(dtype=float)
+                      if set(BOX_COLUMNS) <= set(records.columns) else None)
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def crop_box(self, i: int, image: np.ndarray) -> np.ndarray:
+        """Item ``i``'s box of ``image`` when its record has one (``BOX_COLUMNS``)."""
+        if self.boxes is None or not np.isfinite(self.boxes[i]).all():
+            return image
+        top, left, bottom, right = self.boxes[i].astype(int)
+        if not (0 <= top < bottom <= image.shape[0] and 0 <= left < right <= image.shape[1]):
+            raise BadImageError(f"{self.data_dir / self.images[i]}: box (top, left, bottom, "
+                                f"right) = {(top, left, bottom, right)} does not fit in the "
+                                f"{image.shape[1]}x{image.shape[0]} image")
+        return image[top:bottom, left:right]
+
     def __getitem__(self, i: int) -> dict:
         try:
-            image = load_rgb(self.data_dir / self.images[i], self.max_pixels)
+            image = self.crop_box(i, load_rgb(self.data_dir / self.images[i], self.max_pixels))
         except BadImageError as err:
             if self.on_bad != "skip":
                 raise BadImageError(f"{err} (found while reading the {self.split or 'data'} "
@@ -137,7 +167,8 @@ class IQADataModule(L.LightningDataModule):
         if self.records is not None:
             return
         records = check_schema(self.load_records().reset_index(drop=True))
-        records = validate_records(self.screen_inputs(records))
+        records = self.screen_inputs(records)
+        validate_records(with_box_ids(records))
         self.records = assign_splits(records, self.protocol)
         self.check_splits(self.records)
         self.build_datasets()
@@ -168,7 +199,7 @@ class IQADataModule(L.LightningDataModule):
         """Setup-cost screening of every record (no decoding). Returns the bad records
         ``{"index", "image", "kind", "reason"}`` (kind: label, missing, unreadable), notes on good
         ones ``{"image", "note"}``, and the new ``image`` of case-resolved records (by index)."""
-        bad = [{**problem, "kind": "label"} for problem in label_problems(records)]
+        bad = [{**problem, "kind": "label"} for problem in label_problems(with_box_ids(records))]
         skip = {item["index"] for item in bad}
         resolver = FileResolver()
         notes, resolved = [], {}

@@ -93,3 +93,26 @@ def load_mat_field(path: str | Path, key: str) -> np.ndarray:
     if isinstance(value, (list, tuple)):
         value = np.array([str(v).strip() if isinstance(v, str) else v for v in value], dtype=object)
     return np.atleast_1d(np.asarray(value))
+
+
+def first_present(data_dir: str | Path, names, what: str) -> Path:
+    """The first of ``names`` (paths relative to ``data_dir``) that is a file, else a
+    LabelFileError listing every name tried. Databases whose authors published the labels in
+    several forms (xlsx and its CSV export, two KonIQ files) name them in order of preference."""
+    names = [names] if isinstance(names, (str, Path)) else list(names)
+    for name in names:
+        path = Path(data_dir) / name
+        if path.is_file():
+            return path
+    raise LabelFileError(f"{Path(data_dir)}: {what} not found (looked for {names}); set "
+                         f"data.data_dir to the folder the database's authors distribute")
+
+
+def image_paths_under(folder: str | None, names: pd.Series) -> pd.Series:
+    """``folder/name`` for each name (names stripped of spaces), POSIX style; ``folder`` of
+    None, "" or "." leaves the names as they are (images beside the label file)."""
+    names = names.astype(str).str.strip()
+    folder = (str(folder).strip().strip("/") if folder is not None else "")
+    if folder in ("", "."):
+        return names
+    return folder + "/" + names
