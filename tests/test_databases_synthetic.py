@@ -107,14 +107,20 @@ def test_kadid10k_label_file_errors(make_cfg, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- TID2013
-TID_TYPES = {1: "additive_gaussian_noise", 10: "jpeg", 24: "sparse_sampling_and_reconstruction"}
+TID_TYPES = {1: "additive_gaussian_noise", 11: "jpeg2000", 24: "sparse_sampling_and_reconstruction"}
 
 
 def _tid_name(ref: int, kind: int, level: int) -> str:
-    # The release's quirks: the 25th reference is lower-case "i25", some extensions upper-case.
-    prefix = "i" if ref == 25 else "I"
-    ext = "BMP" if (ref, kind) == (3, 10) else "bmp"
-    return f"{prefix}{ref:02d}_{kind:02d}_{level}.{ext}"
+    """A name as mos_with_names.txt spells it in the release: mostly lower-case "i01_03_2.bmp",
+    "I01_01_1.bmp" for the first image of a reference, "I01_11_1.BMP" for the first JPEG2000
+    image, and "i25_..." throughout for the 25th reference (whose reference file is i25.bmp)."""
+    if ref == 25 or level != 1 or kind not in (1, 11):
+        return f"i{ref:02d}_{kind:02d}_{level}.bmp"
+    return f"I{ref:02d}_{kind:02d}_1." + ("BMP" if kind == 11 else "bmp")
+
+
+# A label whose file is stored under another letter case (the case pyiqa's TID script patches).
+TID_CASE_MISMATCH = ("i02_01_1.bmp", "I02_01_1.bmp")
 
 
 def _tid2013(root, with_std: bool = True):
@@ -126,12 +132,16 @@ def _tid2013(root, with_std: bool = True):
         for kind in TID_TYPES:
             for level in (1, 5):
                 name = _tid_name(ref, kind, level)
-                mos, std = round(6.5 - level + 0.01 * ref, 5), round(0.1 + 0.02 * level, 5)
+                if (ref, kind, level) == (2, 1, 1):
+                    name = TID_CASE_MISMATCH[0]
+                on_disk = TID_CASE_MISMATCH[1] if name == TID_CASE_MISMATCH[0] else name
+                mos = round(6.5 - level + 0.01 * ref + 0.001 * kind, 5)
+                std = round(0.1 + 0.02 * level, 5)
                 mos_lines.append(f"{mos:.5f} {name}")
                 std_lines.append(f"{std:.5f}")
-                expected[f"distorted_images/{name}"] = (mos, std, f"I{ref:02d}", TID_TYPES[kind],
-                                                        level)
-                _image(root / "distorted_images" / name, seed := seed + 1)
+                expected[f"distorted_images/{on_disk}"] = (mos, std, f"I{ref:02d}",
+                                                           TID_TYPES[kind], level)
+                _image(root / "distorted_images" / on_disk, seed := seed + 1)
     # The release's text files have Windows line ends.
     (root / "mos_with_names.txt").write_bytes(("\r\n".join(mos_lines) + "\r\n").encode())
     if with_std:
@@ -151,10 +161,16 @@ def test_tid2013_records(make_cfg, tmp_path):
         assert row["mos"] == pytest.approx(mos / 9)
         assert row["mos_std"] == pytest.approx(std)
         assert (row["ref"], row["dist_type"], row["dist_level"]) == (ref, kind, level)
-    # "i25_..." and "I25" are one content.
-    assert sorted(records["ref"].unique()) == ["I01", "I02", "I03", "I25"]
-    assert len(records[records["ref"] == "I25"]) == 6
-    assert "distorted_images/I03_10_5.BMP" in set(records["image"])
+    # "i25_..." and "I25" are one content; "i01_..." and "I01_..." too.
+    assert records.groupby("ref").size().to_dict() == {"I01": 6, "I02": 6, "I03": 6, "I25": 6}
+    assert {"distorted_images/I01_11_1.BMP", "distorted_images/i25_01_1.bmp"} <= \
+        set(records["image"])
+    # The label's "i02_01_1.bmp" is the file "I02_01_1.bmp": the record points at the real file
+    # and the resolution is noted, not dropped.
+    assert datamodule.bad_inputs == []
+    assert [note["image"] for note in datamodule.input_notes] == \
+        [f"distorted_images/{TID_CASE_MISMATCH[0]}"]
+    assert "case-resolved" in datamodule.input_notes[0]["note"]
 
 
 def test_tid2013_without_std_and_label_errors(make_cfg, tmp_path):
@@ -268,8 +284,10 @@ def test_live_label_file_errors(make_cfg, tmp_path):
 
 
 # -------------------------------------------------------------------------------------- CSIQ
-CSIQ_TYPES = {"noise": (1, "awgn", "AWGN"), "jpeg 2000": (3, "jpeg2000", "jpeg2000"),
-              "contrast": (6, "contrast", "contrast")}
+# dst_type in the sheet -> (dst_idx, folder under dst_imgs, tag in the file name), as released.
+CSIQ_TYPES = {"noise": (1, "awgn", "AWGN"), "jpeg": (2, "jpeg", "JPEG"),
+              "jpeg 2000": (3, "jpeg2000", "jpeg2000"), "fnoise": (4, "fnoise", "fnoise"),
+              "blur": (5, "blur", "BLUR"), "contrast": (6, "contrast", "contrast")}
 CSIQ_HEADER = ["image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"]
 
 
@@ -278,7 +296,8 @@ def _csiq_rows():
     for r, ref in enumerate((1600, "aerial_city", "boston", "bridge")):
         for dst_type, (idx, folder, tag) in CSIQ_TYPES.items():
             for level in (1, 2):
-                dmos, std = round(0.1 * level + 0.01 * r + 0.001 * idx, 3), round(0.05 + 0.01 * r, 3)
+                dmos = round(0.1 * level + 0.01 * r + 0.001 * idx, 3)
+                std = round(0.05 + 0.01 * r, 3)
                 rows.append([ref, idx, dst_type, level, std, dmos])
                 expected[f"dst_imgs/{folder}/{ref}.{tag}.{level}.png"] = (dmos, std, str(ref),
                                                                            folder, level)
@@ -312,7 +331,7 @@ def _csiq(root, csv: bool = False):
 
 
 def _check_csiq(records, expected):
-    assert len(records) == 4 * 3 * 2 == len(expected)
+    assert len(records) == 4 * 6 * 2 == len(expected)
     for image, (dmos, std, ref, folder, level) in expected.items():
         row = _row(records, image)
         assert row["mos_raw"] == pytest.approx(dmos)
