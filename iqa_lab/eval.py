@@ -1,5 +1,9 @@
 """``python -m iqa_lab.eval ckpt_path=…``: evaluate a trained checkpoint on a database's test split
-under a protocol and write the run's outputs. The model is rebuilt from the checkpoint alone."""
+under a protocol and write the run's outputs. The model is rebuilt from the checkpoint alone.
+
+``python -m iqa_lab.eval model=classical model.metric=…``: a model that needs no checkpoint
+(classical measures, ``iqa_lab.models.classical``) scores the same test split through
+``model.predict(datamodule)``; the outputs are the same files."""
 
 from __future__ import annotations
 
@@ -20,6 +24,11 @@ def evaluate(cfg: DictConfig) -> dict:
     if finished is not None:
         print_summary(finished, cfg.paths.output_dir)
         return finished["metrics"]
+    if not cfg.get("ckpt_path") and not cfg.get("model"):
+        raise ValueError("eval needs ckpt_path=<trained checkpoint> or model=<a model without "
+                         "checkpoint, e.g. model=classical model.metric=brisque_live>")
+    if not cfg.get("ckpt_path"):
+        return _evaluate_without_checkpoint(cfg, start)
     datamodule = seeded_datamodule(cfg, "test")
     model = load_iqa_module(cfg.ckpt_path)
     trainer = build_trainer(cfg)
@@ -28,6 +37,17 @@ def evaluate(cfg: DictConfig) -> dict:
     results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions,
                                 {}, wall_s=time.time() - start, trainer=trainer,
                                 checkpoint=cfg.ckpt_path)
+    remember_run(cfg, results)
+    print_summary(results, cfg.paths.output_dir)
+    return results["metrics"]
+
+
+def _evaluate_without_checkpoint(cfg: DictConfig, start: float) -> dict:
+    datamodule = seeded_datamodule(cfg, "test")
+    model = hydra.utils.instantiate(cfg.model)
+    predictions = model.predict(datamodule)
+    results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions,
+                                dict(model.extra), wall_s=time.time() - start)
     remember_run(cfg, results)
     print_summary(results, cfg.paths.output_dir)
     return results["metrics"]

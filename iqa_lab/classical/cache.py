@@ -1,0 +1,62 @@
+"""Per-image feature cache: repeats and tables over the same images compute features once.
+
+One ``.npz`` per (feature extractor, database folder) under ``<cache_dir>/classical/``; an image's
+entry is keyed by its absolute path, modification time and size, so an edited file is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+SAVE_EVERY = 500
+
+
+def file_key(path: str | Path) -> str:
+    path = Path(path).resolve()
+    stat = path.stat()
+    return f"{path}|{stat.st_mtime_ns}|{stat.st_size}"
+
+
+class FeatureCache:
+    """Feature vectors of image files for one extractor (``name`` names the extractor and its
+    settings: change either and the cache starts afresh)."""
+
+    def __init__(self, cache_dir: str | Path | None, name: str, scope: str | Path):
+        self.path = None
+        if cache_dir is not None:
+            digest = hashlib.sha1(str(Path(scope).resolve()).encode()).hexdigest()[:12]
+            self.path = Path(cache_dir) / "classical" / f"{name}_{digest}.npz"
+        self.store: dict[str, np.ndarray] = {}
+        if self.path is not None and self.path.is_file():
+            with np.load(self.path) as data:
+                self.store = dict(zip(data["keys"].tolist(), data["values"]))
+        self.computed = 0
+
+    def features(self, paths: Sequence[str | Path],
+                 compute: Callable[[Path], np.ndarray]) -> np.ndarray:
+        """``(len(paths), D)`` features, computing (and remembering) only the missing ones."""
+        rows = []
+        for path in paths:
+            key = file_key(path)
+            if key not in self.store:
+                self.store[key] = np.asarray(compute(Path(path)), dtype=np.float64)
+                self.computed += 1
+                if self.computed % SAVE_EVERY == 0:  # a long first pass survives an interruption
+                    self.save()
+            rows.append(self.store[key])
+        if self.computed:
+            self.save()
+        return np.stack(rows) if rows else np.empty((0, 0))
+
+    def save(self) -> None:
+        if self.path is None or not self.store:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.stem + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, keys=np.array(list(self.store)), values=np.stack(list(self.store.values())))
+        tmp.replace(self.path)

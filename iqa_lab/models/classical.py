@@ -1,0 +1,201 @@
+"""``model=classical``: classical IQA measures as models of the evaluation entry point.
+
+``ClassicalIQA(metric).predict(datamodule)`` scores the test split of a set-up DataModule (same
+protocol, splits and seeds as the deep models) and returns the test records with a ``prediction``
+column, higher = better, plus extra numbers for results.json. Images are scored at their native
+resolution, as decoded by ``iqa_lab.data.images.load_rgb``; the DataModule's transforms (crops for
+the networks) are not applied. BRISQUE features and NIQE scores are cached per image file.
+
+Full-reference metrics need each record's reference image (``reference_paths``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from iqa_lab.classical import brisque, fr, niqe
+from iqa_lab.classical.cache import FeatureCache
+from iqa_lab.data.images import BadImageError, load_rgb
+
+log = logging.getLogger("iqa_lab")
+
+NR_METRICS = ("brisque_live", "brisque_svr", "niqe", "niqe_original")
+METRICS = tuple(fr.HIGHER_BETTER) + NR_METRICS
+
+
+def reference_paths(datamodule, records: pd.DataFrame) -> pd.Series:
+    """The reference image file of each record, for full-reference metrics.
+
+    A database gives references by (first that applies): a ``reference`` column in its records
+    (path relative to ``data_dir``); a ``reference_images(records)`` method on its DataModule; for
+    ``synthetic``, the pristine record of the same crop (``<crop>_pristine_0.png``). Anything else
+    is refused with a message."""
+    if "reference" in records:
+        return records["reference"].map(lambda image: datamodule.data_dir / image)
+    if hasattr(datamodule, "reference_images"):
+        return pd.Series(datamodule.reference_images(records), index=records.index)
+    if datamodule.name == "synthetic":
+        return _synthetic_references(datamodule, records)
+    raise ValueError(f"database '{datamodule.name}' gives no reference images, so full-reference "
+                     f"metrics cannot run on it: use a no-reference metric (brisque_live, "
+                     f"brisque_svr, niqe), or give its records a 'reference' column / its "
+                     f"DataModule a reference_images(records) method")
+
+
+def _crop_id(records: pd.DataFrame) -> pd.Series:
+    # images/<crop>_<dist_type>_<level>.png (iqa_lab.data.synthetic.build_synthetic)
+    suffix = "_" + records["dist_type"].astype(str) + "_" + records["dist_level"].astype(int) \
+        .astype(str)
+    stems = records["image"].map(lambda image: Path(image).stem)
+    return pd.Series([s[:-len(x)] if s.endswith(x) else s for s, x in zip(stems, suffix)],
+                     index=records.index)
+
+
+def _synthetic_references(datamodule, records: pd.DataFrame) -> pd.Series:
+    every = datamodule.records
+    pristine = every[every["dist_type"] == "pristine"]
+    if pristine.empty:
+        raise ValueError("data=synthetic was built without its pristine crops, so full-reference "
+                         "metrics have no references: set data.include_pristine=true")
+    by_crop = dict(zip(_crop_id(pristine), pristine["image"]))
+    crops = _crop_id(records)
+    missing = sorted(set(crops) - set(by_crop))
+    if missing:
+        raise ValueError(f"synthetic crops without a pristine record: {missing[:5]}")
+    return crops.map(lambda crop: datamodule.data_dir / by_crop[crop])
+
+
+class ClassicalIQA:
+    """A classical measure (``metric``, see ``conf/model/classical.yaml``) as an evaluable model."""
+
+    def __init__(self, metric: str, cache_dir: str | None = None, fr: Mapping | None = None,
+                 brisque_svr: Mapping | None = None, niqe: Mapping | None = None):
+        if metric not in METRICS:
+            raise ValueError(f"model.metric must be one of {list(METRICS)}, got '{metric}'")
+        self.metric = metric
+        self.cache_dir = cache_dir
+        self.fr_options = dict(fr or {})
+        self.svr_options = dict(brisque_svr or {})
+        self.niqe_options = dict(niqe or {})
+        self.extra: dict[str, float] = {}
+
+    # -- images ----------------------------------------------------------------------------
+    def _usable(self, datamodule, records: pd.DataFrame, paths: Sequence[Path],
+                compute) -> tuple[pd.DataFrame, np.ndarray]:
+        """Per-record values of ``compute(path)``; a file that fails to decode raises, or is
+        dropped and listed in ``bad_inputs`` under ``data.on_bad=skip``."""
+        values, keep = [], []
+        for position, path in enumerate(paths):
+            try:
+                values.append(compute(path))
+                keep.append(position)
+            except BadImageError as err:
+                if datamodule.on_bad != "skip":
+                    raise
+                datamodule.bad_inputs.append({"image": str(records["image"].iloc[position]),
+                                              "reason": str(err),
+                                              "split": str(records["split"].iloc[position])})
+        return records.iloc[keep], np.asarray(values)
+
+    def _cached(self, datamodule, records: pd.DataFrame, name: str, compute):
+        cache = FeatureCache(self.cache_dir, name, datamodule.data_dir)
+        paths = list(datamodule.image_paths(records))
+        start = time.time()
+        kept, values = self._usable(datamodule, records, paths,
+                                    lambda path: cache.features([path], compute)[0])
+        cache.save()
+        self.extra["classical/computed"] = self.extra.get("classical/computed", 0) + cache.computed
+        self.extra["classical/feature_s"] = round(self.extra.get("classical/feature_s", 0)
+                                                  + time.time() - start, 2)
+        return kept, values
+
+    # -- measures --------------------------------------------------------------------------
+    def _brisque_features(self, datamodule, records):
+        def compute(path: Path) -> np.ndarray:
+            return brisque.features(load_rgb(path, datamodule.max_pixels))
+        return self._cached(datamodule, records, "brisque_v1", compute)
+
+    def _niqe(self, datamodule, records):
+        original = self.metric == "niqe_original"
+        patch = 96 if original else int(self.niqe_options.get("patch_size", 96))
+        sharpness = float(self.niqe_options.get("sharpness", 0.75))
+        photos = tuple(self.niqe_options.get("photos") or ())
+        tag = "original" if original else \
+            f"ours_p{patch}_s{sharpness}_{'-'.join(photos) or 'all'}"
+        model = niqe.original_model() if original else \
+            _pristine_model(patch, sharpness, photos, self.cache_dir, tag)
+
+        def compute(path: Path) -> np.ndarray:
+            return np.array([niqe.score(load_rgb(path, datamodule.max_pixels), model, patch)])
+        kept, values = self._cached(datamodule, records, f"niqe_v{niqe.VERSION}_{tag}", compute)
+        return kept, -values[:, 0]
+
+    def _fr(self, datamodule, records):
+        references = reference_paths(datamodule, records)
+        options = self.fr_options.get(self.metric, {})
+        loaded = lru_cache(maxsize=64)(lambda path: load_rgb(path, datamodule.max_pixels))
+        pairs = dict(zip(datamodule.image_paths(records), references))
+        return self._usable(datamodule, records, list(pairs), lambda path: fr.fr_score(
+            self.metric, loaded(path), loaded(pairs[path]), options))
+
+    def predict(self, datamodule) -> pd.DataFrame:
+        """The test records with their ``prediction`` (higher = better)."""
+        records = datamodule.records
+        test = records[records["split"] == "test"]
+        if self.metric in fr.HIGHER_BETTER:
+            test, scores = self._fr(datamodule, test)
+        elif self.metric in ("niqe", "niqe_original"):
+            test, scores = self._niqe(datamodule, test)
+        elif self.metric == "brisque_live":
+            test, feats = self._brisque_features(datamodule, test)
+            scores = -brisque.live_model().predict(feats)
+        else:
+            test, scores = self._brisque_svr(datamodule, test)
+        rows = test.copy()
+        rows["prediction"] = np.asarray(scores, dtype=np.float64)
+        return rows.reset_index(drop=True)
+
+    def _brisque_svr(self, datamodule, test: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        records = datamodule.records
+        parts = {}
+        for split, frame in (("train", records[records["split"] == "train"]),
+                             ("val", records[records["split"] == "val"]), ("test", test)):
+            parts[split] = self._brisque_features(datamodule, frame)
+        (train, train_x), (val, val_x) = parts["train"], parts["val"]
+        model, chosen = brisque.fit_svr(train_x, train["mos"].to_numpy(), val_x,
+                                        val["mos"].to_numpy(), C=self.svr_options["C"],
+                                        gamma=self.svr_options["gamma"],
+                                        epsilon=float(self.svr_options["epsilon"]))
+        log.info("brisque_svr: C=%s gamma=%s (val SRCC %.4f)", chosen["C"], chosen["gamma"],
+                 chosen["val_srcc"])
+        self.extra.update({"val/srcc": chosen["val_srcc"], "classical/svr_C": chosen["C"],
+                           "classical/svr_gamma": chosen["gamma"]})
+        test, test_x = parts["test"]
+        return test, model.predict(test_x)
+
+
+def _pristine_model(patch_size: int, sharpness: float, photos: tuple[str, ...],
+                    cache_dir: str | None, tag: str) -> dict:
+    """Our NIQE pristine model, fitted once and kept in the cache directory."""
+    from iqa_lab.data.pristine import PRISTINE_PHOTOS, load_pristine
+
+    path = Path(cache_dir) / "classical" / f"niqe_v{niqe.VERSION}_pristine_{tag}.npz" \
+        if cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    names = photos or tuple(PRISTINE_PHOTOS)
+    log.info("NIQE: fitting the pristine model on %d shipped photos (%d px patches)", len(names),
+             patch_size)
+    model = niqe.fit_pristine_model([load_pristine(n) for n in names], patch_size, sharpness)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **model)
+    return model
