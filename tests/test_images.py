@@ -295,11 +295,15 @@ class MeanColour(IQAModule):
         return images.mean(dim=(1, 2, 3)) * self.weight
 
 
-def test_a_run_survives_a_late_decode_failure_and_reports_it(tmp_path):
+@pytest.mark.parametrize("seed, split", [(1, "train"), (3, "val"), (0, "test")])
+def test_a_run_survives_a_late_decode_failure_and_reports_it(tmp_path, seed, split):
     frame = planted_database(tmp_path, {"broken.png": corrupt_middle_png(pattern(seed=40))})
-    datamodule = FolderDataModule(frame, tmp_path, on_bad="skip", batch_size=1)
+    datamodule = FolderDataModule(frame, tmp_path, on_bad="skip", batch_size=1,
+                                  protocol={"name": "random", "train_fraction": 0.5,
+                                            "val_fraction": 0.5, "seed": seed})
     datamodule.setup()
     broken = int(datamodule.records.index[datamodule.records["image"] == "broken.png"][0])
+    assert datamodule.records.at[broken, "split"] == split  # its batch of one arrives empty
     model = MeanColour()
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
