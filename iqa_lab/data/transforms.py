@@ -1,7 +1,9 @@
 """Crop / resize policies as albumentations pipelines; output is a float tensor in [0, 1].
 
 A data config's ``transforms: {train: {...}, eval: {...}}`` blocks are the keyword arguments of
-``build_transform`` (presets in ``conf/transforms/``, e.g. ``+transforms=stairiqa``):
+``build_transform``. Presets in ``conf/transforms/`` replace them: ``+transforms=stairiqa`` on the
+command line, or ``- /transforms: stairiqa`` in a model's (or experiment's) defaults list, so a model
+brings its own policy to any database:
 
 - full image: no ``crop_size``, no ``resize`` (native resolution; batches of different sizes need
   ``data.collate=pad`` or a batch size of 1);
