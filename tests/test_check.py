@@ -15,6 +15,7 @@ from PIL import Image
 from rich.console import Console
 
 from iqa_lab.data.check import UNUSABLE, USABLE, check_database, histogram_lines, render, run_check
+from iqa_lab.evaluation.leakage import pixel_hash
 from tests.conftest import SHARED, TINY_DATA
 from tests.planted import (FolderDataModule, corrupt_middle_png, jpeg_bytes, labels, pattern,
                            plant, png_bytes)
@@ -103,3 +104,29 @@ def test_cli_on_the_shared_biq2021(make_cfg, capsys):
     out = capsys.readouterr().out
     assert "usable: 5000 records" in out
     assert "'ss02 (1014).jpg' → 'ss02 (1014).JPG'" in out
+
+
+class BoxedDataModule(FolderDataModule):
+    """Patches: several records name one picture, each with its own box (as FLIVE's)."""
+
+    def load_records(self):
+        records = super().load_records()
+        boxes = pd.DataFrame({"top": [0, 8, 0], "left": [0, 8, 0], "bottom": [16, 24, 16],
+                              "right": [16, 24, 16]})
+        return pd.concat([records, boxes], axis=1)
+
+
+def test_patches_of_one_picture_are_decoded_once_and_not_duplicates(tmp_path, monkeypatch):
+    plant(tmp_path, {"picture.png": png_bytes(pattern(seed=1)),
+                     "other.png": png_bytes(pattern(seed=2))})
+    decoded = []
+
+    def counting(path):
+        decoded.append(Path(path).name)
+        return pixel_hash(path)
+
+    monkeypatch.setattr("iqa_lab.data.check.pixel_hash", counting)
+    datamodule = BoxedDataModule(labels(["picture.png", "picture.png", "other.png"]), tmp_path)
+    report = check_database(datamodule, workers=1)
+    assert sorted(decoded) == ["other.png", "picture.png"]
+    assert report.duplicates == [] and report.bad == [] and report.usable == 3

@@ -13,7 +13,6 @@ label files cannot be parsed at all.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections import defaultdict
@@ -28,8 +27,9 @@ from rich.console import Console
 from rich.table import Table
 
 from iqa_lab.data.datamodule import IQADataModule
-from iqa_lab.data.images import BadImageError, load_rgb
+from iqa_lab.data.images import BadImageError
 from iqa_lab.data.records import check_schema
+from iqa_lab.evaluation.leakage import pixel_hash
 
 USABLE, UNUSABLE, UNPARSABLE = 0, 1, 2
 
@@ -78,15 +78,12 @@ class CheckReport:
         return USABLE, f"usable: {self.usable} records"
 
 
-def _pixel_hash(path) -> tuple[str | None, str | None, int]:
-    """(hash of the decoded pixels and their shape, error message, pixel count)."""
+def _hash_or_error(path) -> tuple[str | None, str | None]:
+    """(``leakage.pixel_hash`` of the file, None) or (None, why it cannot be decoded)."""
     try:
-        image = load_rgb(path)
+        return pixel_hash(path), None
     except BadImageError as err:
-        return None, str(err), 0
-    digest = hashlib.sha1(str(image.shape).encode())
-    digest.update(image.tobytes())
-    return digest.hexdigest(), None, image.shape[0] * image.shape[1]
+        return None, str(err)
 
 
 def check_database(datamodule: IQADataModule, decode: bool = True,
@@ -101,17 +98,23 @@ def check_database(datamodule: IQADataModule, decode: bool = True,
     report.bad = [{k: v for k, v in item.items() if k != "index"} for item in bad]
     good = records.drop(index=[item["index"] for item in bad])
     if decode and len(good):
-        paths = list(datamodule.image_paths(good))
+        # One decode per file: records naming one file (e.g. FLIVE's patches, boxes of one
+        # picture) share its result and are not duplicates of each other.
+        paths = pd.Series(list(datamodule.image_paths(good)), index=good.index).map(str)
+        unique = list(dict.fromkeys(paths))
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            results = list(pool.map(_pixel_hash, paths))
+            results = dict(zip(unique, pool.map(_hash_or_error, unique)))
         groups: dict[str, list[str]] = defaultdict(list)
         failed = []
-        for index, image, (digest, error, _) in zip(good.index, good["image"], results):
+        seen = set()
+        for index, image, path in zip(good.index, good["image"], paths):
+            digest, error = results[path]
             if error is not None:
                 report.bad.append({"image": image, "kind": "decode", "reason": error})
                 failed.append(index)
-            else:
+            elif path not in seen:
                 groups[digest].append(image)
+            seen.add(path)
         report.duplicates = [images for images in groups.values() if len(images) > 1]
         good = good.drop(index=failed)
     report.mos_raw = good["mos_raw"].to_numpy(dtype=float)
