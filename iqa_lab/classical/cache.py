@@ -40,18 +40,21 @@ class FeatureCache:
     def features(self, paths: Sequence[str | Path],
                  compute: Callable[[Path], np.ndarray]) -> np.ndarray:
         """``(len(paths), D)`` features, computing (and remembering) only the missing ones."""
-        rows = []
-        for path in paths:
-            key = file_key(path)
-            if key not in self.store:
-                self.store[key] = np.asarray(compute(Path(path)), dtype=np.float64)
-                self.computed += 1
-                if self.computed % SAVE_EVERY == 0:  # a long first pass survives an interruption
-                    self.save()
-            rows.append(self.store[key])
-        if self.computed:
+        before = self.computed
+        rows = [self.get(path, compute) for path in paths]
+        if self.computed > before:
             self.save()
         return np.stack(rows) if rows else np.empty((0, 0))
+
+    def get(self, path: str | Path, compute: Callable[[Path], np.ndarray]) -> np.ndarray:
+        """One file's features (saved every ``SAVE_EVERY`` new ones; call ``save`` at the end)."""
+        key = file_key(path)
+        if key not in self.store:
+            self.store[key] = np.asarray(compute(Path(path)), dtype=np.float64)
+            self.computed += 1
+            if self.computed % SAVE_EVERY == 0:  # a long first pass survives an interruption
+                self.save()
+        return self.store[key]
 
     def save(self) -> None:
         if self.path is None or not self.store:

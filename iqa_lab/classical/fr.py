@@ -39,8 +39,12 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
     return rgb2yiq(x)[:, :1] if x.size(1) == 3 else x
 
 
-def ms_ssim_weights(side: int, kernel_size: int = 11) -> torch.Tensor:
+def ms_ssim_weights(side: int, kernel_size: int = 11) -> torch.Tensor | None:
+    """None (piq's five standard weights) when the image is large enough, else the first scales
+    that fit, renormalised."""
     scales = int(np.clip(np.floor(np.log2((side - 1) / (kernel_size - 1))) + 1, 1, 5))
+    if scales == len(MS_SSIM_WEIGHTS):
+        return None
     weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], dtype=torch.float64)
     return weights / weights.sum()
 

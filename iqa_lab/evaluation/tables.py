@@ -2,7 +2,10 @@
 
 A spec ``experiments/tables/<name>.yaml`` holds ``title``, ``source`` (seed file + table number),
 ``protocol`` (overrides), ``repeats``, ``metrics``, ``base`` (overrides of every cell), ``rows`` and
-``columns`` (label → overrides, optionally ``{overrides: [...], entry: eval}``) and ``published``
+``columns`` (label → overrides, optionally ``{overrides: [...], entry: eval, base: false}``; ``base:
+false`` leaves the table's ``base`` out of that row's / column's cells, e.g. a classical-metric row
+of a table whose base sets training options; a row's ``columns: [...]`` limits it to those columns,
+e.g. a full-reference metric to databases with references) and ``published``
 (row → column → {metric: value}). For each cell the driver
 
 1. composes the cell's config for every repeat and looks its run up in the run store
@@ -68,6 +71,10 @@ def _as_overrides(value) -> tuple[list[str], str]:
     return list(value or []), "train"
 
 
+def _uses_base(value) -> bool:
+    return not (isinstance(value, dict) and value.get("base") is False)
+
+
 def load_spec(name_or_path: str) -> dict:
     path = Path(name_or_path)
     if not path.suffix:
@@ -112,10 +119,16 @@ def plan(spec: dict, extra: list[str]) -> list[Cell]:
             col_overrides, col_entry = _as_overrides(col_value)
             # A row or column that names its own protocol replaces the table's.
             own_protocol = any(o.startswith("protocol=") for o in row_overrides + col_overrides)
-            overrides = (list(spec.get("base", []))
+            base = spec.get("base", []) if _uses_base(row_value) and _uses_base(col_value) else []
+            overrides = (list(base)
                          + ([] if own_protocol else list(spec.get("protocol", [])))
                          + row_overrides + col_overrides + list(extra))
             cell = Cell(row, column, overrides, entry=col_entry if col_entry != "train" else entry)
+            only = row_value.get("columns") if isinstance(row_value, dict) else None
+            if only is not None and column not in only:
+                cell.status, cell.detail = "unavailable", f"row measured only in {list(only)}"
+                cells.append(cell)
+                continue
             try:
                 cfg = compose_cell(cell.entry, overrides)
             except Exception as err:  # a config this checkout cannot compose is a cell, not a crash

@@ -109,8 +109,9 @@ class ClassicalIQA:
         paths = list(datamodule.image_paths(records))
         start = time.time()
         kept, values = self._usable(datamodule, records, paths,
-                                    lambda path: cache.features([path], compute)[0])
-        cache.save()
+                                    lambda path: cache.get(path, compute))
+        if cache.computed:
+            cache.save()
         self.extra["classical/computed"] = self.extra.get("classical/computed", 0) + cache.computed
         self.extra["classical/feature_s"] = round(self.extra.get("classical/feature_s", 0)
                                                   + time.time() - start, 2)

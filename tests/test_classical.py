@@ -1,0 +1,251 @@
+"""Classical measures (``model=classical``): calibration against the libraries that do the maths,
+orientation, references, caching and the eval / table plumbing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import piq
+import pytest
+import torch
+import yaml
+from piq.functional import rgb2yiq
+
+from iqa_lab.classical import brisque, fr, niqe
+from iqa_lab.classical.cache import FeatureCache
+from iqa_lab.data.distortions import distort
+from iqa_lab.data.pristine import load_pristine
+from iqa_lab.eval import evaluate
+from iqa_lab.evaluation.tables import reproduce
+from iqa_lab.models.classical import ClassicalIQA, reference_paths
+from tests.conftest import TINY_DATA, compose_config
+
+
+def _reference(size: int = 96) -> np.ndarray:
+    return load_pristine("astronaut")[40:40 + size, 150:150 + size]
+
+
+# (reference, distorted) pairs made here, deterministically.
+PAIRS = [("gaussian_blur", 2), ("white_noise", 4), ("jpeg", 3)]
+
+
+@pytest.fixture(scope="module")
+def fr_options(tmp_path_factory) -> dict:
+    """The conventions exactly as conf/model/classical.yaml sets them."""
+    tmp = tmp_path_factory.mktemp("fr")
+    cfg = compose_config("eval", ["model=classical"], tmp / "run", tmp / "cache")
+    return {k: dict(v) for k, v in cfg.model.fr.items()}
+
+
+def _direct(metric: str, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The documented convention of each metric, written as a direct piq call."""
+    luma_x, luma_y = rgb2yiq(x)[:, :1], rgb2yiq(y)[:, :1]
+    if metric == "psnr":
+        return float(piq.psnr(x, y, data_range=1.0, convert_to_greyscale=True))
+    if metric == "ssim":
+        return float(piq.ssim(luma_x, luma_y, data_range=1.0, downsample=True))
+    if metric == "ms_ssim":  # 96 px: the first four standard scales, renormalised weights
+        weights = torch.tensor(fr.MS_SSIM_WEIGHTS[:4], dtype=torch.float64)
+        return float(piq.multi_scale_ssim(luma_x, luma_y, data_range=1.0,
+                                          scale_weights=weights / weights.sum()))
+    if metric == "fsim":
+        return float(piq.fsim(x, y, data_range=1.0, chromatic=False))
+    if metric == "vif_p":
+        return float(piq.vif_p(x, y, data_range=1.0))
+    return float(piq.gmsd(x, y, data_range=1.0))
+
+
+@pytest.mark.parametrize("metric", sorted(fr.HIGHER_BETTER))
+def test_fr_metric_equals_direct_library_call(metric, fr_options):
+    reference = _reference()
+    y = fr.to_tensor(reference)
+    sign = 1 if fr.HIGHER_BETTER[metric] else -1
+    for name, level in PAIRS:
+        distorted = distort(reference, name, level, seed=7)
+        expected = _direct(metric, fr.to_tensor(distorted), y)
+        assert fr.fr_score(metric, distorted, reference, fr_options[metric]) == \
+            pytest.approx(sign * expected, rel=1e-12)
+
+
+def test_fr_scores_are_higher_for_milder_distortion(fr_options):
+    reference = _reference(64)
+    for metric in fr.HIGHER_BETTER:
+        mild, heavy = (fr.fr_score(metric, distort(reference, "gaussian_blur", level, seed=0),
+                                   reference, fr_options[metric]) for level in (1, 5))
+        assert mild > heavy, metric
+
+
+def test_ms_ssim_on_small_images_keeps_the_scales_that_fit():
+    weights = fr.ms_ssim_weights(64)  # 64 px: 3 scales of the 11 px window
+    assert weights.tolist() == pytest.approx([w / sum(fr.MS_SSIM_WEIGHTS[:3])
+                                              for w in fr.MS_SSIM_WEIGHTS[:3]])
+    assert fr.ms_ssim_weights(161) is None and fr.ms_ssim_weights(160).shape == (4,)
+
+
+def test_brisque_features_equal_the_package_features():
+    import cv2
+    from skimage.color import rgb2gray
+
+    image = _reference(160)
+    package = brisque._package()
+    grey = rgb2gray(image)
+    half = cv2.resize(grey, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
+    expected = [float(np.ravel(v)[0]) for scale in (grey, half)
+                for v in package.calculate_brisque_features(scale, kernel_size=7, sigma=7 / 6)]
+    ours = brisque.features(image)
+    assert ours.shape == (brisque.FEATURES,)
+    assert ours.tolist() == expected
+    # The LIVE model: the package's own libsvm evaluation of the same features.
+    assert brisque.live_model().predict(ours[None])[0] == \
+        pytest.approx(package.calculate_image_quality_score(ours), rel=1e-12)
+
+
+def test_live_model_is_the_shipped_libsvm_file():
+    files = brisque.model_files()
+    header = files["svm"].read_text().splitlines()[:6]
+    assert header[:3] == ["svm_type epsilon_svr", "kernel_type rbf", "gamma 0.05"]
+    assert brisque.live_model().low.shape == (36,)
+
+
+@pytest.fixture(scope="module")
+def degraded() -> dict[str, np.ndarray]:
+    from skimage import filters, util
+
+    photo = load_pristine("astronaut")
+    return {"pristine": photo,
+            "blurred": util.img_as_ubyte(filters.gaussian(photo, sigma=3, channel_axis=-1)),
+            "noised": util.img_as_ubyte(util.random_noise(photo, var=0.02, rng=0))}
+
+
+def test_brisque_orders_pristine_above_blurred_and_noised(degraded):
+    scores = {k: brisque.live_score(v) for k, v in degraded.items()}  # lower = better
+    assert scores["pristine"] < 20 < 50 < min(scores["blurred"], scores["noised"])
+
+
+def test_niqe_orders_pristine_above_blurred_and_noised(degraded):
+    # Our fit on shipped photos other than the test photo, with 48 px patches to stay quick.
+    photos = [load_pristine(name) for name in ("coffee", "chelsea", "rocket")]
+    model = niqe.fit_pristine_model(photos, patch_size=48, sharpness=0.75)
+    assert model["mu"].shape == (36,) and model["cov"].shape == (36, 36)
+    ours = {k: niqe.score(v, model, 48) for k, v in degraded.items()}
+    assert ours["pristine"] < min(ours["blurred"], ours["noised"])
+    original = {k: niqe.score(v, niqe.original_model(), 96) for k, v in degraded.items()}
+    assert original["pristine"] < min(original["blurred"], original["noised"])
+
+
+def test_niqe_refuses_images_smaller_than_its_patches():
+    with pytest.raises(ValueError, match="model.niqe.patch_size"):
+        niqe.score(_reference(64), niqe.original_model(), 96)
+
+
+def test_feature_cache_recomputes_only_changed_files(tmp_path):
+    files = []
+    for i in range(3):
+        path = tmp_path / f"{i}.txt"
+        path.write_text(str(i))
+        files.append(path)
+    calls = []
+
+    def compute(path: Path) -> np.ndarray:
+        calls.append(path.name)
+        return np.array([float(path.read_text()), 1.0])
+
+    first = FeatureCache(tmp_path / "cache", "test", tmp_path).features(files, compute)
+    again = FeatureCache(tmp_path / "cache", "test", tmp_path).features(files, compute)
+    assert calls == ["0.txt", "1.txt", "2.txt"] and np.array_equal(first, again)
+    files[1].write_text("11")  # new content, new mtime/size: recomputed
+    changed = FeatureCache(tmp_path / "cache", "test", tmp_path).features(files, compute)
+    assert calls[3:] == ["1.txt"] and changed[1, 0] == 11.0
+
+
+def test_fr_metrics_refuse_databases_without_references():
+    records = pd.DataFrame({"image": ["a.jpg"], "split": ["test"]})
+    datamodule = SimpleNamespace(name="biq2021", data_dir=Path("/x"), records=records)
+    with pytest.raises(ValueError, match="'biq2021' gives no reference images"):
+        reference_paths(datamodule, records)
+
+
+def _eval_cfg(make_cfg, tmp_path, metric: str, extra=()):
+    cfg = make_cfg("eval", ["model=classical", f"model.metric={metric}", *extra])
+    cfg.paths.output_dir = str(tmp_path / metric)
+    return cfg
+
+
+def test_eval_without_checkpoint_writes_the_usual_outputs(make_cfg, tmp_path):
+    cfg = _eval_cfg(make_cfg, tmp_path, "ssim")
+    metrics = evaluate(cfg)
+    out = Path(cfg.paths.output_dir)
+    results = json.loads((out / "results.json").read_text())
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert results["checkpoint"] is None and results["config"]["model"]["metric"] == "ssim"
+    test = predictions[predictions["split"] == "test"]
+    assert len(test) == results["data"]["split_sizes"]["test"] > 0
+    # Pristine crops are their own reference: SSIM exactly 1.
+    assert np.allclose(test.loc[test["dist_type"] == "pristine", "prediction"], 1.0)
+    assert metrics["test/srcc"] == results["metrics"]["test/srcc"] > 0.5
+    assert (out / "report.md").is_file()
+    assert len(list((Path(cfg.paths.log_dir) / "store").glob("*.json"))) == 1
+
+
+def test_synthetic_references_are_the_pristine_crop(make_cfg):
+    from iqa_lab.runs import seeded_datamodule
+
+    cfg = make_cfg("eval", ["model=classical"])
+    datamodule = seeded_datamodule(cfg, "test")
+    refs = reference_paths(datamodule, datamodule.records)
+    for image, ref in zip(datamodule.records["image"], refs):
+        crop = Path(image).stem.split("_c0_")[0]
+        assert ref == datamodule.data_dir / f"images/{crop}_c0_pristine_0.png"
+
+
+def test_brisque_svr_picks_its_grid_on_validation_and_caches_features(make_cfg, tmp_path):
+    grid = ["model.brisque_svr.C=[1,16]", "model.brisque_svr.gamma=[0.05,1.0]"]
+    cfg = _eval_cfg(make_cfg, tmp_path, "brisque_svr", grid)
+    metrics = evaluate(cfg)
+    assert metrics["classical/svr_C"] in (1, 16) and metrics["classical/svr_gamma"] in (0.05, 1.0)
+    assert np.isfinite(metrics["val/srcc"]) and np.isfinite(metrics["test/srcc"])
+    assert metrics["classical/computed"] == 28  # every image of the tiny database, once
+    again = _eval_cfg(make_cfg, tmp_path / "again", "brisque_live")
+    assert evaluate(again)["classical/computed"] == 0  # the LIVE model reuses the cached features
+
+
+def test_eval_needs_a_checkpoint_or_a_model(make_cfg):
+    with pytest.raises(ValueError, match="ckpt_path=<trained checkpoint> or model="):
+        evaluate(make_cfg("eval", []))
+
+
+@pytest.mark.slow
+def test_classical_rows_in_a_table(tmp_path, cache_dir):
+    spec = {"title": "classical", "source": "none", "repeats": 2, "protocol": ["protocol=content"],
+            "metrics": ["test/srcc"], "base": ["model.optimizer.lr=1e-3"],  # a training option
+            "rows": {"SSIM": {"overrides": ["model=classical", "model.metric=ssim"],
+                              "entry": "eval", "base": False, "columns": ["synthetic"]}},
+            "columns": {"synthetic": ["data=synthetic"] + TINY_DATA,
+                        "elsewhere": ["data=synthetic"] + TINY_DATA}}
+    path = tmp_path / "classical.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    extra = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={cache_dir}"]
+    frame, launched = reproduce(str(path), extra, results_dir=tmp_path / "results")
+    assert launched == 2  # one multirun of `python -m iqa_lab.eval -m ... protocol.repeat=0,1`
+    by_column = frame.set_index("column")
+    assert by_column.loc["synthetic", "status"] == "ok" and by_column.loc["synthetic", "n"] == 2
+    assert by_column.loc["elsewhere", "status"] == "unavailable"
+
+
+def test_demo_table_plans_its_classical_rows(tmp_path):
+    from iqa_lab.evaluation.tables import load_spec, plan
+
+    spec = load_spec("demo")
+    spec["rows"] = {k: v for k, v in spec["rows"].items() if isinstance(v, dict)}
+    spec["columns"] = {k: spec["columns"][k] for k in ("synthetic", "CLIVE")}
+    cells = {(c.row, c.column): c for c in plan(spec, [f"paths.log_dir={tmp_path / 'logs'}"])}
+    for row in ("BRISQUE (LIVE model)", "BRISQUE-SVR (retrained)", "NIQE (32 px patches)",
+                "SSIM (full-reference)"):
+        cell = cells[(row, "synthetic")]
+        assert cell.entry == "eval" and cell.status == "pending" and cell.missing == [0, 1, 2]
+        assert not any(o.startswith("model.optimizer") for o in cell.overrides)
+    assert cells[("SSIM (full-reference)", "CLIVE")].status == "unavailable"
