@@ -55,6 +55,7 @@ def test_predictions(model, datamodule: IQADataModule) -> pd.DataFrame:
         raise RuntimeError("the model collected no test predictions; did trainer.test run?")
     rows = datamodule.records.loc[model.test_predictions["index"]].copy()
     rows["prediction"] = model.test_predictions["prediction"]
+    rows["mos_std_norm"] = datamodule.normalised_std(rows)
     return rows.reset_index(drop=True)
 
 
@@ -62,7 +63,9 @@ def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> di
     """Every metric of ``evaluation.metrics.full_summary`` on the test predictions, under
     ``test/…`` keys, and per database (``test/<db>/…``) when the test split mixes databases."""
     options = dict(evaluation or {})
-    mos_std = test["mos_std"] if "mos_std" in test and test["mos_std"].notna().all() else None
+    # The outlier ratio compares errors on the normalised scale with the std on the same scale.
+    mos_std = (test["mos_std_norm"] if "mos_std_norm" in test and test["mos_std_norm"].notna().all()
+               else None)
 
     def compute(frame: pd.DataFrame, std) -> dict:
         return full_summary(frame["prediction"], frame["mos"], mos_std=std, **options)
@@ -70,7 +73,7 @@ def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> di
     metrics = {f"test/{k}": v for k, v in compute(test, mos_std).items()}
     if "db" in test and test["db"].nunique() > 1:
         for db, frame in test.groupby("db"):
-            std = frame["mos_std"] if mos_std is not None else None
+            std = frame["mos_std_norm"] if mos_std is not None else None
             metrics.update({f"test/{db}/{k}": v for k, v in compute(frame, std).items()
                             if k in HEADLINE})
     return metrics

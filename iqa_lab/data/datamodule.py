@@ -131,7 +131,7 @@ class IQADataModule(L.LightningDataModule):
                  batch_size: int = 16, eval_batch_size: int | None = None, num_workers: int = 0,
                  pin_memory: bool = False, mos_range: tuple = (0.0, 1.0), lower_better: bool = False,
                  on_bad: str = "raise", max_pixels: int | None = 100_000_000,
-                 collate: str = "stack"):
+                 collate: str = "stack", std_range: tuple | None = None):
         super().__init__()
         self.name = name
         self.data_dir = Path(data_dir).expanduser()
@@ -143,6 +143,9 @@ class IQADataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.mos_range = tuple(mos_range)
         self.lower_better = lower_better
+        # The scale of the published MOS std when it differs from the MOS's (KonIQ: SD of the 1..5
+        # ratings beside a 0..100 MOS); None = the MOS's own range.
+        self.std_range = tuple(std_range) if std_range is not None else None
         if on_bad not in ON_BAD:
             raise ValueError(f"data.on_bad must be one of {ON_BAD}, got '{on_bad}'")
         # Bad-input policy (module docstring); configs state all three, these defaults only serve
@@ -158,6 +161,11 @@ class IQADataModule(L.LightningDataModule):
         # Where the leakage guard caches pixel hashes (the runs set paths.cache_dir); None: no cache.
         self.hash_cache_dir: str | None = None
         self.datasets: dict[str, IQADataset] = {}
+
+    def normalised_std(self, records: pd.DataFrame) -> pd.Series:
+        """``mos_std`` on the scale of the normalised ``mos`` (for the outlier ratio)."""
+        lo, hi = self.std_range or self.mos_range
+        return records["mos_std"].astype(float) / (float(hi) - float(lo))
 
     def load_records(self) -> pd.DataFrame:
         """Parse the database's files into the record schema (``data.records``)."""

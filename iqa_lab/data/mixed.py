@@ -64,6 +64,10 @@ class MixedDataModule(IQADataModule):
                                              split=split))
             self.datasets[split] = ConcatDataset(parts) if parts else []
 
+    def normalised_std(self, records: pd.DataFrame) -> pd.Series:
+        parts = [self.databases[db].normalised_std(rows) for db, rows in records.groupby("db")]
+        return pd.concat(parts).reindex(records.index) if parts else records["mos_std"]
+
     @property
     def synthetic_labels(self) -> bool:
         return any(m.synthetic_labels for m in self.databases.values())
