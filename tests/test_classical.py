@@ -249,3 +249,15 @@ def test_demo_table_plans_its_classical_rows(tmp_path):
         assert cell.entry == "eval" and cell.status == "pending" and cell.missing == [0, 1, 2]
         assert not any(o.startswith("model.optimizer") for o in cell.overrides)
     assert cells[("SSIM (full-reference)", "CLIVE")].status == "unavailable"
+
+
+def test_brisque_regressors_predict_on_flat_images():
+    flat = np.full((64, 64, 3), 128, dtype=np.uint8)
+    feats = brisque.features(flat)
+    assert not np.isfinite(feats).all()  # the fits cannot estimate a flat image
+    assert np.isfinite(brisque.live_model().predict(feats[None])).all()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 36))
+    model, chosen = brisque.fit_svr(x, x[:, 0], x[:10], x[:10, 0], C=[1], gamma=[0.05],
+                                    epsilon=0.01)
+    assert np.isfinite(model.predict(np.where(np.isfinite(feats), feats, np.nan)[None])).all()

@@ -12,8 +12,9 @@ its per-feature arrays; we take the scalar of each feature.
   ``models/normalize.pickle``, the per-feature min/max that map features onto [-1, 1]), loaded
   directly and evaluated by libsvm. Lower = better (about 0 for pristine, 100 for very distorted).
 - ``fit_svr``: a scikit-learn RBF SVR on the same features of a run's training split (features
-  scaled to [-1, 1] on the training split as in the original), C and γ chosen by SRCC on the
-  validation split. It predicts the normalised MOS (higher = better).
+  scaled to [-1, 1] on the training split as in the original; features the fits could not estimate
+  on flat images take the training median), C and γ chosen by SRCC on the validation split. It
+  predicts the normalised MOS (higher = better).
 """
 
 from __future__ import annotations
@@ -77,11 +78,13 @@ class LiveModel:
         return -1 + 2 * (feats - self.low) / (self.high - self.low)
 
     def predict(self, feats: np.ndarray) -> np.ndarray:
-        """BRISQUE scores (lower = better) of ``(N, 36)`` features."""
+        """BRISQUE scores (lower = better) of ``(N, 36)`` features. A feature the fits could not
+        estimate (flat images: NaN/inf) is set to the middle of its range (0 after scaling)."""
         from libsvm import svmutil
 
+        scaled = self.scale(np.asarray(feats, dtype=np.float64))
         scores = []
-        for row in np.atleast_2d(self.scale(np.asarray(feats, dtype=np.float64))):
+        for row in np.atleast_2d(np.where(np.isfinite(scaled), scaled, 0.0)):
             nodes, _ = svmutil.gen_svm_nodearray([float(v) for v in row])
             scores.append(svmutil.libsvm.svm_predict(self.model, nodes))
         return np.asarray(scores)
@@ -101,17 +104,21 @@ def fit_svr(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: 
             C: Sequence[float], gamma: Sequence[float], epsilon: float):
     """RBF SVR on [-1, 1]-scaled features, fitted on the training split; (C, γ) = the grid point
     with the best validation SRCC. Returns (pipeline, {"C", "gamma", "val_srcc", "grid"})."""
+    from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import MinMaxScaler
     from sklearn.svm import SVR
 
+    train_x, val_x = (np.where(np.isfinite(x), x, np.nan) for x in (train_x, val_x))
     if len(train_x) < 2 or len(val_x) < 2:
         raise ValueError(f"brisque_svr needs training and validation images; got {len(train_x)} "
                          f"and {len(val_x)} (protocol.val_fraction must be > 0)")
     best, grid = None, []
     for c in C:
         for g in gamma:
-            model = make_pipeline(MinMaxScaler((-1, 1)), SVR(C=c, gamma=g, epsilon=epsilon))
+            # Features the fits could not estimate (flat images) take the training median.
+            model = make_pipeline(SimpleImputer(strategy="median"), MinMaxScaler((-1, 1)),
+                                  SVR(C=c, gamma=g, epsilon=epsilon))
             model.fit(train_x, train_y)
             srcc = float(spearmanr(model.predict(val_x), val_y).statistic)
             srcc = srcc if np.isfinite(srcc) else -1.0

@@ -170,6 +170,9 @@ class ClassicalIQA:
                              ("val", records[records["split"] == "val"]), ("test", test)):
             parts[split] = self._brisque_features(datamodule, frame)
         (train, train_x), (val, val_x) = parts["train"], parts["val"]
+        test_x = parts["test"][1]
+        self.extra["classical/nonfinite_images"] = int(sum(
+            (~np.isfinite(x)).any(axis=1).sum() for x in (train_x, val_x, test_x)))
         model, chosen = brisque.fit_svr(train_x, train["mos"].to_numpy(), val_x,
                                         val["mos"].to_numpy(), C=self.svr_options["C"],
                                         gamma=self.svr_options["gamma"],
@@ -179,7 +182,7 @@ class ClassicalIQA:
         self.extra.update({"val/srcc": chosen["val_srcc"], "classical/svr_C": chosen["C"],
                            "classical/svr_gamma": chosen["gamma"]})
         test, test_x = parts["test"]
-        return test, model.predict(test_x)
+        return test, model.predict(np.where(np.isfinite(test_x), test_x, np.nan))
 
 
 def _pristine_model(patch_size: int, sharpness: float, photos: tuple[str, ...],
