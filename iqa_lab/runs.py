@@ -112,6 +112,8 @@ def write_run_outputs(output_dir: str | Path, cfg: DictConfig, datamodule: IQADa
         "wall_s": round(wall_s, 2),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "bad_inputs": {"count": len(datamodule.bad_inputs), "list": datamodule.bad_inputs},
+        # Records kept with a remark (file-name case resolved, wrong extension).
+        "input_notes": getattr(datamodule, "input_notes", []),
         "git_commit": git_commit(),
         "machine": machine(),
         "config": OmegaConf.to_container(cfg, resolve=True),
