@@ -142,6 +142,11 @@ def test_niqe_refuses_images_smaller_than_its_patches():
         niqe.score(_reference(64), niqe.original_model(), 96)
 
 
+def test_niqe_of_a_flat_image_is_nan():
+    flat = np.full((96, 96, 3), 128, dtype=np.uint8)
+    assert np.isnan(niqe.score(flat, niqe.original_model(), 48))
+
+
 def test_feature_cache_recomputes_only_changed_files(tmp_path):
     files = []
     for i in range(3):

@@ -118,12 +118,12 @@ def original_model() -> dict[str, np.ndarray]:
 
 
 def score(image: np.ndarray, model: dict[str, np.ndarray], patch_size: int) -> float:
-    """NIQE of one RGB image against a pristine model (lower = better)."""
+    """NIQE of one RGB image against a pristine model (lower = better); NaN when fewer than two
+    patches have finite features (a flat image has none)."""
     feats, _ = patch_features(image, patch_size)
     feats = feats[np.isfinite(feats).all(axis=1)]
     if len(feats) < 2:
-        raise ValueError(f"NIQE needs at least 2 textured {patch_size}px patches; the image has "
-                         f"{len(feats)}: use a smaller model.niqe.patch_size")
+        return float("nan")
     diff = model["mu"] - feats.mean(axis=0)
     cov = (model["cov"] + np.cov(feats, rowvar=False)) / 2
     return float(np.sqrt(diff @ np.linalg.pinv(cov) @ diff))

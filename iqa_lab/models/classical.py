@@ -136,7 +136,13 @@ class ClassicalIQA:
         def compute(path: Path) -> np.ndarray:
             return np.array([niqe.score(load_rgb(path, datamodule.max_pixels), model, patch)])
         kept, values = self._cached(datamodule, records, f"niqe_v{niqe.VERSION}_{tag}", compute)
-        return kept, -values[:, 0]
+        scores = -values[:, 0]
+        # Images without two textured patches (flat images) rank as the worst of the split.
+        unscorable = ~np.isfinite(scores)
+        self.extra["classical/unscorable_images"] = int(unscorable.sum())
+        if unscorable.any() and (~unscorable).any():
+            scores[unscorable] = scores[~unscorable].min()
+        return kept, scores
 
     def _fr(self, datamodule, records):
         references = reference_paths(datamodule, records)
