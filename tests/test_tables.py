@@ -99,10 +99,8 @@ def test_reproduce_table_runs_missing_cells_then_reuses_them(tiny_table, tmp_pat
 def test_cells_without_their_database_say_absent(tmp_path):
     spec = {"title": "absent", "source": "none", "repeats": 1, "metrics": ["test/srcc"],
             "rows": {"baseline": []}}
-    # A member database whose folder is not here (any non-synthetic database config).
-    spec["columns"] = {"mixed real": ["data=mixed",
-                                      "+data.databases.fake._target_=iqa_lab.data.mixed.MixedDataModule",
-                                      f"+data.databases.fake.data_dir={tmp_path / 'nowhere'}"]}
+    spec["columns"] = {"KonIQ-10k": ["data=koniq10k", "protocol=official",
+                                      f"data.data_dir={tmp_path / 'nowhere'}"]}
     path = tmp_path / "absent.yaml"
     path.write_text(yaml.safe_dump(spec))
     frame, launched = reproduce(str(path), [f"paths.log_dir={tmp_path / 'logs'}"],
