@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -155,7 +156,8 @@ def plan(spec: dict, extra: list[str]) -> list[Cell]:
 
 def launch(cell: Cell, spec: dict, sweep_root: Path) -> int:
     """Run the cell's missing repeats as one Hydra multirun; returns the exit code."""
-    slug = f"{cell.row}__{cell.column}".replace(" ", "_").replace("/", "-")
+    # Hydra's override grammar rejects brackets and spaces in a value: keep a plain folder name.
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cell.row}__{cell.column}").strip("_")
     command = [sys.executable, "-m", f"iqa_lab.{cell.entry}", "-m", *cell.overrides,
                f"protocol.repeat={','.join(map(str, cell.missing))}",
                f"hydra.sweep.dir={sweep_root / slug}"]
