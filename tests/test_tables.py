@@ -61,12 +61,13 @@ def tiny_table(tmp_path) -> Path:
         "protocol": ["protocol=content"], "repeats": 2, "metrics": ["test/srcc", "test/plcc"],
         "base": [o for o in TINY_DATA if o.startswith("protocol.")] + TINY_TRAINING
         + ["logger=csv", "callbacks.progress_bar=null"],
-        "rows": {"lite0": ["model.backbone.name=tf_efficientnet_lite0"]},
+        # Brackets and spaces in labels, as paper tables have them, must reach Hydra safely.
+        "rows": {"lite0 (tiny)": ["model.backbone.name=tf_efficientnet_lite0"]},
         "columns": {"synthetic": ["data=synthetic"] + [o for o in TINY_DATA
                                                        if not o.startswith("protocol.")],
                     "leave-one-out": ["data=synthetic_pair", "protocol=leave_one_out",
                                       "protocol.held_out=synth_b"] + TINY_PAIR},
-        "published": {"lite0": {"synthetic": {"test/srcc": 0.5}}},
+        "published": {"lite0 (tiny)": {"synthetic": {"test/srcc": 0.5}}},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
