@@ -47,12 +47,19 @@ def scatter_plot(pred, mos, path: str | Path, title: str, mos_label: str = "MOS"
     return _save(fig, path)
 
 
-def residual_plot(pred, mos, path: str | Path, title: str, mos_label: str = "MOS") -> Path:
-    """MOS minus the logistic-mapped prediction, against MOS (bias across the quality range)."""
-    pred, mos = np.asarray(pred, dtype=float), np.asarray(mos, dtype=float)
+def _mapped(pred: np.ndarray, mos: np.ndarray) -> np.ndarray:
+    """Predictions on the MOS scale via the 4-parameter logistic (raw if the fit fails)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        residual = mos - map_logistic(pred, mos, 4)
+        return map_logistic(pred, mos, 4)
+
+
+def residual_plot(pred, mos, path: str | Path, title: str, mos_label: str = "MOS",
+                  mapped=None) -> Path:
+    """MOS minus the logistic-mapped prediction, against MOS (bias across the quality range).
+    ``mapped``: the mapped predictions when the caller already has them."""
+    pred, mos = np.asarray(pred, dtype=float), np.asarray(mos, dtype=float)
+    residual = mos - (_mapped(pred, mos) if mapped is None else np.asarray(mapped, dtype=float))
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     ax.scatter(mos, residual, s=8, alpha=0.5, edgecolors="none")
     ax.axhline(0, color="k", lw=1)
@@ -69,12 +76,11 @@ def residual_plot(pred, mos, path: str | Path, title: str, mos_label: str = "MOS
     return _save(fig, path)
 
 
-def distribution_plot(pred, mos, path: str | Path, title: str, mos_label: str = "MOS") -> Path:
+def distribution_plot(pred, mos, path: str | Path, title: str, mos_label: str = "MOS",
+                      mapped=None) -> Path:
     """Histograms of MOS and of the (logistic-mapped) predictions on the same axis."""
     pred, mos = np.asarray(pred, dtype=float), np.asarray(mos, dtype=float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mapped = map_logistic(pred, mos, 4)
+    mapped = _mapped(pred, mos) if mapped is None else np.asarray(mapped, dtype=float)
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     bins = np.linspace(min(mos.min(), mapped.min()), max(mos.max(), mapped.max()) + 1e-9, 30)
     ax.hist(mos, bins=bins, alpha=0.55, label=mos_label)
@@ -115,11 +121,14 @@ def run_figures(test: pd.DataFrame, out_dir: str | Path, title: str,
                 mos_label: str = "MOS") -> dict[str, Path]:
     """Every per-run figure of the test predictions, written into ``out_dir``."""
     out_dir = Path(out_dir)
-    pred, mos = test["prediction"], test["mos"]
+    pred = test["prediction"].to_numpy(dtype=float)
+    mos = test["mos"].to_numpy(dtype=float)
+    mapped = _mapped(pred, mos)  # fitted once for both plots that show it
     figures = {"scatter": scatter_plot(pred, mos, out_dir / "scatter.png", title, mos_label),
-               "residuals": residual_plot(pred, mos, out_dir / "residuals.png", title, mos_label),
+               "residuals": residual_plot(pred, mos, out_dir / "residuals.png", title, mos_label,
+                                          mapped),
                "distributions": distribution_plot(pred, mos, out_dir / "distributions.png", title,
-                                                  mos_label)}
+                                                  mos_label, mapped)}
     per_type = per_type_plot(test, out_dir / "per_type_srcc.png", title)
     if per_type is not None:
         figures["per_type_srcc"] = per_type
