@@ -8,6 +8,7 @@ import time
 import hydra
 from omegaconf import DictConfig
 
+from iqa_lab.training.imdt import find_per_database_checkpoint, test_per_database
 from iqa_lab.runs import (build_trainer, print_summary, remember_run, reuse_finished_run,
                           seeded_datamodule, task_wrapper, test_predictions, write_run_outputs)
 
@@ -20,12 +21,15 @@ def train(cfg: DictConfig) -> dict:
         print_summary(finished, cfg.paths.output_dir)
         return finished["metrics"]
     datamodule = seeded_datamodule(cfg, "fit")
-    model = hydra.utils.instantiate(cfg.model)
+    model = hydra.utils.instantiate(cfg.model, **head_names(cfg, datamodule))
     trainer = build_trainer(cfg)
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     if not cfg.test:
         return dict(trainer.callback_metrics)
+    per_database = find_per_database_checkpoint(trainer)
+    if per_database is not None:
+        return _test_per_database(cfg, trainer, model, datamodule, per_database, start)
     best = None
     # fast_dev_run and callbacks=none keep no checkpoints: they test the weights in hand.
     if cfg.train and trainer.checkpoint_callback is not None and not trainer.fast_dev_run:
@@ -40,6 +44,36 @@ def train(cfg: DictConfig) -> dict:
     results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions, extra,
                                 wall_s=time.time() - start, trainer=trainer,
                                 checkpoint=best or cfg.get("ckpt_path"))
+    if cfg.train and not trainer.fast_dev_run:
+        remember_run(cfg, results)
+    print_summary(results, cfg.paths.output_dir)
+    return results["metrics"]
+
+
+def head_names(cfg: DictConfig, datamodule) -> dict:
+    """``heads`` for a multi-head model whose config leaves them null: one per training database
+    of ``data=mixed``, else one named after the database."""
+    if "heads" not in cfg.model or cfg.model.heads is not None:
+        return {}
+    return {"heads": list(getattr(datamodule, "training_databases", None) or [datamodule.name])}
+
+
+def _test_per_database(cfg: DictConfig, trainer, model, datamodule, callback, start: float) -> dict:
+    """IMDT: every database tested by its own best model (``training.imdt.test_per_database``)."""
+    if trainer.fast_dev_run:
+        checkpoints = {}
+    else:
+        missing = sorted(set(model.head_names) - set(callback.best_paths))
+        if missing:
+            raise RuntimeError(f"IMDT selected no checkpoint for {missing} (was their validation "
+                               f"run?)")
+        checkpoints = callback.best_paths
+    predictions = test_per_database(trainer, model, datamodule, checkpoints)
+    extra = {f"val/{db}/{callback.monitor.split('/')[-1]}_best": score
+             for db, score in callback.best_scores.items()}
+    results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions, extra,
+                                wall_s=time.time() - start, trainer=trainer,
+                                checkpoint=checkpoints or None)
     if cfg.train and not trainer.fast_dev_run:
         remember_run(cfg, results)
     print_summary(results, cfg.paths.output_dir)

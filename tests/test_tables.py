@@ -110,3 +110,27 @@ def test_cells_without_their_database_say_absent(tmp_path):
     assert frame.iloc[0]["status"] == "absent"
     assert "nowhere" in frame.iloc[0]["detail"]
     assert "absent" in (tmp_path / "results" / "absent" / "table.md").read_text()
+
+
+def test_a_shared_run_row_reads_each_column_from_one_run(tmp_path):
+    """``column_overrides: false``: one run (e.g. IMDT over several databases) serves the row's
+    columns, each reading its own database's metrics; ``{row}``/``{column}`` name per-cell keys."""
+    from iqa_lab.evaluation.tables import load_spec, metric_key, plan
+
+    spec_path = tmp_path / "shared.yaml"
+    spec_path.write_text(yaml.safe_dump({
+        "title": "shared", "source": "test", "repeats": 1, "metrics": ["test/srcc"],
+        "names": {"A": "synth_a", "B": "synth_b"},
+        "rows": {"IMDT": {"overrides": ["experiment=stairiqa_imdt_demo"],
+                          "column_overrides": False},
+                 "single": ["model=baseline"]},
+        "columns": {"A": ["data=synthetic", "data.photos=[astronaut,coffee,camera]"],
+                    "B": ["data=synthetic", "data.photos=[brick,coins,moon]"]}}))
+    spec = load_spec(str(spec_path))
+    cells = {(c.row, c.column): c for c in plan(spec, [])}
+    assert cells["IMDT", "A"].keys == cells["IMDT", "B"].keys  # one run for the row
+    assert cells["single", "A"].keys != cells["single", "B"].keys
+    assert not any("data=synthetic" in o for o in cells["IMDT", "A"].overrides)
+    assert metric_key("test/srcc", spec, "IMDT", "B") == "test/synth_b/srcc"
+    assert metric_key("test/srcc", spec, "single", "B") == "test/srcc"
+    assert metric_key("test/{row}/by_{column}/srcc", spec, "A", "B") == "test/synth_a/by_synth_b/srcc"

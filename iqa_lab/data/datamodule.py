@@ -27,6 +27,7 @@ Bad input (``data.on_bad=raise|skip``), decided in two places so setup stays che
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from iqa_lab.data.collate import IQACollate
 from iqa_lab.data.images import BadImageError, FileResolver, load_rgb, probe_image
@@ -72,7 +73,8 @@ class IQADataset(Dataset):
     ``{"bad": {"image", "reason", "split"}}`` marker that ``IQACollate`` drops (``"skip"``)."""
 
     def __init__(self, records: pd.DataFrame, data_dir: str | Path, transform,
-                 on_bad: str = "raise", max_pixels: int | None = None, split: str = ""):
+                 on_bad: str = "raise", max_pixels: int | None = None, split: str = "",
+                 db: str | None = None):
         self.images = records["image"].tolist()
         self.mos = torch.tensor(records["mos"].to_numpy(), dtype=torch.float32)
         self.index = torch.tensor(records.index.to_numpy(), dtype=torch.long)
@@ -83,6 +85,19 @@ class IQADataset(Dataset):
         self.split = split
         self.boxes = (records[list(BOX_COLUMNS)].to_numpy(dtype=float)
                       if set(BOX_COLUMNS) <= set(records.columns) else None)
+        # The database name each item carries (data=mixed: which regressor head scores it).
+        self.db = db
+        # Set per epoch (``set_augment_seed``): item i's random augmentation then depends on
+        # (seed, i) only, not on the order, the process or the worker that loads it.
+        self.augment_seed: int | None = None
+
+    def set_augment_seed(self, seed: int | None) -> None:
+        self.augment_seed = seed
+
+    def _seed_transform(self, i: int) -> None:
+        if self.augment_seed is not None and hasattr(self.transform, "set_random_seed"):
+            item_seed = np.random.SeedSequence([self.augment_seed, i]).generate_state(1)[0]
+            self.transform.set_random_seed(int(item_seed))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -107,8 +122,12 @@ class IQADataset(Dataset):
                                     f"split; data.on_bad=raise)") from None
             return {"bad": {"image": self.images[i], "reason": f"decode: {err}",
                             "split": self.split}}
-        return {"image": self.transform(image=image)["image"], "mos": self.mos[i],
+        self._seed_transform(i)
+        item = {"image": self.transform(image=image)["image"], "mos": self.mos[i],
                 "index": self.index[i]}
+        if self.db is not None:
+            item["db"] = self.db
+        return item
 
 
 class BadInputError(ValueError):
@@ -265,12 +284,32 @@ class IQADataModule(L.LightningDataModule):
             raise ValueError(f"batch size {batch_size} is not divisible by {world} devices")
         return batch_size // world
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _epoch_seed(self) -> int:
+        """The run's seed (``seed_everything``) combined with the current epoch."""
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return int(os.environ.get("PL_GLOBAL_SEED", 0)) + epoch
+
+    def _loader(self, split: str, shuffle: bool, dataset=None) -> DataLoader:
+        """A loader of ``split`` (or of ``dataset``). Training loaders are made anew each epoch
+        (``trainer.reload_dataloaders_every_n_epochs: 1``): the order is the permutation
+        ``DistributedSampler`` draws for (seed, epoch), so one process and DDP see the same global
+        batches, and each item's augmentation is seeded by (seed, epoch, item). A run resumed
+        from an epoch's checkpoint therefore continues exactly as the uninterrupted one."""
+        dataset = self.datasets[split] if dataset is None else dataset
         size = self.batch_size if split == "train" else self.eval_batch_size
-        return DataLoader(self.datasets[split], batch_size=self._per_device(size), shuffle=shuffle,
+        sampler = None
+        if shuffle:
+            seed = self._epoch_seed()
+            for part in getattr(dataset, "datasets", [dataset]):
+                part.set_augment_seed(seed)
+            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        reloading = bool(self.trainer is not None
+                         and self.trainer.reload_dataloaders_every_n_epochs)
+        return DataLoader(dataset, batch_size=self._per_device(size), sampler=sampler,
                           collate_fn=self.collate,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0, drop_last=False)
+                          persistent_workers=self.num_workers > 0 and not reloading,
+                          drop_last=False)
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         """Move the items that failed to decode (``on_bad=skip``) from the batch into

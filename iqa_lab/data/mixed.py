@@ -5,7 +5,12 @@ Each member is a full database DataModule (its own parser, folder, MOS scale and
 records are concatenated with ``db`` set to the member's name and ``ref`` prefixed by it (two
 databases' ``I01`` are different photos); the protocol then splits by database. Images keep paths
 relative to their own database's folder, and each split is a concatenation of per-database datasets
-so every database keeps its own crop policy.
+so every database keeps its own crop policy. Every item carries its database's name (``db``), which
+picks its regressor head in a multi-head model.
+
+With ``imdt`` set (``loops``, ``epochs_upper``, ``epochs_rule``), training follows iterative
+mixed-database training (``training.imdt``): each epoch trains and validates one database, in the
+order of ``databases``, as the schedule says. Without it, every epoch pools all training databases.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from torch.utils.data import ConcatDataset
 from iqa_lab.data.datamodule import IQADataModule, IQADataset
 from iqa_lab.data.records import check_schema
 from iqa_lab.data.transforms import build_transform
+from iqa_lab.training.imdt import IMDTSchedule
 
 
 class MixedDataModule(IQADataModule):
-    def __init__(self, databases: Mapping[str, IQADataModule], **kwargs):
+    def __init__(self, databases: Mapping[str, IQADataModule], imdt: Mapping | None = None,
+                 **kwargs):
         if not databases:
             raise ValueError("data=mixed needs data.databases: name → database config "
                              "(e.g. an experiment with `- /data@data.databases.koniq10k: koniq10k`)")
@@ -32,6 +39,10 @@ class MixedDataModule(IQADataModule):
             if member.name != name:
                 raise ValueError(f"data.databases.{name} is named '{member.name}'; set its "
                                  f"`name: {name}` so records and heads agree")
+        self.imdt = dict(imdt) if imdt else None
+        self.schedule: IMDTSchedule | None = None
+        # split -> database -> its dataset
+        self.db_datasets: dict[str, dict[str, IQADataset]] = {}
 
     def prepare_data(self) -> None:
         for member in self.databases.values():
@@ -59,15 +70,53 @@ class MixedDataModule(IQADataModule):
 
     def build_datasets(self) -> None:
         for split in ("train", "val", "test"):
-            parts = []
+            parts = {}
             for name, member in self.databases.items():
                 rows = self.records[(self.records["split"] == split) & (self.records["db"] == name)]
                 if len(rows):
                     cfg = member.transform_cfg["train" if split == "train" else "eval"]
-                    parts.append(IQADataset(rows, member.data_dir, build_transform(split, **cfg),
+                    parts[name] = IQADataset(rows, member.data_dir, build_transform(split, **cfg),
                                              on_bad=member.on_bad, max_pixels=member.max_pixels,
-                                             split=split))
-            self.datasets[split] = ConcatDataset(parts) if parts else []
+                                             split=split, db=name)
+            self.db_datasets[split] = parts
+            self.datasets[split] = ConcatDataset(list(parts.values())) if parts else []
+        if self.imdt is not None:
+            self.schedule = IMDTSchedule(self.training_sizes(), **self.imdt)
+
+    @property
+    def training_databases(self) -> list[str]:
+        """Databases with training images, in the order of ``databases``."""
+        return list(self.db_datasets.get("train", {}))
+
+    def training_sizes(self) -> dict[str, int]:
+        return {name: len(ds) for name, ds in self.db_datasets["train"].items()}
+
+    def _active(self, split: str) -> IQADataset:
+        step = self.schedule.at(self.trainer.current_epoch if self.trainer is not None else 0)
+        dataset = self.db_datasets[split].get(step.database)
+        if dataset is None:
+            raise ValueError(f"IMDT: '{step.database}' has no {split} images under "
+                             f"protocol={self.protocol.name}; each database needs its own "
+                             f"validation split (protocol.val_fraction > 0)")
+        return dataset
+
+    def train_dataloader(self):
+        if self.schedule is None:
+            return super().train_dataloader()
+        return self._loader("train", shuffle=True, dataset=self._active("train"))
+
+    def val_dataloader(self):
+        if self.schedule is None:
+            return super().val_dataloader()
+        split = "test" if self.protocol.paper_parity else "val"
+        return self._loader(split, shuffle=False, dataset=self._active(split))
+
+    def test_dataloader(self, databases: list[str] | None = None):
+        """The test split, or only the test images of ``databases``."""
+        if databases is None:
+            return super().test_dataloader()
+        parts = [self.db_datasets["test"][db] for db in databases if db in self.db_datasets["test"]]
+        return self._loader("test", shuffle=False, dataset=ConcatDataset(parts))
 
     def normalised_std(self, records: pd.DataFrame) -> pd.Series:
         parts = [self.databases[db].normalised_std(rows) for db, rows in records.groupby("db")]

@@ -145,7 +145,14 @@ class SyntheticDataModule(IQADataModule):
     def __init__(self, cache_dir: str, photos: Sequence[str], crops_per_photo: int,
                  crop_size: int, distortions: Sequence[str], levels: Sequence[int],
                  label_metrics: Mapping[str, Mapping[str, float]], include_pristine: bool,
-                 seed: int, **kwargs):
+                 seed: int, label_scale: Mapping[str, float] | None = None, **kwargs):
+        # How this database's scores relate to the pseudo-MOS q in [0, 1]:
+        # mos = low + (high - low) * q ** gamma. Identity by default; other values imitate databases
+        # whose MOS scales disagree (iterative mixed-database training, seed 003 §III-C).
+        self.label_scale = {"low": 0.0, "high": 1.0, "gamma": 1.0, **dict(label_scale or {})}
+        if not (self.label_scale["gamma"] > 0 and self.label_scale["high"] > self.label_scale["low"]):
+            raise ValueError(f"data.label_scale needs gamma > 0 and high > low, got "
+                             f"{self.label_scale}")
         self.build_params = {
             "photos": list(photos), "crops_per_photo": int(crops_per_photo),
             "crop_size": int(crop_size), "distortions": list(distortions),
@@ -168,4 +175,8 @@ class SyntheticDataModule(IQADataModule):
         self.prepare_data()
         records = read_records_csv(self.data_dir / "labels.csv")
         records["db"] = self.name  # several synthetic databases may sit side by side (data=mixed)
+        if self.label_scale != {"low": 0.0, "high": 1.0, "gamma": 1.0}:
+            low, high, gamma = (self.label_scale[k] for k in ("low", "high", "gamma"))
+            records["mos"] = low + (high - low) * records["mos"].clip(0, 1) ** gamma
+            records["mos_raw"] = MOS_RANGE[0] + (MOS_RANGE[1] - MOS_RANGE[0]) * records["mos"]
         return records

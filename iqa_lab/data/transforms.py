@@ -11,7 +11,9 @@ brings its own policy to any database:
 - fixed resize: ``resize: [H, W]``;
 - StairIQA: train ``{resize_short_side: 380, crop_size: 320, hflip: true}``, eval
   ``{resize_short_side: 380, crop_size: 320, crop: five}``; five crops (the four corners, then the
-  centre) come out stacked as ``(5, C, H, W)`` per image and the model scores their mean.
+  centre) come out stacked as ``(5, C, H, W)`` per image and the model scores their mean;
+- padding: ``pad_to: 340, pad_fill: 255`` pads smaller images to 340 x 340 with white, centred
+  (StairIQA's FLIVE "white fill"; 256 for FLIVE patches), before any crop.
 
 Quality-preserving by default: only operations that do not change perceived quality (resizing
 with area interpolation, crops, flips). Anything that changes the label (blur, noise, JPEG, colour
@@ -71,12 +73,13 @@ class FiveCrop:
 def build_transform(stage: str, crop_size: int | None = None, hflip: bool = False,
                     resize_short_side: int | None = None, resize: Sequence[int] | None = None,
                     crop: str | None = None, vflip: bool = False,
-                    augment: Mapping | None = None):
+                    augment: Mapping | None = None, pad_to: int | None = None, pad_fill: int = 0):
     """The pipeline for ``stage`` (``train``, ``val`` or ``test``).
 
     ``resize_short_side`` scales the short side to that length; ``resize: [H, W]`` scales to a
-    fixed size (give one of the two); ``crop_size`` with ``crop`` = ``random`` (train default),
-    ``center`` (val/test default) or ``five``; flips and ``augment`` apply at train only."""
+    fixed size (give one of the two); ``pad_to`` pads to at least that square with ``pad_fill``;
+    ``crop_size`` with ``crop`` = ``random`` (train default), ``center`` (val/test default) or
+    ``five``; flips and ``augment`` apply at train only."""
     train = stage == "train"
     if resize_short_side and resize:
         raise ValueError("transforms: give resize_short_side or resize, not both")
@@ -89,6 +92,9 @@ def build_transform(stage: str, crop_size: int | None = None, hflip: bool = Fals
     if resize:
         height, width = resize
         ops.append(A.Resize(height, width, area_for_downscale="image"))
+    if pad_to:
+        ops.append(A.PadIfNeeded(pad_to, pad_to, position="center",
+                                 border_mode=cv2.BORDER_CONSTANT, fill=pad_fill))
     if crop_size and crop == "five":
         ops.append(A.PadIfNeeded(crop_size, crop_size, position="center",
                                  border_mode=cv2.BORDER_CONSTANT, fill=0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
@@ -36,9 +37,15 @@ class IQAEpochMetrics(Metric):
         self.preds.append(preds.detach().float().flatten())
         self.target.append(target.detach().float().flatten())
 
+    @staticmethod
+    def _gathered(state) -> np.ndarray:
+        # A list of batches in one process; one tensor once synchronised across DDP processes.
+        if isinstance(state, list) and not state:
+            return np.empty(0)
+        return dim_zero_cat(state).cpu().double().numpy()
+
     def compute(self) -> dict[str, torch.Tensor]:
-        preds = dim_zero_cat(self.preds).cpu().double().numpy() if self.preds else []
-        target = dim_zero_cat(self.target).cpu().double().numpy() if self.target else []
+        preds, target = self._gathered(self.preds), self._gathered(self.target)
         with warnings.catch_warnings():
             # A constant-prediction epoch (e.g. the sanity check) is NaN by design, not news.
             warnings.simplefilter("ignore", RuntimeWarning)

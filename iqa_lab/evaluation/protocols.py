@@ -83,22 +83,31 @@ def _draw(groups, fraction: float, rng: np.random.Generator) -> set:
 
 def carve_validation(records: pd.DataFrame, split: pd.Series, protocol: Protocol,
                      rng: np.random.Generator) -> pd.Series:
-    """Move ``val_fraction`` of the training side's contents (``ref`` groups) to ``val``."""
+    """Move ``val_fraction`` of the training side's contents (``ref`` groups) to ``val``, for
+    each database on its own (each database's model is selected on its own validation split)."""
     split = split.copy()
     # With selection=test the test split plays validation: no training contents are held back.
     if protocol.val_fraction > 0 and not protocol.paper_parity:
         train = split == "train"
-        val = _draw(records.loc[train, "ref"].to_numpy(), protocol.val_fraction, rng)
-        split[train & records["ref"].isin(val)] = "val"
+        for db in sorted(set(records.loc[train, "db"])):
+            side = train & (records["db"] == db)
+            val = _draw(records.loc[side, "ref"].to_numpy(), protocol.val_fraction, rng)
+            split[side & records["ref"].isin(val)] = "val"
     return split
 
 
 def _random_by_content(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
+    """``train_fraction`` of the contents to the training side, the rest to test; with several
+    databases (``data=mixed``) each database is split on its own, as seed 003 splits each of its
+    databases 80/20."""
     rng = np.random.default_rng(protocol.split_seed)
-    train_side = _draw(records["ref"].to_numpy(), protocol.train_fraction, rng)
-    split = pd.Series(np.where(records["ref"].isin(train_side), "train", "test"),
-                      index=records.index)
-    return carve_validation(records, split, protocol, rng)
+    parts = []
+    for _, rows in records.groupby("db", sort=True) if "db" in records else [(None, records)]:
+        train_side = _draw(rows["ref"].to_numpy(), protocol.train_fraction, rng)
+        split = pd.Series(np.where(rows["ref"].isin(train_side), "train", "test"),
+                          index=rows.index)
+        parts.append(carve_validation(rows, split, protocol, rng))
+    return pd.concat(parts).reindex(records.index)
 
 
 def random_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:

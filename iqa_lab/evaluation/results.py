@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 PREDICTION_COLUMNS = ["image", "mos", "prediction", "split", "mos_raw", "ref", "dist_type",
-                      "dist_level", "db", "stamp"]
+                      "dist_level", "db", "head", "stamp"]  # head: the regressor that scored it
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:

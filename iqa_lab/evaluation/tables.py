@@ -5,8 +5,12 @@ A spec ``experiments/tables/<name>.yaml`` holds ``title``, ``source`` (seed file
 ``columns`` (label → overrides, optionally ``{overrides: [...], entry: eval, base: false}``; ``base:
 false`` leaves the table's ``base`` out of that row's / column's cells, e.g. a classical-metric row
 of a table whose base sets training options; a row's ``columns: [...]`` limits it to those columns,
-e.g. a full-reference metric to databases with references) and ``published``
-(row → column → {metric: value}). For each cell the driver
+e.g. a full-reference metric to databases with references; a row's ``column_overrides: false``
+makes one run serve all its columns, each column then naming the database whose metrics it shows
+(``test/srcc`` is read as ``test/<database>/srcc``), e.g. one IMDT run over six databases) and ``published`` (row → column → {metric: value}). A metric
+may name its cell: ``{row}`` and ``{column}`` are replaced by the labels, or by their entry in the
+spec's ``names`` (label → database name), e.g. ``test/{column}/srcc`` or
+``test/{row}/by_{column}/srcc``. For each cell the driver
 
 1. composes the cell's config for every repeat and looks its run up in the run store
    (``logs/store``, see ``runstore``): finished repeats are not run again;
@@ -76,6 +80,23 @@ def _uses_base(value) -> bool:
     return not (isinstance(value, dict) and value.get("base") is False)
 
 
+def _uses_columns(value) -> bool:
+    return not (isinstance(value, dict) and value.get("column_overrides") is False)
+
+
+def metric_key(metric: str, spec: dict, row: str, column: str) -> str:
+    """The results key of ``metric`` in the cell (row, column): placeholders filled in; in a row
+    whose one run serves every column (``column_overrides: false``), ``test/srcc`` reads the
+    column's database, ``test/<database>/srcc``."""
+    names = spec.get("names") or {}
+    if "{" in metric:
+        return metric.format(row=names.get(row, row), column=names.get(column, column))
+    if not _uses_columns(spec["rows"].get(row)) and "/" in metric:
+        stage, rest = metric.split("/", 1)
+        return f"{stage}/{names.get(column, column)}/{rest}"
+    return metric
+
+
 def load_spec(name_or_path: str) -> dict:
     path = Path(name_or_path)
     if not path.suffix:
@@ -121,6 +142,8 @@ def plan(spec: dict, extra: list[str]) -> list[Cell]:
             # A row or column that names its own protocol replaces the table's.
             own_protocol = any(o.startswith("protocol=") for o in row_overrides + col_overrides)
             base = spec.get("base", []) if _uses_base(row_value) and _uses_base(col_value) else []
+            if not _uses_columns(row_value):
+                col_overrides = []
             overrides = (list(base)
                          + ([] if own_protocol else list(spec.get("protocol", [])))
                          + row_overrides + col_overrides + list(extra))
@@ -166,14 +189,15 @@ def launch(cell: Cell, spec: dict, sweep_root: Path) -> int:
     return subprocess.run(command, cwd=ROOT, check=False).returncode
 
 
-def collect(cell: Cell, store: Path, metrics: list[str]) -> None:
+def collect(cell: Cell, store: Path, spec: dict) -> None:
     """Median etc. over the cell's finished repeats, from the run store."""
     runs = []
     for key in cell.keys:
         path = store / f"{key}.json"
         if path.is_file():
             runs.append(json.loads(path.read_text())["results"])
-    cell.values = {m: describe([r["metrics"].get(m) for r in runs]) for m in metrics}
+    cell.values = {m: describe([r["metrics"].get(metric_key(m, spec, cell.row, cell.column))
+                                for r in runs]) for m in spec["metrics"]}
     cell.paper_parity = cell.paper_parity or any(r.get("paper_parity") for r in runs)
     if cell.status in ("absent", "unavailable"):
         return
@@ -304,13 +328,15 @@ def reproduce(name: str, extra: list[str] | None = None, results_dir: str | Path
     sweep_root = log_dir / "tables" / spec["name"] / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     launched = 0
     for cell in cells:
+        # Cells that share a run (column_overrides: false) find it finished by an earlier cell.
+        cell.missing = [r for r, key in enumerate(cell.keys) if not (store / f"{key}.json").is_file()]
         if cell.status in ("absent", "unavailable") or not cell.missing or dry_run:
             continue
         launched += len(cell.missing)
         if launch(cell, spec, sweep_root) != 0:
             cell.status, cell.detail = "failed", f"multirun failed; logs in {sweep_root}"
     for cell in cells:
-        collect(cell, store, spec["metrics"])
+        collect(cell, store, spec)
     command = "make reproduce-table TABLE=" + spec["name"] + (
         " ARGS=" + shlex.quote(" ".join(extra)) if extra else "")
     out_dir = Path(results_dir or RESULTS_DIR) / spec["name"]

@@ -1,7 +1,10 @@
 """IQAModule: the LightningModule every architecture derives from.
 
-A subclass builds its network in ``__init__`` and implements ``forward(images) -> (B,) scores``;
-steps, loss, epoch-level metrics, logging, optimisers and test predictions live here.
+A subclass builds its network in ``__init__`` and implements ``forward(images) -> (B,) scores``,
+or ``forward(images, heads) -> (B, len(heads))`` for a model with one regressor per database
+(``head_names``): each image is then scored by its own database's head (the batch's ``db``), or by
+``active_head``.
+Steps, loss, epoch-level metrics, logging, optimisers and test predictions live here.
 
 Metrics are torchmetrics objects accumulated over the whole epoch (SRCC over per-batch averages
 would be wrong) and synchronised across processes. Keys: ``{train,val,test}/{srcc,plcc,krcc,rmse,
@@ -11,6 +14,8 @@ loss}``; ``val/srcc`` drives checkpointing and early stopping.
 from __future__ import annotations
 
 import importlib
+import os
+import random
 from collections.abc import Mapping
 
 import hydra
@@ -48,6 +53,10 @@ class IQAModule(L.LightningModule):
         self.val_srcc_best = MaxMetric()
         self.test_predictions: dict[str, np.ndarray] | None = None
         self._test_outputs: list[dict[str, torch.Tensor]] = []
+        # Multi-head models: the database of each head, and the head that scores every image
+        # when set (testing one head on another database, or eval of a chosen head).
+        self.head_names: list[str] | None = None
+        self.active_head: str | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
@@ -55,21 +64,54 @@ class IQAModule(L.LightningModule):
     def _stage_metrics(self, stage: str) -> tuple[IQAEpochMetrics, MeanMetric]:
         return getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
 
-    def score(self, images: torch.Tensor) -> torch.Tensor:
-        """(B,) scores; a ``(B, n_crops, C, H, W)`` batch (e.g. five crops) is scored as the mean
-        over its crops."""
+    def score(self, images: torch.Tensor, heads: list[str] | None = None) -> torch.Tensor:
+        """(B,) scores, or (B, len(heads)) from the named heads of a multi-head model; a
+        ``(B, n_crops, C, H, W)`` batch (e.g. five crops) is scored as the mean over its crops."""
         if not len(images):
             return torch.empty(0, device=images.device)
+        kwargs = {} if heads is None else {"heads": heads}
         if images.dim() == 5:
             batch, crops = images.shape[:2]
-            return self(images.flatten(0, 1)).float().view(batch, crops).mean(dim=1)
-        return self(images).float()
+            scores = self(images.flatten(0, 1), **kwargs).float()
+            return scores.view(batch, crops, *scores.shape[1:]).mean(dim=1)
+        return self(images, **kwargs).float()
+
+    def heads_for(self, batch: dict) -> list[str] | None:
+        """The heads a batch needs: ``active_head``, else its images' databases. Only those are
+        computed, so no other head gets a gradient (not even a zero one that Adam's momentum or
+        weight decay would act on)."""
+        names = self.head_names
+        if not names:
+            return None
+        if self.active_head is not None:
+            if self.active_head not in names:
+                raise ValueError(f"head '{self.active_head}' does not exist; heads: {names}")
+            return [self.active_head]
+        if len(names) == 1:
+            return list(names)
+        dbs = batch.get("db")
+        unknown = sorted({db for db in dbs or [] if db not in names})
+        if dbs is None or unknown:
+            raise ValueError(f"cannot choose among the heads {names} for images of "
+                             f"{unknown or 'an unnamed database'}: pick one with head=<name>")
+        return [name for name in names if name in set(dbs)]
+
+    def predict_batch(self, batch: dict) -> torch.Tensor:
+        """(B,) scores, each image by its own database's head in a multi-head model."""
+        heads = self.heads_for(batch)
+        scores = self.score(batch["image"], heads)
+        if heads is None or not len(scores):
+            return scores
+        if len(heads) == 1:
+            return scores[:, 0]
+        columns = torch.tensor([heads.index(db) for db in batch["db"]], device=scores.device)
+        return scores.gather(1, columns[:, None]).squeeze(1)
 
     def model_step(self, batch: dict, stage: str) -> tuple[torch.Tensor | None, torch.Tensor]:
         target = batch["mos"].float()
         if not len(target):  # every item of the batch failed to decode (data.on_bad=skip)
             return None, target
-        pred = self.score(batch["image"])
+        pred = self.predict_batch(batch)
         loss = self.loss_fn(pred, target)
         metrics, mean_loss = self._stage_metrics(stage)
         mean_loss.update(loss.detach(), weight=len(target))
@@ -91,7 +133,7 @@ class IQAModule(L.LightningModule):
         self._test_outputs.append({"index": batch["index"], "prediction": pred.detach()})
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self.score(batch["image"])
+        return self.predict_batch(batch)
 
     def _log_epoch(self, stage: str) -> dict[str, torch.Tensor]:
         metrics, mean_loss = self._stage_metrics(stage)
@@ -109,6 +151,13 @@ class IQAModule(L.LightningModule):
         self.val_srcc_best.reset()
 
     def on_train_epoch_start(self) -> None:
+        # Dropout and other in-step randomness depend on (seed, epoch) only, so a run resumed from
+        # an epoch's checkpoint continues exactly as the uninterrupted run (the data order and
+        # augmentation are seeded per epoch by the DataModule).
+        seed = (int(os.environ.get("PL_GLOBAL_SEED", 0)) * 1_000_003 + self.current_epoch) % 2**32
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
         if self.hparams.freeze_bn:
             # Keep the pretrained BatchNorm statistics (the official StairIQA code trains with
             # model.eval()); affine parameters still learn.

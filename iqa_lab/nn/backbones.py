@@ -175,6 +175,24 @@ def create_timm_model(name: str, pretrained: bool = False, checkpoint: str | Non
     return model
 
 
+_FLATTENED = re.compile(r"^([A-Za-z]\w*?)_(\d+)\.")
+
+
+def _features_state_dict(features: nn.Module, full: dict, name: str) -> dict:
+    """``full``'s weights under the names of timm's ``features_only`` wrapper, which flattens
+    top-level sequential modules (``stem.0`` becomes ``stem_0``, ``stages.1`` ``stages_1``)."""
+    out, missing = {}, []
+    for key in features.state_dict():
+        source = key if key in full else _FLATTENED.sub(r"\1.\2.", key)
+        if source in full:
+            out[key] = full[source]
+        else:
+            missing.append(key)
+    if missing:
+        raise RuntimeError(f"features_only {name}: no weights for {missing[:5]}")
+    return out
+
+
 class Backbone(nn.Module):
     """A timm backbone over images in [0, 1].
 
@@ -196,9 +214,7 @@ class Backbone(nn.Module):
             # Re-wrap the already-initialised model so the weights carry over.
             kwargs = {"out_indices": tuple(out_indices)} if out_indices is not None else {}
             self.model = timm.create_model(name, pretrained=False, features_only=True, **kwargs)
-            missing = self.model.load_state_dict(model.state_dict(), strict=False).missing_keys
-            if missing:
-                raise RuntimeError(f"features_only {name} lacks weights for {missing[:5]}")
+            self.model.load_state_dict(_features_state_dict(self.model, model.state_dict(), name))
             self.feature_info = self.model.feature_info
         else:
             model.reset_classifier(0)

@@ -1,0 +1,45 @@
+"""``model=stairiqa``: the staircase network over any timm backbone with one quality regressor per
+database (StairIQA, seed 003 §III-A/B, Fig. 2).
+
+backbone stages (``features_only``) → ``nn.staircase.Staircase`` → global average pooling → one
+head per database (FC 128 → FC 1). ``forward(images, heads)`` computes only the named heads;
+``IQAModule.predict_batch`` asks for the heads of the batch's databases. ``heads: null`` in the config means
+one head per training database of the run's DataModule (``data=mixed``), or a single head named
+after the database.
+
+Note on level 0: timm's ResNet features start at the stem's activation (stride 2), the official
+code at the max-pool output (stride 4); path 1 therefore has one more stride-2 bridge here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from iqa_lab.models.base import IQAModule
+from iqa_lab.nn.backbones import Backbone
+from iqa_lab.nn.heads import MLPHead
+from iqa_lab.nn.staircase import Staircase
+
+
+class StairIQA(IQAModule):
+    def __init__(self, backbone: Mapping, staircase: Mapping, head: Mapping,
+                 heads: Sequence[str] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not heads:
+            raise ValueError("model=stairiqa needs model.heads (database names); the train entry "
+                             "point fills them from the DataModule when the config says null")
+        self.backbone = Backbone(**{**backbone, "features_only": True})
+        info = self.backbone.feature_info
+        self.staircase = Staircase(info.channels(), info.reduction(), **staircase)
+        self.heads = nn.ModuleDict({name: MLPHead(self.staircase.out_channels, **head)
+                                    for name in heads})
+        self.head_names = list(heads)
+
+    def forward(self, images: torch.Tensor, heads: Sequence[str] | None = None) -> torch.Tensor:
+        """(N, len(heads)) scores, every head when ``heads`` is None."""
+        pooled = self.staircase(self.backbone(images)).mean(dim=(2, 3))
+        return torch.stack([self.heads[name](pooled) for name in heads or self.head_names],
+                           dim=-1)

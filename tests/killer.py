@@ -1,0 +1,18 @@
+"""A callback that SIGKILLs its own process, for the kill-and-resume test (added to a run with
+``+callbacks.kill._target_=tests.killer.KillAtEpoch +callbacks.kill.epoch=N``)."""
+
+import os
+import signal
+
+from lightning.pytorch.callbacks import Callback
+
+
+class KillAtEpoch(Callback):
+    """Kills the process at the second training batch of epoch ``epoch``: mid-epoch, mid-loop."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == 1:
+            os.kill(os.getpid(), signal.SIGKILL)

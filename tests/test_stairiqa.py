@@ -1,0 +1,205 @@
+"""StairIQA (seed 003): the staircase over timm backbones, per-database heads, the IMDT schedule and
+its Lightning run (per-database selection, kill-and-resume, two-process gloo DDP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from iqa_lab.models.stairiqa import StairIQA
+from iqa_lab.nn.backbones import Backbone
+from iqa_lab.nn.staircase import Staircase
+from iqa_lab.training.imdt import IMDTSchedule, epochs_per_database
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Three synthetic databases on different MOS scales, 3 photos x 3 distortions x 2 levels each
+# (6 images per content, 64 px): 6 train / 6 val / 6 test images per database.
+TINY_IMDT = [
+    "experiment=stairiqa_imdt_demo",
+    *[f"data.databases.{db}.photos={photos}" for db, photos in
+      (("synth_a", "[astronaut,coffee,camera]"), ("synth_b", "[brick,coins,moon]"),
+       ("synth_c", "[china,flower,retina]"))],
+    *[f"data.databases.{db}.{key}={value}" for db in ("synth_a", "synth_b", "synth_c")
+      for key, value in (("crop_size", 64), ("distortions", "[gaussian_blur,jpeg,white_noise]"),
+                         ("levels", "[1,5]"), ("include_pristine", "false"))],
+    "data.batch_size=2", "data.eval_batch_size=2",
+    "data.imdt.loops=2", "data.imdt.epochs_upper=1",
+    "callbacks.progress_bar=null", "callbacks.model_summary=null",
+    "reuse_finished=false",
+]
+MODEL = {"backbone": {"name": "tf_efficientnet_lite0", "pretrained": False},
+         "staircase": {"paths": None}, "head": {"hidden": 128, "dropout": 0.0},
+         "optimizer": {"_target_": "torch.optim.Adam", "lr": 1e-3}}
+
+
+@pytest.mark.parametrize("name", ["resnet50", "tf_efficientnet_lite0", "convnext_atto"])
+def test_staircase_fuses_every_stage_of_any_timm_backbone(name):
+    backbone = Backbone(name, pretrained=False, features_only=True).eval()
+    info = backbone.feature_info
+    staircase = Staircase(info.channels(), info.reduction())
+    assert staircase.path_ids == list(range(1, len(info.channels())))
+    with torch.no_grad():
+        features = backbone(torch.rand(2, 3, 64, 96))
+        fused = staircase(features)
+    assert fused.shape == features[-1].shape
+    assert fused.shape[1] == info.channels()[-1]
+    # Path k has one bridge per level it climbs: from level k-1 up to the last.
+    assert [len(p) for p in staircase.paths] == list(range(len(info.channels()) - 1, 0, -1))
+    assert not torch.allclose(fused, features[-1])
+
+
+def test_staircase_paths_ablation_and_odd_sizes():
+    backbone = Backbone("tf_efficientnet_lite0", pretrained=False, features_only=True).eval()
+    info = backbone.feature_info
+    with torch.no_grad():
+        features = backbone(torch.rand(1, 3, 67, 45))  # odd sizes: levels are off by a pixel
+        none = Staircase(info.channels(), info.reduction(), paths=[])(features)
+        assert torch.equal(none, features[-1])
+        single = Staircase(info.channels(), info.reduction(), paths=[4])
+        assert single.path_ids == [4] and len(single.paths[0]) == 1
+        assert single(features).shape == features[-1].shape
+        assert Staircase(info.channels(), info.reduction())(features).shape == features[-1].shape
+    with pytest.raises(ValueError, match=r"paths \[5\] do not exist"):
+        Staircase(info.channels(), info.reduction(), paths=[5])
+
+
+def test_each_head_gets_gradients_only_from_its_own_database():
+    model = StairIQA(**MODEL, heads=["koniq", "clive"])
+    images = torch.rand(4, 3, 64, 64)
+    scores = model.score(images, ["koniq", "clive"])
+    assert scores.shape == (4, 2)
+    assert model.score(images, ["clive"]).shape == (4, 1)
+    batch = {"image": images, "mos": torch.rand(4), "db": ["clive"] * 4,
+             "index": torch.arange(4)}
+    loss, pred = model.model_step(batch, "train")
+    assert torch.allclose(pred, scores[:, 1])
+    loss.backward()
+    grads = {name: [p.grad for p in head.parameters()] for name, head in model.heads.items()}
+    assert all(g is None for g in grads["koniq"])
+    assert all(g is not None and g.abs().sum() > 0 for g in grads["clive"])
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.staircase.parameters())
+    # A mixed batch routes every image to its own head.
+    model.zero_grad()
+    mixed = {**batch, "db": ["koniq", "clive", "clive", "koniq"]}
+    _, pred = model.model_step(mixed, "train")
+    assert torch.allclose(pred, scores.detach()[[0, 1, 2, 3], [0, 1, 1, 0]], atol=1e-5)
+    with pytest.raises(ValueError, match="cannot choose among the heads"):
+        model.predict_batch({**batch, "db": ["spaq"] * 4})
+    model.active_head = "koniq"
+    assert torch.allclose(model.predict_batch(mixed), scores.detach()[:, 0], atol=1e-5)
+
+
+def test_imdt_epochs_per_database_and_schedule():
+    sizes = {"koniq": 7058, "clive": 930, "bid": 468}
+    # Algorithm 1 calls E the upper bound: min(round(N_max / N_i), E).
+    assert epochs_per_database(sizes, upper=20, rule="min") == {"koniq": 1, "clive": 8, "bid": 15}
+    assert epochs_per_database(sizes, upper=5, rule="min") == {"koniq": 1, "clive": 5, "bid": 5}
+    # As printed: max(round(N_max / N_i), E).
+    assert epochs_per_database(sizes, upper=5, rule="max") == {"koniq": 5, "clive": 8, "bid": 15}
+    assert epochs_per_database({"a": 10, "b": 4}, upper=9) == {"a": 1, "b": 3}  # 2.5 rounds up
+    with pytest.raises(ValueError, match="epochs_rule"):
+        epochs_per_database(sizes, upper=5, rule="mean")
+    schedule = IMDTSchedule({"a": 100, "b": 50}, loops=2, epochs_upper=3)
+    assert schedule.total_epochs == 2 * (1 + 2)
+    assert [(s.loop, s.database, s.epoch) for s in schedule.steps] == [
+        (0, "a", 0), (0, "b", 0), (0, "b", 1), (1, "a", 0), (1, "b", 0), (1, "b", 1)]
+    assert schedule.at(4).database == "b"
+    with pytest.raises(IndexError):
+        schedule.at(6)
+
+
+def test_imdt_run_selects_and_tests_each_database_on_its_own(make_cfg):
+    from iqa_lab.train import train
+
+    cfg = make_cfg("train", TINY_IMDT, tiny=False)
+    metrics = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    results = json.loads((out / "results.json").read_text())
+    checkpoints = results["checkpoint"]
+    assert sorted(checkpoints) == ["synth_a", "synth_b", "synth_c"]
+    for db, path in checkpoints.items():
+        assert Path(path).name == f"best_{db}.ckpt" and Path(path).is_file()
+        assert f"test/{db}/srcc" in metrics and f"val/{db}/srcc_best" in metrics
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert (predictions["db"] == predictions["head"]).all()
+    assert predictions.groupby("db").size().to_dict() == {"synth_a": 6, "synth_b": 6, "synth_c": 6}
+    # The schedule ran 2 loops x 3 databases, one validation per epoch, each on one database.
+    logged = pd.read_csv(next(out.glob("csv/**/metrics.csv")))
+    assert sorted(logged["imdt/loop"].dropna().unique()) == [0.0, 1.0]
+    assert logged["val/srcc"].notna().sum() == 6
+
+
+def test_leave_one_out_tests_every_head_on_the_held_out_database(make_cfg):
+    from iqa_lab.train import train
+
+    cfg = make_cfg("train", TINY_IMDT + ["protocol=leave_one_out", "protocol.held_out=synth_c"],
+                   tiny=False)
+    metrics = train(cfg)
+    for head in ("synth_a", "synth_b"):
+        assert -1 <= metrics[f"test/synth_c/by_{head}/srcc"] <= 1
+    predictions = pd.read_csv(Path(cfg.paths.output_dir) / "predictions.csv")
+    assert set(predictions["db"]) == {"synth_c"}
+    assert predictions.groupby("head").size().to_dict() == {"synth_a": 18, "synth_b": 18}
+    assert metrics["test/srcc"] == pytest.approx(
+        (metrics["test/synth_c/by_synth_a/srcc"] + metrics["test/synth_c/by_synth_b/srcc"]) / 2)
+
+
+def _run(args: list[str], out: Path, cache: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "IQA_LAB_CACHE": str(cache), "PYTHONHASHSEED": "0"}
+    done = subprocess.run([sys.executable, "-m", "iqa_lab.train", *TINY_IMDT, *args,
+                           f"hydra.run.dir={out}", f"paths.log_dir={out}/logs"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    if check and done.returncode:
+        raise AssertionError(f"run failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return done
+
+
+def _headline(out: Path) -> dict:
+    metrics = json.loads((out / "results.json").read_text())["metrics"]
+    return {k: v for k, v in metrics.items() if k.endswith(("/srcc", "/plcc", "/rmse", "_best"))}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, cache_dir):
+    out = tmp_path_factory.mktemp("imdt") / "reference"
+    _run(["data.imdt.loops=3"], out, cache_dir)
+    return out
+
+
+def test_kill_mid_schedule_and_resume_gives_identical_metrics(reference_run, tmp_path, cache_dir):
+    killed = tmp_path / "killed"
+    done = _run(["data.imdt.loops=3", "+callbacks.kill._target_=tests.killer.KillAtEpoch",
+                 "+callbacks.kill.epoch=4"], killed, cache_dir, check=False)
+    assert done.returncode == -9, done.stderr[-2000:]  # SIGKILL in epoch 4: loop 1, synth_b
+    assert not (killed / "results.json").exists()
+    resumed = tmp_path / "resumed"
+    _run(["data.imdt.loops=3", f"ckpt_path={killed / 'checkpoints' / 'last.ckpt'}"], resumed,
+         cache_dir)
+    logged = pd.read_csv(next(resumed.glob("csv/**/metrics.csv")))
+    assert logged["epoch"].min() == 4  # continues at the epoch that was killed
+    expected, got = _headline(reference_run), _headline(resumed)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_two_process_gloo_ddp_matches_one_process(reference_run, tmp_path, cache_dir):
+    two = tmp_path / "ddp"
+    _run(["data.imdt.loops=3", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+          "trainer.sync_batchnorm=false"], two, cache_dir)
+    results = json.loads((two / "results.json").read_text())
+    assert results["config"]["trainer"]["strategy"].startswith("ddp")
+    expected, got = _headline(reference_run), _headline(two)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-4), key
