@@ -31,6 +31,7 @@ def evaluate(cfg: DictConfig) -> dict:
         return _evaluate_without_checkpoint(cfg, start)
     datamodule = seeded_datamodule(cfg, "test")
     model = load_iqa_module(cfg.ckpt_path)
+    model.active_head = choose_head(model, cfg.get("head"), datamodule)
     trainer = build_trainer(cfg)
     trainer.test(model, datamodule=datamodule)
     predictions = test_predictions(model, datamodule)
@@ -40,6 +41,17 @@ def evaluate(cfg: DictConfig) -> dict:
     remember_run(cfg, results)
     print_summary(results, cfg.paths.output_dir)
     return results["metrics"]
+
+
+def choose_head(model, head: str | None, datamodule) -> str | None:
+    """The head that scores every image: ``head=`` if given, else the one named like the
+    database; None lets a mixed database's images pick their own."""
+    names = getattr(model, "head_names", None) or []
+    if head is not None and head not in names:
+        raise ValueError(f"head={head}: the checkpoint has heads {names}")
+    if head is None and datamodule.name in names:
+        return datamodule.name
+    return head
 
 
 def _evaluate_without_checkpoint(cfg: DictConfig, start: float) -> dict:

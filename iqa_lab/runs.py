@@ -190,9 +190,18 @@ def print_summary(results: dict, output_dir: str | Path) -> None:
     title = ("test metrics" + (" — SYNTHETIC labels" if results["data"]["synthetic_labels"] else "")
              + (" — PAPER-PARITY (checkpoint picked on test)" if results["paper_parity"] else ""))
     table = Table(title=title)
-    for key in ("srcc", "plcc", "krcc", "rmse"):
+    keys = ("srcc", "plcc", "krcc", "rmse")
+    # Several databases: the pooled row mixes their scales, so each is shown on its own too.
+    databases = [db for db in results["data"].get("databases") or []
+                 if f"test/{db}/srcc" in metrics]
+    if len(databases) > 1:
+        table.add_column("test set")
+    for key in keys:
         table.add_column(key.upper(), justify="right")
-    table.add_row(*(f"{metrics[f'test/{k}']:.4f}" for k in ("srcc", "plcc", "krcc", "rmse")))
+    rows = [("all (pooled)", "test")] + [(db, f"test/{db}") for db in databases]
+    for label, prefix in rows if len(databases) > 1 else [(None, "test")]:
+        values = [f"{metrics[f'{prefix}/{k}']:.4f}" for k in keys]
+        table.add_row(*([label] if label else []), *values)
     console = Console()
     console.print(table)
     sizes = results["data"]["split_sizes"]

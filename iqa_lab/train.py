@@ -60,17 +60,15 @@ def head_names(cfg: DictConfig, datamodule) -> dict:
 
 def _test_per_database(cfg: DictConfig, trainer, model, datamodule, callback, start: float) -> dict:
     """IMDT: every database tested by its own best model (``training.imdt.test_per_database``)."""
-    if trainer.fast_dev_run:
-        checkpoints = {}
-    else:
-        missing = sorted(set(model.head_names) - set(callback.best_paths))
-        if missing:
-            raise RuntimeError(f"IMDT selected no checkpoint for {missing} (was their validation "
-                               f"run?)")
-        checkpoints = callback.best_paths
+    # Taken before testing: restoring a checkpoint also restores the callback's earlier state.
+    best_paths, best_scores = dict(callback.best_paths), dict(callback.best_scores)
+    missing = sorted(set(model.head_names) - set(best_paths))
+    if missing and not trainer.fast_dev_run:
+        raise RuntimeError(f"IMDT selected no checkpoint for {missing} (was their validation run?)")
+    checkpoints = {} if trainer.fast_dev_run else best_paths
     predictions = test_per_database(trainer, model, datamodule, checkpoints)
     extra = {f"val/{db}/{callback.monitor.split('/')[-1]}_best": score
-             for db, score in callback.best_scores.items()}
+             for db, score in best_scores.items()}
     results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions, extra,
                                 wall_s=time.time() - start, trainer=trainer,
                                 checkpoint=checkpoints or None)

@@ -2,20 +2,25 @@
 
 Every fixture is written here in the database's official layout and file format (the authors'
 label files byte for byte in form, tiny real images), then parsed through the real Hydra config.
+Each database's ``reference`` column (full-reference metrics) must name an existing reference.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import hydra
 import numpy as np
 import pandas as pd
+import piq
 import pytest
+import torch
 from PIL import Image
 
 from iqa_lab.data.label_files import LabelFileError
 from iqa_lab.data.records import RECORD_COLUMNS
+from iqa_lab.models.classical import reference_paths
 
 # 4 references: content split 0.5 / 0.5 leaves every split at least one reference.
 SPLIT = ["protocol.train_fraction=0.5", "protocol.val_fraction=0.5"]
@@ -48,6 +53,20 @@ def _row(records: pd.DataFrame, image: str) -> dict:
     rows = records[records["image"] == image]
     assert len(rows) == 1, image
     return rows.iloc[0].to_dict()
+
+
+def _check_references(datamodule, records: pd.DataFrame | None = None) -> None:
+    """Every record's ``reference`` (relative to ``data_dir``, as ``image``) is an existing file,
+    spelt as on disk, and ``reference_paths`` (what full-reference metrics load) gives them."""
+    records = datamodule.records if records is None else records
+    assert records["reference"].notna().all()
+    for reference in set(records["reference"]):
+        path = datamodule.data_dir / reference
+        assert path.is_file() and path.name in {p.name for p in path.parent.iterdir()}, reference
+    paths = reference_paths(datamodule, records)
+    assert paths.index.equals(records.index)
+    assert list(paths) == [datamodule.data_dir / r for r in records["reference"]]
+    assert all(Path(p).is_file() for p in paths)
 
 
 # --------------------------------------------------------------------------------- KADID-10k
@@ -92,6 +111,35 @@ def test_kadid10k_records(make_cfg, tmp_path):
     assert sum(len(ds) for ds in datamodule.datasets.values()) == 24
     item = datamodule.datasets["train"][0]
     assert tuple(item["image"].shape) == (3, 6, 8)
+    # References beside the distorted images: images/I01.png for images/I01_10_05.png.
+    assert (records["reference"] == "images/" + records["ref"] + ".png").all()
+    assert _row(records, "images/I81_25_05.png")["reference"] == "images/I81.png"
+    _check_references(datamodule)
+
+
+def _direct_psnr(distorted: Path, reference: Path) -> float:
+    """piq's PSNR as fr.py documents it: 8-bit RGB on [0, 1] (data_range 1), on luminance."""
+    x, y = (torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)[None]
+            .double() / 255 for p in (distorted, reference))
+    return float(piq.psnr(x, y, data_range=1.0, convert_to_greyscale=True))
+
+
+def test_kadid10k_psnr_through_model_classical(make_cfg, tmp_path):
+    _kadid(tmp_path)
+    cfg = make_cfg("eval", ["model=classical", "model.metric=psnr", "data=kadid10k",
+                            f"data.data_dir={tmp_path}", *SPLIT], tiny=False)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup()
+    model = hydra.utils.instantiate(cfg.model)
+    predictions = model.predict(datamodule)
+    test = datamodule.records[datamodule.records["split"] == "test"]
+    assert len(predictions) == len(test) > 0
+    for row in predictions.itertuples():
+        # The reference named independently of the parser: I<nn>_<type>_<level>.png -> I<nn>.png.
+        reference = tmp_path / "images" / (Path(row.image).name.split("_")[0] + ".png")
+        expected = _direct_psnr(tmp_path / row.image, reference)
+        assert np.isfinite(expected)
+        assert row.prediction == pytest.approx(expected, rel=1e-12)
 
 
 def test_kadid10k_label_file_errors(make_cfg, tmp_path):
@@ -171,6 +219,24 @@ def test_tid2013_records(make_cfg, tmp_path):
     assert [note["image"] for note in datamodule.input_notes] == \
         [f"distorted_images/{TID_CASE_MISMATCH[0]}"]
     assert "case-resolved" in datamodule.input_notes[0]["note"]
+    # References as stored, whatever the case: I01.BMP ... and the release's i25.bmp.
+    assert records.groupby("ref")["reference"].unique().map(list).to_dict() == {
+        "I01": ["reference_images/I01.BMP"], "I02": ["reference_images/I02.BMP"],
+        "I03": ["reference_images/I03.BMP"], "I25": ["reference_images/i25.bmp"]}
+    _check_references(datamodule)
+
+
+def test_tid2013_reference_names_without_the_folder(make_cfg, tmp_path):
+    _tid2013(tmp_path)
+    datamodule = _datamodule(make_cfg, "tid2013", tmp_path)
+    assert _row(datamodule.load_records(), "distorted_images/i25_01_1.bmp")["reference"] == \
+        "reference_images/i25.bmp"
+    for path in (tmp_path / "reference_images").iterdir():
+        path.unlink()
+    (tmp_path / "reference_images").rmdir()
+    # No folder to look in: the canonical name.
+    records = datamodule.load_records()
+    assert (records["reference"] == "reference_images/" + records["ref"] + ".BMP").all()
 
 
 def test_tid2013_without_std_and_label_errors(make_cfg, tmp_path):
@@ -253,6 +319,9 @@ def test_live_records(make_cfg, tmp_path):
         folder: count - len([k for k in range(count) if (offset + k) % 5 == 0])
         for folder, count, offset in zip(LIVE_FOLDERS, LIVE_FOLDERS.values(),
                                          np.cumsum([0, *LIVE_FOLDERS.values()]))}
+    # refimgs/<the entry's refnames_all name>.
+    assert (records["reference"] == "refimgs/" + records["ref"] + ".bmp").all()
+    _check_references(datamodule)
 
 
 def test_live_dmos_mat_and_references(make_cfg, tmp_path):
@@ -262,6 +331,14 @@ def test_live_dmos_mat_and_references(make_cfg, tmp_path):
     assert len(records) == 982 and records["mos_std"].isna().all()
     assert _row(records, "jp2k/img1.bmp")["mos_raw"] == 0.0  # orgs == 1: a copy of the reference
     assert _row(records, "fastfading/img174.bmp")["mos_raw"] == expected["fastfading/img174.bmp"][0]
+    # A copy of a reference is its own reference; the others refimgs/<name>.
+    copies = records["image"].map(lambda image: expected[image][-1])
+    assert copies.sum() == 197
+    assert (records.loc[copies, "reference"] == records.loc[copies, "image"]).all()
+    assert (records.loc[~copies, "reference"] == "refimgs/" + records.loc[~copies, "ref"]
+            + ".bmp").all()
+    assert _row(records, "jp2k/img2.bmp")["reference"] == "refimgs/buildings.bmp"
+    _check_references(datamodule, records)
 
 
 def test_live_label_file_errors(make_cfg, tmp_path):
@@ -346,12 +423,18 @@ def test_csiq_xlsx_records(make_cfg, tmp_path):
     assert (datamodule.mos_range, datamodule.lower_better) == ((0, 1), True)
     _check_csiq(datamodule.records, expected)
     assert "dst_imgs/awgn/1600.AWGN.2.png" in set(datamodule.records["image"])
+    assert _row(datamodule.records, "dst_imgs/awgn/1600.AWGN.2.png")["reference"] == \
+        "src_imgs/1600.png"
+    _check_references(datamodule)
 
 
 def test_csiq_csv_export(make_cfg, tmp_path):
     expected = _csiq(tmp_path, csv=True)
     datamodule = _datamodule(make_cfg, "csiq", tmp_path, "data.label_file=csiq.DMOS.csv")
-    _check_csiq(datamodule.load_records(), expected)
+    records = datamodule.load_records()
+    _check_csiq(records, expected)
+    assert (records["reference"] == "src_imgs/" + records["ref"] + ".png").all()
+    _check_references(datamodule, records)
 
 
 def test_csiq_label_file_errors(make_cfg, tmp_path):
@@ -418,6 +501,12 @@ def test_livemd_records(make_cfg, tmp_path):
         assert (row["ref"], row["dist_type"], row["dist_level"]) == (ref, kind, level)
     # One content across both parts: 6 images per reference, all on one side.
     assert records.groupby("ref").size().to_dict() == {ref: 6 for ref in LIVEMD_REFS}
+    # The reference beside the image, in its own part's folder.
+    assert (records["reference"] == records["image"].map(lambda image: Path(image).parent)
+            .map(Path.as_posix) + "/" + records["ref"] + ".bmp").all()
+    assert _row(records, "Part 2/blurnoise/cows_blur1_noise3.bmp")["reference"] == \
+        "Part 2/blurnoise/cows.bmp"
+    _check_references(datamodule)
 
 
 def test_livemd_label_file_errors(make_cfg, tmp_path):

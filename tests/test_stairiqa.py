@@ -20,14 +20,13 @@ from iqa_lab.training.imdt import IMDTSchedule, epochs_per_database
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Three synthetic databases on different MOS scales, 3 photos x 3 distortions x 2 levels each
+# Two synthetic databases on different MOS scales, 3 photos x 3 distortions x 2 levels each
 # (6 images per content, 64 px): 6 train / 6 val / 6 test images per database.
 TINY_IMDT = [
     "experiment=stairiqa_imdt_demo",
     *[f"data.databases.{db}.photos={photos}" for db, photos in
-      (("synth_a", "[astronaut,coffee,camera]"), ("synth_b", "[brick,coins,moon]"),
-       ("synth_c", "[china,flower,retina]"))],
-    *[f"data.databases.{db}.{key}={value}" for db in ("synth_a", "synth_b", "synth_c")
+      (("synth_a", "[astronaut,coffee,camera]"), ("synth_b", "[brick,coins,moon]"))],
+    *[f"data.databases.{db}.{key}={value}" for db in ("synth_a", "synth_b")
       for key, value in (("crop_size", 64), ("distortions", "[gaussian_blur,jpeg,white_noise]"),
                          ("levels", "[1,5]"), ("include_pristine", "false"))],
     "data.batch_size=2", "data.eval_batch_size=2",
@@ -125,25 +124,42 @@ def test_imdt_run_selects_and_tests_each_database_on_its_own(make_cfg):
     out = Path(cfg.paths.output_dir)
     results = json.loads((out / "results.json").read_text())
     checkpoints = results["checkpoint"]
-    assert sorted(checkpoints) == ["synth_a", "synth_b", "synth_c"]
+    assert sorted(checkpoints) == ["synth_a", "synth_b"]
     for db, path in checkpoints.items():
         assert Path(path).name == f"best_{db}.ckpt" and Path(path).is_file()
         assert f"test/{db}/srcc" in metrics and f"val/{db}/srcc_best" in metrics
     assert (out / "checkpoints" / "last.ckpt").is_file()
     predictions = pd.read_csv(out / "predictions.csv")
     assert (predictions["db"] == predictions["head"]).all()
-    assert predictions.groupby("db").size().to_dict() == {"synth_a": 6, "synth_b": 6, "synth_c": 6}
-    # The schedule ran 2 loops x 3 databases, one validation per epoch, each on one database.
+    assert predictions.groupby("db").size().to_dict() == {"synth_a": 6, "synth_b": 6}
+    # The schedule ran 2 loops x 2 databases, one validation per epoch, each on one database.
     logged = pd.read_csv(next(out.glob("csv/**/metrics.csv")))
     assert sorted(logged["imdt/loop"].dropna().unique()) == [0.0, 1.0]
-    assert logged["val/srcc"].notna().sum() == 6
+    assert logged["val/srcc"].notna().sum() == 4
+
+    # A database's best model evaluates on another database with a chosen head.
+    from iqa_lab.eval import evaluate
+
+    single = ["data.photos=[brick,coins,moon]", "data.crop_size=64", "data.levels=[1,5]",
+              "data.distortions=[gaussian_blur,jpeg,white_noise]", "data.include_pristine=false",
+              "logger=none", f"ckpt_path={checkpoints['synth_b']}"]
+    with pytest.raises(ValueError, match="cannot choose among the heads"):
+        evaluate(make_cfg("eval", single, tiny=False))
+    scored = evaluate(make_cfg("eval", single + ["head=synth_b"], tiny=False))
+    assert -1 <= scored["test/srcc"] <= 1
 
 
 def test_leave_one_out_tests_every_head_on_the_held_out_database(make_cfg):
     from iqa_lab.train import train
 
-    cfg = make_cfg("train", TINY_IMDT + ["protocol=leave_one_out", "protocol.held_out=synth_c"],
-                   tiny=False)
+    third = ["+data@data.databases.synth_c=synthetic", "data.databases.synth_c.name=synth_c",
+             "data.databases.synth_c.crops_per_photo=1",
+             "data.databases.synth_c.photos=[china,flower,retina]",
+             "data.databases.synth_c.crop_size=64", "data.databases.synth_c.levels=[1,5]",
+             "data.databases.synth_c.distortions=[gaussian_blur,jpeg,white_noise]",
+             "data.databases.synth_c.include_pristine=false"]
+    cfg = make_cfg("train", TINY_IMDT + third + ["protocol=leave_one_out",
+                                                 "protocol.held_out=synth_c"], tiny=False)
     metrics = train(cfg)
     for head in ("synth_a", "synth_b"):
         assert -1 <= metrics[f"test/synth_c/by_{head}/srcc"] <= 1
@@ -179,14 +195,14 @@ def reference_run(tmp_path_factory, cache_dir):
 def test_kill_mid_schedule_and_resume_gives_identical_metrics(reference_run, tmp_path, cache_dir):
     killed = tmp_path / "killed"
     done = _run(["data.imdt.loops=3", "+callbacks.kill._target_=tests.killer.KillAtEpoch",
-                 "+callbacks.kill.epoch=4"], killed, cache_dir, check=False)
-    assert done.returncode == -9, done.stderr[-2000:]  # SIGKILL in epoch 4: loop 1, synth_b
+                 "+callbacks.kill.epoch=3"], killed, cache_dir, check=False)
+    assert done.returncode == -9, done.stderr[-2000:]  # SIGKILL in epoch 3: loop 1, synth_b
     assert not (killed / "results.json").exists()
     resumed = tmp_path / "resumed"
     _run(["data.imdt.loops=3", f"ckpt_path={killed / 'checkpoints' / 'last.ckpt'}"], resumed,
          cache_dir)
     logged = pd.read_csv(next(resumed.glob("csv/**/metrics.csv")))
-    assert logged["epoch"].min() == 4  # continues at the epoch that was killed
+    assert logged["epoch"].min() == 3  # continues at the epoch that was killed
     expected, got = _headline(reference_run), _headline(resumed)
     assert got.keys() == expected.keys()
     for key, value in expected.items():
@@ -203,3 +219,13 @@ def test_two_process_gloo_ddp_matches_one_process(reference_run, tmp_path, cache
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-4), key
+
+
+def test_per_database_checkpoint_ranks_nan_below_any_score(tmp_path):
+    from iqa_lab.training.imdt import PerDatabaseCheckpoint
+
+    best = PerDatabaseCheckpoint(str(tmp_path))
+    nan = float("nan")
+    assert best._better(nan, None) and best._better(0.1, nan) and not best._better(nan, 0.1)
+    assert best._better(0.2, 0.1) and not best._better(0.1, 0.2)
+    assert PerDatabaseCheckpoint(str(tmp_path), monitor="val/loss", mode="min")._better(0.1, 0.2)

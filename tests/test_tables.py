@@ -134,3 +134,15 @@ def test_a_shared_run_row_reads_each_column_from_one_run(tmp_path):
     assert metric_key("test/srcc", spec, "IMDT", "B") == "test/synth_b/srcc"
     assert metric_key("test/srcc", spec, "single", "B") == "test/srcc"
     assert metric_key("test/{row}/by_{column}/srcc", spec, "A", "B") == "test/synth_a/by_synth_b/srcc"
+
+
+def test_aggregate_says_what_sets_each_group_apart():
+    from iqa_lab.evaluation.aggregate import settings
+
+    def run(paths, repeat):
+        return {"config": {"model": {"staircase": {"paths": paths}}, "data": {"name": "biq"},
+                           "protocol": {"repeat": repeat}, "paths": {"output_dir": f"/o/{paths}{repeat}"}}}
+
+    groups = {"a": [run(None, 0), run(None, 1)], "b": [run([], 0), run([], 1)]}
+    assert settings(groups) == {"a": "model.staircase.paths=None", "b": "model.staircase.paths=[]"}
+    assert settings({"a": groups["a"]}) == {"a": ""}

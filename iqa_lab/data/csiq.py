@@ -6,6 +6,8 @@ sheet's top-left corner) with columns ``image, dst_idx, dst_type, dst_lev, dmos_
 ``src_imgs/<image>.png`` references and ``dst_imgs/<folder>/<image>.<TAG>.<level>.png`` distorted
 images, where ``dst_type`` names folder and tag as in ``DST_TYPES``. A CSV export of that sheet
 reads the same. DMOS on 0..1, lower = better.
+
+``reference`` (for full-reference metrics) is ``src_imgs/<image>.png`` (``reference_dir``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def read_dmos_table(path: Path, sheet: str) -> pd.DataFrame:
 
 
 def parse_csiq(data_dir, label_file: str, sheet: str, image_dir: str, mos_range,
-               lower_better: bool, db: str = "csiq") -> pd.DataFrame:
+               lower_better: bool, db: str = "csiq",
+               reference_dir: str = "src_imgs") -> pd.DataFrame:
     """Records of CSIQ from ``label_file`` under ``data_dir``."""
     path = require_file(Path(data_dir) / label_file, "CSIQ label file csiq.DMOS.xlsx")
     table = read_dmos_table(path, sheet)
@@ -83,18 +86,23 @@ def parse_csiq(data_dir, label_file: str, sheet: str, image_dir: str, mos_range,
         "dist_type": folders,
         "dist_level": levels.astype(float),
     })
-    return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
+    records = make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
+    records["reference"] = (reference_dir + "/" + refs + ".png").to_numpy()
+    return records
 
 
 class CSIQDataModule(IQADataModule):
     """``data=csiq``: the CSIQ database as its authors distribute it."""
 
-    def __init__(self, label_file: str, sheet: str, image_dir: str, **kwargs):
+    def __init__(self, label_file: str, sheet: str, image_dir: str,
+                 reference_dir: str = "src_imgs", **kwargs):
         super().__init__(**kwargs)
         self.label_file = label_file
         self.sheet = sheet
         self.image_dir = image_dir
+        self.reference_dir = reference_dir
 
     def load_records(self) -> pd.DataFrame:
         return parse_csiq(self.data_dir, self.label_file, self.sheet, self.image_dir,
-                          self.mos_range, self.lower_better, db=self.name)
+                          self.mos_range, self.lower_better, db=self.name,
+                          reference_dir=self.reference_dir)

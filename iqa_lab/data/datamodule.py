@@ -297,14 +297,16 @@ class IQADataModule(L.LightningDataModule):
         from an epoch's checkpoint therefore continues exactly as the uninterrupted one."""
         dataset = self.datasets[split] if dataset is None else dataset
         size = self.batch_size if split == "train" else self.eval_batch_size
+        reloading = bool(self.trainer is not None
+                         and self.trainer.reload_dataloaders_every_n_epochs)
         sampler = None
         if shuffle:
             seed = self._epoch_seed()
+            # A loader kept for several epochs must not repeat each item's augmentation: then the
+            # transforms draw from their own stream instead.
             for part in getattr(dataset, "datasets", [dataset]):
-                part.set_augment_seed(seed)
+                part.set_augment_seed(seed if reloading else None)
             sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-        reloading = bool(self.trainer is not None
-                         and self.trainer.reload_dataloaders_every_n_epochs)
         return DataLoader(dataset, batch_size=self._per_device(size), sampler=sampler,
                           collate_fn=self.collate,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,

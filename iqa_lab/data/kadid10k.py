@@ -7,6 +7,9 @@ The ``dmos`` column is, despite its name, a mean opinion score on 1..5 with high
 raters judged each distorted image against its reference on a degradation category scale
 (5 imperceptible .. 1 very annoying). ``var`` is the variance of the ratings, so
 ``mos_std = sqrt(var)``.
+
+``reference`` (for full-reference metrics) is the row's ``ref_img`` in the images folder, e.g.
+``images/I01.png``.
 """
 
 from __future__ import annotations
@@ -58,7 +61,10 @@ def parse_kadid10k(data_dir, label_file: str, image_dir: str, mos_range, lower_b
     if frame["mos_raw"].isna().any():
         rows = frame.index[frame["mos_raw"].isna()].tolist()
         raise LabelFileError(f"{path}: non-numeric dmos in data rows {rows[:5]}")
-    return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
+    records = make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
+    # The references sit beside the distorted images (images/I01.png).
+    records["reference"] = (image_dir + "/" + table["ref_img"].str.strip()).to_numpy()
+    return records
 
 
 class KADID10kDataModule(IQADataModule):

@@ -8,6 +8,9 @@ and an ``info.txt`` of ``<reference> <image> <distortion parameter>`` lines. The
 run over the folders in that order (227 + 233 + 174 + 174 + 174 = 982 entries, ``imgK.bmp`` of a
 folder at its offset + K). ``orgs == 1`` marks entries that are copies of their reference.
 Scores are DMOS (lower = better).
+
+``reference`` (for full-reference metrics) is ``refimgs/<refnames_all entry>`` (``reference_dir``);
+an ``orgs == 1`` entry (kept with ``include_references``) is its own reference.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ def _info(path: Path) -> dict[str, float]:
 
 def parse_live(data_dir, dmos_files: Mapping[str, str], std_variable: str | None,
                refnames_file: str, folders: Mapping[str, int], include_references: bool,
-               mos_range, lower_better: bool, db: str = "live") -> pd.DataFrame:
+               mos_range, lower_better: bool, db: str = "live",
+               reference_dir: str = "refimgs") -> pd.DataFrame:
     """Records of LIVE release 2 under ``data_dir``; entries with ``orgs == 1`` (copies of the
     references) only when ``include_references``."""
     data_dir = Path(data_dir)
@@ -86,9 +90,14 @@ def parse_live(data_dir, dmos_files: Mapping[str, str], std_variable: str | None
     frame["mos_raw"] = dmos
     frame["mos_std"] = std
     frame["ref"] = [Path(str(name).strip()).stem for name in refnames]
+    frame["reference"] = [f"{reference_dir}/{str(name).strip()}" for name in refnames]
+    copies = np.asarray(orgs == 1)
+    frame.loc[copies, "reference"] = frame.loc[copies, "image"]
     if not include_references:
-        frame = frame[orgs != 1]
-    return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
+        frame = frame[~copies]
+    records = make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
+    records["reference"] = frame["reference"].to_numpy()
+    return records
 
 
 class LIVEDataModule(IQADataModule):
@@ -96,15 +105,16 @@ class LIVEDataModule(IQADataModule):
 
     def __init__(self, dmos_files: Mapping[str, str], std_variable: str | None,
                  refnames_file: str, folders: Mapping[str, int], include_references: bool,
-                 **kwargs):
+                 reference_dir: str = "refimgs", **kwargs):
         super().__init__(**kwargs)
         self.dmos_files = dict(dmos_files)
         self.std_variable = std_variable
         self.refnames_file = refnames_file
         self.folders = dict(folders)
         self.include_references = include_references
+        self.reference_dir = reference_dir
 
     def load_records(self) -> pd.DataFrame:
         return parse_live(self.data_dir, self.dmos_files, self.std_variable, self.refnames_file,
                           self.folders, self.include_references, self.mos_range,
-                          self.lower_better, db=self.name)
+                          self.lower_better, db=self.name, reference_dir=self.reference_dir)

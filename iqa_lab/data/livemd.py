@@ -9,6 +9,8 @@ better.
 
 ``dist_type`` names the distortions present (``blur+jpeg``, ``blur``, ``noise`` ...) and
 ``dist_level`` is the sum of their stages from the file name (``blur2_jpeg3`` → 5).
+``reference`` (for full-reference metrics) is the reference beside the image in its part's folder
+(``Part 1/blurjpeg/babygirl.bmp`` for ``Part 1/blurjpeg/babygirl_blur1_jpeg2.bmp``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def _part(data_dir: Path, part: str, folder: str, list_file: str, score_file: st
         stages = _STAGE.findall(match["stages"])
         rows.append({"image": f"{part}/{folder}/{name}", "mos_raw": score, "ref": match["ref"],
                      "dist_type": "+".join(kind.lower() for kind, _ in stages),
-                     "dist_level": float(sum(int(stage) for _, stage in stages))})
+                     "dist_level": float(sum(int(stage) for _, stage in stages)),
+                     "reference": f"{part}/{folder}/{match['ref']}.bmp"})
     return pd.DataFrame(rows)
 
 
@@ -51,10 +54,11 @@ def parse_livemd(data_dir, parts: Mapping[str, str], list_file: str, score_file:
                  lower_better: bool, db: str = "livemd") -> pd.DataFrame:
     """Records of LIVE-MD under ``data_dir``; ``parts`` maps each part's folder to its image
     folder (``Part 1`` → ``blurjpeg``)."""
-    frames = [_part(Path(data_dir), part, folder, list_file, score_file)
-              for part, folder in parts.items()]
-    return make_records(pd.concat(frames, ignore_index=True), db=db, mos_range=mos_range,
-                        lower_better=lower_better)
+    frame = pd.concat([_part(Path(data_dir), part, folder, list_file, score_file)
+                       for part, folder in parts.items()], ignore_index=True)
+    records = make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
+    records["reference"] = frame["reference"].to_numpy()
+    return records
 
 
 class LIVEMDDataModule(IQADataModule):

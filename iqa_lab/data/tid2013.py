@@ -8,6 +8,10 @@ Official layout: ``mos_with_names.txt`` (one ``<mos> <file name>`` per line, e.g
 The release mixes the case of names and extensions (the 25th reference is ``i25_...`` in places,
 ``I25.BMP`` in others): ``ref`` is normalised to ``I25`` here so one content is one id whatever
 the label says; finding the file whatever its case on disk is the bad-input screen's job.
+
+``reference`` (for full-reference metrics) is ``reference_images/<file>`` (``reference_dir``),
+the reference ``I<nn>``'s file as found in that folder whatever its case (``I01.BMP``,
+``i25.bmp``), or the canonical ``I<nn>.BMP`` when the folder or the file is absent.
 """
 
 from __future__ import annotations
@@ -44,8 +48,25 @@ def _read_std(path: Path, count: int) -> np.ndarray:
     return pd.to_numeric(table[0], errors="coerce").to_numpy(dtype=float)
 
 
+def _reference_files(folder: Path, numbers) -> list[str]:
+    """The file name of reference ``I<nn>`` for each of ``numbers``: as stored in ``folder``
+    whatever its case (the release has ``I01.BMP`` beside ``i25.bmp``), else ``I<nn>.BMP``."""
+    on_disk = {}
+    if folder.is_dir():
+        for entry in sorted(folder.iterdir()):  # two spellings of one name: the first, sorted
+            if entry.is_file():
+                on_disk.setdefault(entry.name.lower(), entry.name)
+    names = {}
+    for number in set(numbers):
+        canonical = f"I{number:02d}.BMP"
+        names[number] = canonical if (folder / canonical).is_file() else \
+            on_disk.get(canonical.lower(), canonical)
+    return [names[number] for number in numbers]
+
+
 def parse_tid2013(data_dir, label_file: str, std_file: str | None, image_dir: str, mos_range,
-                  lower_better: bool, db: str = "tid2013") -> pd.DataFrame:
+                  lower_better: bool, db: str = "tid2013",
+                  reference_dir: str = "reference_images") -> pd.DataFrame:
     """Records of TID2013 from ``label_file`` (``mos_with_names.txt``) and, where the release
     has it, ``std_file`` (``mos_std.txt``) under ``data_dir``."""
     path = require_file(Path(data_dir) / label_file, "TID2013 label file mos_with_names.txt")
@@ -77,18 +98,24 @@ def parse_tid2013(data_dir, label_file: str, std_file: str | None, image_dir: st
         "dist_type": [TID2013_TYPES[t - 1] for t in types],
         "dist_level": parts[2].astype(int).astype(float),
     })
-    return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
+    records = make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
+    references = _reference_files(Path(data_dir) / reference_dir, parts[0].astype(int).tolist())
+    records["reference"] = [f"{reference_dir}/{name}" for name in references]
+    return records
 
 
 class TID2013DataModule(IQADataModule):
     """``data=tid2013``: the TID2013 database as its authors distribute it."""
 
-    def __init__(self, label_file: str, std_file: str | None, image_dir: str, **kwargs):
+    def __init__(self, label_file: str, std_file: str | None, image_dir: str,
+                 reference_dir: str = "reference_images", **kwargs):
         super().__init__(**kwargs)
         self.label_file = label_file
         self.std_file = std_file
         self.image_dir = image_dir
+        self.reference_dir = reference_dir
 
     def load_records(self) -> pd.DataFrame:
         return parse_tid2013(self.data_dir, self.label_file, self.std_file, self.image_dir,
-                             self.mos_range, self.lower_better, db=self.name)
+                             self.mos_range, self.lower_better, db=self.name,
+                             reference_dir=self.reference_dir)

@@ -50,12 +50,36 @@ def describe(values) -> dict[str, float]:
             "q25": float(q25), "q75": float(q75), "iqr": float(q75 - q25)}
 
 
+def _flat(config: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = repr(value)
+    return out
+
+
+def settings(groups: dict[str, list[dict]]) -> dict[str, str]:
+    """What sets each group apart from the others (``key=value`` of the config entries that
+    differ between groups but not between the repeats of one group, e.g. output folders)."""
+    flat = {g: [_flat(r["config"]) for r in members] for g, members in groups.items()}
+    keys = set().union(*(f for runs in flat.values() for f in runs)) if flat else set()
+    per_run = {k for runs in flat.values() for k in keys
+               if len({f.get(k) for f in runs}) > 1}
+    varying = sorted(k for k in keys - per_run
+                     if len({runs[0].get(k) for runs in flat.values()}) > 1)
+    return {g: ", ".join(f"{k}={runs[0].get(k, 'unset')}" for k in varying)
+            for g, runs in flat.items()}
+
+
 def summarise(runs: list[dict], metrics: list[str] | None = None) -> pd.DataFrame:
     """One row per (group, metric): the statistics over the group's repeats."""
     rows = []
     groups: dict[str, list[dict]] = {}
     for results in runs:
         groups.setdefault(group_key(OmegaConf.create(results["config"])), []).append(results)
+    setting = settings(groups)
     for group, members in groups.items():
         # A rerun of one repeat counts once (the newest).
         by_repeat = {}
@@ -65,7 +89,7 @@ def summarise(runs: list[dict], metrics: list[str] | None = None) -> pd.DataFram
         first = members[0]
         keys = metrics or sorted({k for r in members for k in r["metrics"] if k.startswith("test/")})
         for key in keys:
-            rows.append({"group": group, "data": first["data"]["name"],
+            rows.append({"group": group, "setting": setting[group], "data": first["data"]["name"],
                          "model": first["config"].get("model", {}).get("_target_", ""),
                          "protocol": first["protocol"]["name"],
                          "paper_parity": any(r.get("paper_parity") for r in members),
@@ -76,10 +100,11 @@ def summarise(runs: list[dict], metrics: list[str] | None = None) -> pd.DataFram
 
 
 def to_markdown(frame: pd.DataFrame, metrics=("test/srcc", "test/plcc")) -> str:
-    lines = ["| data | protocol | metric | n | median | mean | std | IQR |", "|" + "---|" * 8]
+    lines = ["| setting | data | protocol | metric | n | median | mean | std | IQR |",
+             "|" + "---|" * 9]
     for row in frame[frame["metric"].isin(metrics)].itertuples():
         stamp = " (paper-parity)" if row.paper_parity else ""
-        lines.append(f"| {row.data} | {row.protocol}{stamp} | {row.metric} | {row.n} | "
+        lines.append(f"| {row.setting or '—'} | {row.data} | {row.protocol}{stamp} | {row.metric} | {row.n} | "
                      f"{row.median:.4f} | {row.mean:.4f} | {row.std:.4f} | {row.iqr:.4f} |")
     return "\n".join(lines) + "\n"
 

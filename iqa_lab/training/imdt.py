@@ -24,6 +24,7 @@ but calls E "the upper bound"; ``epochs_rule: min`` (default) takes E as the bou
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,8 +136,11 @@ class PerDatabaseCheckpoint(Callback):
                            on_step=False, on_epoch=True)
 
     def _better(self, score: float, best: float | None) -> bool:
-        if best is None:
-            return True
+        # NaN (e.g. constant predictions on a small validation split) ranks below any number.
+        if best is None or math.isnan(best):
+            return best is None or not math.isnan(score)
+        if math.isnan(score):
+            return False
         return score > best if self.mode == "max" else score < best
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
