@@ -23,7 +23,6 @@ from iqa_lab.evaluation.protocols import PAPER_PARITY
 from iqa_lab.evaluation.report import run_figures, run_report
 from iqa_lab.evaluation.runstore import find_finished, record_finished
 from iqa_lab.evaluation.results import git_commit, machine, write_predictions_csv, write_results_json
-from iqa_lab.training.imdt import per_head_metrics
 
 log = logging.getLogger("iqa_lab")
 
@@ -59,6 +58,16 @@ def test_predictions(model, datamodule: IQADataModule) -> pd.DataFrame:
     rows["prediction"] = model.test_predictions["prediction"]
     rows["mos_std_norm"] = datamodule.normalised_std(rows)
     return rows.reset_index(drop=True)
+
+
+def per_head_metrics(predictions: pd.DataFrame, compute) -> dict[str, float]:
+    """``test/<db>/by_<head>/<metric>`` for databases scored by a head that is not their own
+    (seed 003 Table V: one column per training database's regressor)."""
+    metrics = {}
+    cross = predictions[predictions["db"] != predictions["head"]]
+    for (db, head), frame in cross.groupby(["db", "head"], sort=True):
+        metrics.update({f"test/{db}/by_{head}/{k}": v for k, v in compute(frame).items()})
+    return metrics
 
 
 def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> dict[str, float]:

@@ -28,8 +28,18 @@ def train(cfg: DictConfig) -> dict:
     if not cfg.test:
         return dict(trainer.callback_metrics)
     per_database = find_per_database_checkpoint(trainer)
-    if per_database is not None:
-        return _test_per_database(cfg, trainer, model, datamodule, per_database, start)
+    tested = _test_per_database if per_database is not None else _test_best
+    predictions, extra, checkpoint = tested(cfg, trainer, model, datamodule, per_database)
+    results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions, extra,
+                                wall_s=time.time() - start, trainer=trainer, checkpoint=checkpoint)
+    if cfg.train and not trainer.fast_dev_run:
+        remember_run(cfg, results)
+    print_summary(results, cfg.paths.output_dir)
+    return results["metrics"]
+
+
+def _test_best(cfg: DictConfig, trainer, model, datamodule, _) -> tuple:
+    """Test the checkpoint selected on validation: (predictions, extra metrics, checkpoint)."""
     best = None
     # fast_dev_run and callbacks=none keep no checkpoints: they test the weights in hand.
     if cfg.train and trainer.checkpoint_callback is not None and not trainer.fast_dev_run:
@@ -40,14 +50,7 @@ def train(cfg: DictConfig) -> dict:
     extra = {}
     if best and trainer.checkpoint_callback.best_model_score is not None:
         extra["val/srcc"] = float(trainer.checkpoint_callback.best_model_score)
-    predictions = test_predictions(model, datamodule)
-    results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions, extra,
-                                wall_s=time.time() - start, trainer=trainer,
-                                checkpoint=best or cfg.get("ckpt_path"))
-    if cfg.train and not trainer.fast_dev_run:
-        remember_run(cfg, results)
-    print_summary(results, cfg.paths.output_dir)
-    return results["metrics"]
+    return test_predictions(model, datamodule), extra, best or cfg.get("ckpt_path")
 
 
 def head_names(cfg: DictConfig, datamodule) -> dict:
@@ -58,8 +61,9 @@ def head_names(cfg: DictConfig, datamodule) -> dict:
     return {"heads": list(getattr(datamodule, "training_databases", None) or [datamodule.name])}
 
 
-def _test_per_database(cfg: DictConfig, trainer, model, datamodule, callback, start: float) -> dict:
-    """IMDT: every database tested by its own best model (``training.imdt.test_per_database``)."""
+def _test_per_database(cfg: DictConfig, trainer, model, datamodule, callback) -> tuple:
+    """IMDT: every database tested by its own best model (``training.imdt.test_per_database``):
+    (predictions, extra metrics, checkpoints)."""
     # Taken before testing: restoring a checkpoint also restores the callback's earlier state.
     best_paths, best_scores = dict(callback.best_paths), dict(callback.best_scores)
     missing = sorted(set(model.head_names) - set(best_paths))
@@ -69,13 +73,7 @@ def _test_per_database(cfg: DictConfig, trainer, model, datamodule, callback, st
     predictions = test_per_database(trainer, model, datamodule, checkpoints)
     extra = {f"val/{db}/{callback.monitor.split('/')[-1]}_best": score
              for db, score in best_scores.items()}
-    results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions, extra,
-                                wall_s=time.time() - start, trainer=trainer,
-                                checkpoint=checkpoints or None)
-    if cfg.train and not trainer.fast_dev_run:
-        remember_run(cfg, results)
-    print_summary(results, cfg.paths.output_dir)
-    return results["metrics"]
+    return predictions, extra, checkpoints or None
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -32,6 +32,8 @@ import lightning as L
 import pandas as pd
 from lightning.pytorch.callbacks import Callback
 
+from iqa_lab.runs import test_predictions
+
 log = logging.getLogger("iqa_lab")
 
 EPOCH_RULES = ("min", "max")
@@ -201,24 +203,9 @@ def test_per_database(trainer: L.Trainer, model, datamodule, checkpoints: dict[s
                          ckpt_path=checkpoints.get(head))
         finally:
             model.active_head = None
-        rows = datamodule.records.loc[model.test_predictions["index"]].copy()
-        rows["prediction"] = model.test_predictions["prediction"]
-        rows["head"] = head
-        frames.append(rows)
+        frames.append(test_predictions(model, datamodule).assign(head=head))
     if not frames:
         raise RuntimeError("no test split to score: the protocol left every database without "
                            "test images")
-    out = pd.concat(frames, ignore_index=True)
-    out["mos_std_norm"] = datamodule.normalised_std(out)
-    return out
-
-
-def per_head_metrics(predictions: pd.DataFrame, compute) -> dict[str, float]:
-    """``test/<db>/by_<head>/<metric>`` for databases scored by a head that is not their own
-    (seed 003 Table V: one column per training database's regressor)."""
-    metrics = {}
-    cross = predictions[predictions["db"] != predictions["head"]]
-    for (db, head), frame in cross.groupby(["db", "head"], sort=True):
-        metrics.update({f"test/{db}/by_{head}/{k}": v for k, v in compute(frame).items()})
-    return metrics
+    return pd.concat(frames, ignore_index=True)
 
