@@ -13,8 +13,8 @@ import hydra
 from omegaconf import DictConfig
 
 from iqa_lab.models.base import load_iqa_module
-from iqa_lab.runs import (build_trainer, print_summary, remember_run, reuse_finished_run,
-                          seeded_datamodule, task_wrapper, test_predictions, write_run_outputs)
+from iqa_lab.evaluation.outputs import finish_run, test_predictions
+from iqa_lab.runs import build_trainer, reuse_finished_run, seeded_datamodule, task_wrapper
 
 
 @task_wrapper
@@ -22,7 +22,6 @@ def evaluate(cfg: DictConfig) -> dict:
     start = time.time()
     finished = reuse_finished_run(cfg)
     if finished is not None:
-        print_summary(finished, cfg.paths.output_dir)
         return finished["metrics"]
     if not cfg.get("ckpt_path") and not cfg.get("model"):
         raise ValueError("eval needs ckpt_path=<trained checkpoint> or model=<a model without "
@@ -34,12 +33,8 @@ def evaluate(cfg: DictConfig) -> dict:
     model.active_head = choose_head(model, cfg.get("head"), datamodule)
     trainer = build_trainer(cfg)
     trainer.test(model, datamodule=datamodule)
-    predictions = test_predictions(model, datamodule)
-    results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions,
-                                {}, wall_s=time.time() - start, trainer=trainer,
-                                checkpoint=cfg.ckpt_path)
-    remember_run(cfg, results)
-    print_summary(results, cfg.paths.output_dir)
+    results = finish_run(cfg, datamodule, test_predictions(model, datamodule), {},
+                         wall_s=time.time() - start, trainer=trainer, checkpoint=cfg.ckpt_path)
     return results["metrics"]
 
 
@@ -57,11 +52,8 @@ def choose_head(model, head: str | None, datamodule) -> str | None:
 def _evaluate_without_checkpoint(cfg: DictConfig, start: float) -> dict:
     datamodule = seeded_datamodule(cfg, "test")
     model = hydra.utils.instantiate(cfg.model)
-    predictions = model.predict(datamodule)
-    results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions,
-                                dict(model.extra), wall_s=time.time() - start)
-    remember_run(cfg, results)
-    print_summary(results, cfg.paths.output_dir)
+    results = finish_run(cfg, datamodule, model.predict(datamodule), dict(model.extra),
+                         wall_s=time.time() - start)
     return results["metrics"]
 
 

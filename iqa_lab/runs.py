@@ -1,28 +1,23 @@
-"""Shared plumbing of the entry points: instantiation from config, the run's output files, and
-the summary printed at the end."""
+"""Plumbing of the entry points: instantiation from config (trainer, callbacks, loggers), the
+seeded DataModule, reuse of finished runs and the task wrapper. The run's outputs are
+``evaluation.outputs``' business."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
 from pathlib import Path
 
 import hydra
 import lightning as L
-import numpy as np
-import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from iqa_lab.data.datamodule import IQADataModule
-from iqa_lab.evaluation.epoch_metrics import HEADLINE
-from iqa_lab.evaluation.metrics import full_summary
-from iqa_lab.evaluation.protocols import PAPER_PARITY
-from iqa_lab.evaluation.report import run_figures, run_report
-from iqa_lab.evaluation.runstore import find_finished, record_finished
-from iqa_lab.evaluation.results import git_commit, machine, write_predictions_csv, write_results_json
+from iqa_lab.evaluation.outputs import print_summary
+from iqa_lab.evaluation.results import write_results_json
+from iqa_lab.evaluation.runstore import find_finished
 
 log = logging.getLogger("iqa_lab")
 
@@ -50,128 +45,10 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
                                    logger=instantiate_group(cfg.get("logger")) or False)
 
 
-def test_predictions(model, datamodule: IQADataModule) -> pd.DataFrame:
-    """The test predictions the model collected, joined to their records."""
-    if model.test_predictions is None:
-        raise RuntimeError("the model collected no test predictions; did trainer.test run?")
-    rows = datamodule.records.loc[model.test_predictions["index"]].copy()
-    rows["prediction"] = model.test_predictions["prediction"]
-    rows["mos_std_norm"] = datamodule.normalised_std(rows)
-    return rows.reset_index(drop=True)
-
-
-def per_head_metrics(predictions: pd.DataFrame, compute) -> dict[str, float]:
-    """``test/<db>/by_<head>/<metric>`` for databases scored by a head that is not their own
-    (seed 003 Table V: one column per training database's regressor)."""
-    metrics = {}
-    cross = predictions[predictions["db"] != predictions["head"]]
-    for (db, head), frame in cross.groupby(["db", "head"], sort=True):
-        metrics.update({f"test/{db}/by_{head}/{k}": v for k, v in compute(frame).items()})
-    return metrics
-
-
-def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> dict[str, float]:
-    """Every metric of ``evaluation.metrics.full_summary`` on the test predictions, under
-    ``test/…`` keys, and per database (``test/<db>/…``) when the test split mixes databases.
-
-    Predictions of a multi-head model carry ``head``: rows scored by their own database's head make
-    the metrics above; rows scored by another database's head (a held-out database) give
-    ``test/<db>/by_<head>/…`` (seed 003 Table V), and when no database has its own head their
-    median over the heads is the headline ``test/…``."""
-    options = dict(evaluation or {})
-
-    def compute(frame: pd.DataFrame) -> dict:
-        # The outlier ratio compares errors on the normalised scale with the std on that scale.
-        std = (frame["mos_std_norm"] if "mos_std_norm" in frame
-               and frame["mos_std_norm"].notna().all() else None)
-        return full_summary(frame["prediction"], frame["mos"], mos_std=std, **options)
-
-    cross = {}
-    if "head" in test:
-        cross = per_head_metrics(test, lambda frame: {k: v for k, v in compute(frame).items()
-                                                      if k in HEADLINE})
-        test = test[test["db"] == test["head"]]
-    if test.empty:
-        return {**{f"test/{k}": float(np.median([v for key, v in cross.items()
-                                                 if key.endswith(f"/{k}")]))
-                   for k in HEADLINE}, **cross}
-    metrics = {f"test/{k}": v for k, v in compute(test).items()}
-    if "db" in test and test["db"].nunique() > 1:
-        for db, frame in test.groupby("db"):
-            metrics.update({f"test/{db}/{k}": v for k, v in compute(frame).items()
-                            if k in HEADLINE})
-    return {**metrics, **cross}
-
-
-def write_run_outputs(output_dir: str | Path, cfg: DictConfig, datamodule: IQADataModule,
-                      predictions: pd.DataFrame, extra_metrics: dict, wall_s: float,
-                      trainer: L.Trainer | None = None, checkpoint: str | None = None) -> dict:
-    """results.json, predictions.csv, the figures and report.md; returns the results dict.
-
-    A run whose checkpoint was picked on the test set (``selection=test``) is stamped
-    ``paper-parity`` in every one of them."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    parity = datamodule.protocol.paper_parity
-    test = predictions[predictions["split"] == "test"]
-    metrics = test_metrics(test, cfg.get("evaluation"))
-    if "head" in test:  # the figures show each database scored by its own head where it has one
-        own = test[test["db"] == test["head"]]
-        test = own if len(own) else test[test["head"] == test["head"].iloc[0]]
-    metrics.update({k: v for k, v in extra_metrics.items() if k not in metrics})
-    synthetic = datamodule.synthetic_labels
-    results = {
-        "task_name": cfg.get("task_name"),
-        "stamp": PAPER_PARITY if parity else None,
-        "paper_parity": parity,
-        "metrics": metrics,
-        "metric_scale": "MOS normalised to [0, 1], higher = better (rmse on that scale)",
-        "data": {"name": datamodule.name, "data_dir": str(datamodule.data_dir),
-                 "synthetic_labels": synthetic, "mos_range": list(datamodule.mos_range),
-                 "lower_better": datamodule.lower_better,
-                 "flipped": {"dmos_flipped_to_higher_better": datamodule.lower_better},
-                 "databases": sorted(predictions["db"].unique()) if "db" in predictions else [],
-                 "split_sizes": datamodule.split_sizes()},
-        "protocol": OmegaConf.to_container(cfg.protocol, resolve=True),
-        "split": {"seed": datamodule.protocol.split_seed, "repeat": datamodule.protocol.repeat},
-        "seed": cfg.get("seed"),
-        "selection": datamodule.protocol.selection,
-        "wall_s": round(wall_s, 2),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "bad_inputs": {"count": len(datamodule.bad_inputs), "list": datamodule.bad_inputs},
-        # Records kept with a remark (file-name case resolved, wrong extension).
-        "input_notes": getattr(datamodule, "input_notes", []),
-        "git_commit": git_commit(),
-        "machine": machine(),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "checkpoint": checkpoint,
-    }
-    if hasattr(datamodule, "mos_ranges"):
-        results["data"]["mos_ranges"] = datamodule.mos_ranges
-    predictions = predictions.assign(stamp=PAPER_PARITY) if parity else predictions
-    write_predictions_csv(output_dir / "predictions.csv", predictions)
-    label = "synthetic pseudo-MOS (normalised)" if synthetic else "MOS (normalised)"
-    title = (f"{cfg.get('task_name', 'run')}: {datamodule.name} test split"
-             + (" [paper-parity]" if parity else ""))
-    figures = run_figures(test, output_dir, title=title, mos_label=label)
-    write_results_json(output_dir / "results.json", results)
-    run_report(results, figures, output_dir / "report.md")
-    _log_figures_to_wandb(trainer, figures)
-    return results
-
-
-def _log_figures_to_wandb(trainer: L.Trainer | None, figures: dict[str, Path]) -> None:
-    from lightning.pytorch.loggers import WandbLogger
-
-    for logger in (trainer.loggers if trainer is not None else []):
-        if isinstance(logger, WandbLogger):
-            for name, path in figures.items():
-                logger.log_image(key=f"test/{name}", images=[str(path)])
-
-
 def reuse_finished_run(cfg: DictConfig) -> dict | None:
     """If a run with this config already finished (``logs/store``), point this run's folder at it
-    (``results.json`` with ``reused_from``) and return its results; else None."""
+    (``results.json`` with ``reused_from``), print its summary and return its results; else
+    None."""
     if not cfg.get("reuse_finished"):
         return None
     entry = find_finished(cfg)
@@ -183,40 +60,8 @@ def reuse_finished_run(cfg: DictConfig) -> dict | None:
     write_results_json(output_dir / "results.json", results)
     log.info("this config already finished in %s (repeat %s): reusing its results; "
              "reuse_finished=false runs it again", entry["output_dir"], entry.get("repeat"))
+    print_summary(results, output_dir)
     return results
-
-
-def remember_run(cfg: DictConfig, results: dict) -> None:
-    """Record a finished run in the store so reruns of the same config reuse it."""
-    record_finished(cfg, cfg.paths.output_dir, results)
-
-
-def print_summary(results: dict, output_dir: str | Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    metrics = results["metrics"]
-    title = ("test metrics" + (" — SYNTHETIC labels" if results["data"]["synthetic_labels"] else "")
-             + (" — PAPER-PARITY (checkpoint picked on test)" if results["paper_parity"] else ""))
-    table = Table(title=title)
-    keys = ("srcc", "plcc", "krcc", "rmse")
-    # Several databases: the pooled row mixes their scales, so each is shown on its own too.
-    databases = [db for db in results["data"].get("databases") or []
-                 if f"test/{db}/srcc" in metrics]
-    if len(databases) > 1:
-        table.add_column("test set")
-    for key in keys:
-        table.add_column(key.upper(), justify="right")
-    rows = [("all (pooled)", "test")] + [(db, f"test/{db}") for db in databases]
-    for label, prefix in rows if len(databases) > 1 else [(None, "test")]:
-        values = [f"{metrics[f'{prefix}/{k}']:.4f}" for k in keys]
-        table.add_row(*([label] if label else []), *values)
-    console = Console()
-    console.print(table)
-    sizes = results["data"]["split_sizes"]
-    console.print(f"data: {results['data']['name']} ({sizes}), wall time {results['wall_s']:.0f} s")
-    console.print(f"outputs: {Path(output_dir).resolve()}  (results.json, predictions.csv, "
-                  f"report.md and its figures)")
 
 
 def task_wrapper(task: Callable[[DictConfig], dict]) -> Callable[[DictConfig], dict]:

@@ -8,9 +8,9 @@ import time
 import hydra
 from omegaconf import DictConfig
 
+from iqa_lab.evaluation.outputs import finish_run, test_predictions
+from iqa_lab.runs import build_trainer, reuse_finished_run, seeded_datamodule, task_wrapper
 from iqa_lab.training.imdt import find_per_database_checkpoint, test_per_database
-from iqa_lab.runs import (build_trainer, print_summary, remember_run, reuse_finished_run,
-                          seeded_datamodule, task_wrapper, test_predictions, write_run_outputs)
 
 
 @task_wrapper
@@ -18,7 +18,6 @@ def train(cfg: DictConfig) -> dict:
     start = time.time()
     finished = reuse_finished_run(cfg) if cfg.train and cfg.test else None
     if finished is not None:
-        print_summary(finished, cfg.paths.output_dir)
         return finished["metrics"]
     datamodule = seeded_datamodule(cfg, "fit")
     model = hydra.utils.instantiate(cfg.model, **head_names(cfg, datamodule))
@@ -30,11 +29,9 @@ def train(cfg: DictConfig) -> dict:
     per_database = find_per_database_checkpoint(trainer)
     tested = _test_per_database if per_database is not None else _test_best
     predictions, extra, checkpoint = tested(cfg, trainer, model, datamodule, per_database)
-    results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions, extra,
-                                wall_s=time.time() - start, trainer=trainer, checkpoint=checkpoint)
-    if cfg.train and not trainer.fast_dev_run:
-        remember_run(cfg, results)
-    print_summary(results, cfg.paths.output_dir)
+    results = finish_run(cfg, datamodule, predictions, extra, wall_s=time.time() - start,
+                         trainer=trainer, checkpoint=checkpoint,
+                         remember=cfg.train and not trainer.fast_dev_run)
     return results["metrics"]
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from rich.console import Console
 
 from iqa_lab.data.check import UNUSABLE, USABLE, check_database, histogram_lines, render, run_check
-from iqa_lab.evaluation.leakage import pixel_hash
+from iqa_lab.data.leakage import pixel_hash
 from tests.conftest import SHARED, TINY_DATA
 from tests.planted import (FolderDataModule, corrupt_middle_png, jpeg_bytes, labels, pattern,
                            plant, png_bytes)

@@ -10,7 +10,7 @@ from scipy import stats
 
 from iqa_lab.data.records import make_records, normalise_mos, validate_records
 from iqa_lab.evaluation import metrics
-from iqa_lab.evaluation.protocols import Protocol, assign_splits
+from iqa_lab.data.protocols import Protocol, assign_splits
 from iqa_lab.models.base import epoch_metrics
 
 

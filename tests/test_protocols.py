@@ -15,8 +15,8 @@ from PIL import Image
 
 from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.records import make_records
-from iqa_lab.evaluation.leakage import LeakageError, check_leakage, find_leaks
-from iqa_lab.evaluation.protocols import Protocol, assign_splits
+from iqa_lab.data.leakage import LeakageError, check_leakage, find_leaks
+from iqa_lab.data.protocols import Protocol, assign_splits
 from iqa_lab.train import train
 
 

@@ -16,7 +16,7 @@ import torch
 from iqa_lab.models.stairiqa import StairIQA
 from iqa_lab.nn.backbones import Backbone
 from iqa_lab.nn.staircase import Staircase
-from iqa_lab.training.imdt import IMDTSchedule, epochs_per_database
+from iqa_lab.data.imdt_schedule import IMDTSchedule, epochs_per_database
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from iqa_lab.data.distortions import DISTORTIONS, LEVELS, distort
 from iqa_lab.data.pristine import PRISTINE_PHOTOS, load_pristine
 from iqa_lab.data.records import RECORD_COLUMNS
 from iqa_lab.data.synthetic import SyntheticDataModule, build_synthetic
-from iqa_lab.evaluation.protocols import Protocol, assign_splits
+from iqa_lab.data.protocols import Protocol, assign_splits
 
 LABELS = {"ms_ssim": {"weight": 1.0, "worst": 0.5, "best": 1.0},
           "vif_p": {"weight": 1.0, "worst": 0.0, "best": 1.0},

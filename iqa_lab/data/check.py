@@ -29,7 +29,7 @@ from rich.table import Table
 from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.images import BadImageError
 from iqa_lab.data.records import check_schema
-from iqa_lab.evaluation.leakage import pixel_hash
+from iqa_lab.data.leakage import pixel_hash
 
 USABLE, UNUSABLE, UNPARSABLE = 0, 1, 2
 

@@ -41,8 +41,8 @@ from iqa_lab.data.collate import IQACollate
 from iqa_lab.data.images import BadImageError, FileResolver, load_rgb, probe_image
 from iqa_lab.data.records import check_schema, label_problems, validate_records
 from iqa_lab.data.transforms import build_transform
-from iqa_lab.evaluation.leakage import check_leakage
-from iqa_lab.evaluation.protocols import Protocol, assign_splits
+from iqa_lab.data.leakage import check_leakage
+from iqa_lab.data.protocols import Protocol, assign_splits
 
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ class IQADataModule(L.LightningDataModule):
 
     def check_splits(self, records: pd.DataFrame) -> None:
         """Refuse splits that leak files, identical images or references across train / val /
-        test (``evaluation.leakage``); pixel hashes are cached in ``hash_cache_dir`` if set."""
+        test (``data.leakage``); pixel hashes are cached in ``hash_cache_dir`` if set."""
         check_leakage(records, self.image_paths(records), cache_dir=self.hash_cache_dir,
                       where=f"'{self.name}' under protocol={self.protocol.name}")
 

@@ -23,7 +23,7 @@ from torch.utils.data import ConcatDataset
 from iqa_lab.data.datamodule import IQADataModule, IQADataset
 from iqa_lab.data.records import check_schema
 from iqa_lab.data.transforms import build_transform
-from iqa_lab.training.imdt import IMDTSchedule
+from iqa_lab.data.imdt_schedule import IMDTSchedule
 
 
 class MixedDataModule(IQADataModule):
