@@ -33,7 +33,7 @@ def instantiate_group(cfg: DictConfig | None) -> list:
 def seeded_datamodule(cfg: DictConfig, stage: str) -> IQADataModule:
     """Seed everything, then build, prepare and set up the run's DataModule."""
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
     datamodule.hash_cache_dir = cfg.paths.cache_dir
     datamodule.prepare_data()
     datamodule.setup(stage)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,8 @@ from iqa_lab.data.distortions import distort
 from iqa_lab.data.pristine import load_pristine
 from iqa_lab.eval import evaluate
 from iqa_lab.evaluation.tables import reproduce
-from iqa_lab.models.classical import ClassicalIQA, reference_paths
+from iqa_lab.data.datamodule import IQADataModule
+from iqa_lab.models.classical import ClassicalIQA
 from tests.conftest import TINY_DATA, compose_config
 
 
@@ -170,9 +170,9 @@ def test_feature_cache_recomputes_only_changed_files(tmp_path):
 
 def test_fr_metrics_refuse_databases_without_references():
     records = pd.DataFrame({"image": ["a.jpg"], "split": ["test"]})
-    datamodule = SimpleNamespace(name="biq2021", data_dir=Path("/x"), records=records)
+    datamodule = IQADataModule(name="biq2021", data_dir="/x", transforms={})
     with pytest.raises(ValueError, match="'biq2021' gives no reference images"):
-        reference_paths(datamodule, records)
+        datamodule.reference_paths(records)
 
 
 def _eval_cfg(make_cfg, tmp_path, metric: str, extra=()):
@@ -202,7 +202,7 @@ def test_synthetic_references_are_the_pristine_crop(make_cfg):
 
     cfg = make_cfg("eval", ["model=classical"])
     datamodule = seeded_datamodule(cfg, "test")
-    refs = reference_paths(datamodule, datamodule.records)
+    refs = datamodule.reference_paths(datamodule.records)
     for image, ref in zip(datamodule.records["image"], refs):
         crop = Path(image).stem.split("_c0_")[0]
         assert ref == datamodule.data_dir / f"images/{crop}_c0_pristine_0.png"

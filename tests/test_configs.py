@@ -12,7 +12,9 @@ GROUPS = ["data", "model", "protocol", "trainer", "logger", "callbacks", "experi
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+    """Selectable options; files named ``_*.yaml`` are parts that options include."""
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml")
+                  if not p.stem.startswith("_"))
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
@@ -39,7 +41,7 @@ def test_eval_config_requires_checkpoint(make_cfg):
 
 def test_datamodule_model_and_trainer_instantiate(make_cfg):
     cfg = make_cfg("train", ["model.backbone.pretrained=false"])
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
     model = hydra.utils.instantiate(cfg.model)
     trainer = hydra.utils.instantiate(cfg.trainer)
     assert datamodule.name == "synthetic"

@@ -20,7 +20,6 @@ from PIL import Image
 
 from iqa_lab.data.label_files import LabelFileError
 from iqa_lab.data.records import RECORD_COLUMNS
-from iqa_lab.models.classical import reference_paths
 
 # 4 references: content split 0.5 / 0.5 leaves every split at least one reference.
 SPLIT = ["protocol.train_fraction=0.5", "protocol.val_fraction=0.5"]
@@ -36,7 +35,7 @@ def _image(path, seed: int, size=(8, 6)) -> None:
 def _datamodule(make_cfg, name: str, data_dir, *overrides):
     cfg = make_cfg(overrides=[f"data={name}", f"data.data_dir={data_dir}", *SPLIT, *overrides],
                    tiny=False)
-    return hydra.utils.instantiate(cfg.data)
+    return hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
 
 
 def _setup(make_cfg, name: str, data_dir, *overrides):
@@ -63,7 +62,7 @@ def _check_references(datamodule, records: pd.DataFrame | None = None) -> None:
     for reference in set(records["reference"]):
         path = datamodule.data_dir / reference
         assert path.is_file() and path.name in {p.name for p in path.parent.iterdir()}, reference
-    paths = reference_paths(datamodule, records)
+    paths = datamodule.reference_paths(records)
     assert paths.index.equals(records.index)
     assert list(paths) == [datamodule.data_dir / r for r in records["reference"]]
     assert all(Path(p).is_file() for p in paths)
@@ -128,7 +127,7 @@ def test_kadid10k_psnr_through_model_classical(make_cfg, tmp_path):
     _kadid(tmp_path)
     cfg = make_cfg("eval", ["model=classical", "model.metric=psnr", "data=kadid10k",
                             f"data.data_dir={tmp_path}", *SPLIT], tiny=False)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
     datamodule.setup()
     model = hydra.utils.instantiate(cfg.model)
     predictions = model.predict(datamodule)

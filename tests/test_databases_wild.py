@@ -46,7 +46,7 @@ def _image(path, seed: int, size=(8, 6), exif_orientation: int | None = None) ->
 def _datamodule(make_cfg, name: str, data_dir, *overrides):
     cfg = make_cfg(overrides=[f"data={name}", f"data.data_dir={data_dir}", *overrides],
                    tiny=False)
-    return hydra.utils.instantiate(cfg.data)
+    return hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
 
 
 def _setup(make_cfg, name: str, data_dir, *overrides, protocol: str = "random"):

@@ -291,8 +291,8 @@ class MeanColour(IQAModule):
         super().__init__(optimizer={"_target_": "torch.optim.SGD", "lr": 0.01})
         self.weight = torch.nn.Parameter(torch.ones(()))
 
-    def forward(self, images):
-        return images.mean(dim=(1, 2, 3)) * self.weight
+    def forward(self, image, *, reference=None, mask=None, heads=None):
+        return image.mean(dim=(1, 2, 3)) * self.weight
 
 
 @pytest.mark.parametrize("seed, split", [(1, "train"), (3, "val"), (0, "test")])

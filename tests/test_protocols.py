@@ -138,7 +138,7 @@ def test_a_run_refuses_a_planted_duplicate(make_cfg, tmp_path):
     """Copy the synthetic database, plant one image again under a new name and reference, and see
     training refuse before any fit."""
     cfg = make_cfg("train")
-    source = hydra.utils.instantiate(cfg.data)
+    source = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
     source.setup()
     records = source.records
     data_dir = tmp_path / "planted"

@@ -18,7 +18,7 @@ def _records(make_cfg, name: str, data_dir, *overrides):
         pytest.skip(f"{data_dir} is absent (../shared is not checked out)")
     cfg = make_cfg(overrides=[f"data={name}", f"data.data_dir={data_dir}", *overrides],
                    tiny=False)
-    records = hydra.utils.instantiate(cfg.data).load_records()
+    records = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol).load_records()
     items = ["image"] + [c for c in BOX_COLUMNS if c in records]
     assert records["mos"].notna().all() and not records[items].duplicated().any()
     assert records["mos"].between(0, 1).all()

@@ -73,9 +73,9 @@ def test_staircase_paths_ablation_and_odd_sizes():
 def test_each_head_gets_gradients_only_from_its_own_database():
     model = StairIQA(**MODEL, heads=["koniq", "clive"])
     images = torch.rand(4, 3, 64, 64)
-    scores = model.score(images, ["koniq", "clive"])
+    scores = model.score(images, heads=["koniq", "clive"])
     assert scores.shape == (4, 2)
-    assert model.score(images, ["clive"]).shape == (4, 1)
+    assert model.score(images, heads=["clive"]).shape == (4, 1)
     batch = {"image": images, "mos": torch.rand(4), "db": ["clive"] * 4,
              "index": torch.arange(4)}
     loss, pred = model.model_step(batch, "train")

@@ -89,7 +89,7 @@ def test_model_learns_on_tiny_set(make_cfg):
     cfg = make_cfg("train", ["model.optimizer.lr=2e-4", "protocol.train_fraction=0.75",
                              "protocol.val_fraction=0.0"])
     L.seed_everything(0)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
     datamodule.setup("fit")
     model = hydra.utils.instantiate(cfg.model)
 

@@ -179,7 +179,7 @@ def render(report: CheckReport, console: Console, show: int = 20) -> None:
 def run_check(cfg: DictConfig, console: Console | None = None) -> int:
     """Instantiate ``cfg.data``, check it, print the report; returns the exit status."""
     console = console or Console()
-    datamodule: IQADataModule = hydra.utils.instantiate(cfg.data)
+    datamodule: IQADataModule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
     try:
         datamodule.prepare_data()
         report = check_database(datamodule, decode=cfg.decode, workers=cfg.workers)

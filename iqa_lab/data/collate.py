@@ -24,8 +24,13 @@ def pad_images(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch, mask
 
 
+# Per-item pixel tensors: stacked, or padded alike (an image and its reference share one mask).
+PIXEL_KEYS = ("image", "reference")
+
+
 class IQACollate:
-    """Collate for IQADataset items ``{"image", "mos", "index"}`` and bad-item markers ``{"bad"}``.
+    """Collate for IQADataset items ``{"image", "mos", "index"[, "reference", "db"]}`` and
+    bad-item markers ``{"bad"}``.
 
     The batch holds the good items and ``bad_inputs`` (the markers' ``{"image", "reason"}``), which
     the DataModule moves into its ``bad_inputs`` list; a batch may be empty when all its items were
@@ -43,18 +48,23 @@ class IQACollate:
                  "index": (torch.stack([item["index"] for item in good]) if good
                            else torch.empty(0, dtype=torch.long)),
                  "bad_inputs": bad}
-        images = [item["image"] for item in good]
-        if not images:
+        if not good:
             batch["image"] = torch.empty(0)
-        elif self.mode == "pad":
-            batch["image"], batch["mask"] = pad_images(images)
-        else:
-            shapes = {tuple(image.shape) for image in images}
-            if len(shapes) > 1:
-                raise ValueError(f"images of different sizes in one batch {sorted(shapes)}: use a "
-                                 f"crop or resize policy (data.transforms), a batch size of 1, or "
-                                 f"data.collate=pad for a model that takes a mask")
-            batch["image"] = torch.stack(images)
-        for key in good[0].keys() - {"image", "mos", "index"} if good else ():
+        for key in PIXEL_KEYS if good else ():
+            if key in good[0]:
+                batch[key], mask = self._pixels([item[key] for item in good])
+                if mask is not None:
+                    batch["mask"] = mask
+        for key in good[0].keys() - {*PIXEL_KEYS, "mos", "index"} if good else ():
             batch[key] = torch.utils.data.default_collate([item[key] for item in good])
         return batch
+
+    def _pixels(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.mode == "pad":
+            return pad_images(images)
+        shapes = {tuple(image.shape) for image in images}
+        if len(shapes) > 1:
+            raise ValueError(f"images of different sizes in one batch {sorted(shapes)}: use a "
+                             f"crop or resize policy (data.transforms), a batch size of 1, or "
+                             f"data.collate=pad for a model that takes a mask")
+        return torch.stack(images), None

@@ -1,9 +1,19 @@
 """IQADataModule: records (from a database parser) + protocol → datasets → loaders.
 
-A database is a subclass that implements ``load_records()`` (its parser); everything else — splits,
-transforms, loaders — is shared here.
+A plain database is a parser plus a config: ``parser: iqa_lab.data.databases.<name>.parse_<name>``
+and the parser's options as further keys (``label_file``, ``image_dir``, …); this DataModule calls
+``parser(data_dir, mos_range=…, lower_better=…, db=name, **options)``. Subclasses exist only where
+behaviour differs (``synthetic``, ``mixed``, SPAQ's resized copies). The protocol is given once by
+the entry point (``hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)``).
 
-Bad input (``data.on_bad=raise|skip``), decided in two places so setup stays cheap:
+What a model needs of a batch: every batch holds ``image``, ``mos``, ``index`` (``db`` under
+``data=mixed``, ``mask`` under ``data.collate=pad``). A model that declares ``needs =
+{"reference"}`` gets ``reference`` too, under the same geometric transform as the image
+(``provide``, called when the model is set up; a database without references is refused there,
+by name).
+
+Bad input (``data.on_bad=raise|skip``, ``bad_inputs.BadInputs``), found in two places so setup
+stays cheap:
 
 1. At setup, ``screen_inputs`` checks every record without decoding: label problems (MOS not a
    finite number, an image listed twice: ``records.label_problems``), the file's existence (with a
@@ -11,45 +21,44 @@ Bad input (``data.on_bad=raise|skip``), decided in two places so setup stays che
    record then points at the real file and the resolution is kept in ``input_notes``), and a probe
    of each file (``images.probe_image``: header, size under ``data.max_pixels``, the format's end
    marker, so truncated JPEG/PNG files are caught here). A 10k-image database costs seconds.
-   Under ``raise`` one error lists EVERY bad record and the fix; under ``skip`` the bad records are
-   dropped before splitting and listed in ``bad_inputs`` (``{"image", "reason"}``), which
-   ``runs.py`` writes into results.json. Notes (case resolution, wrong extension) never drop a
-   record.
 2. A file that passes the probe can still fail to decode (corrupt data inside). ``IQADataset``
    then raises ``BadImageError`` naming the file under ``raise``; under ``skip`` it returns a marker
    ``{"bad": {"image", "reason", "split"}}``, ``collate.IQACollate`` leaves it out of the batch and
    passes it on as ``batch["bad_inputs"]``, and ``on_before_batch_transfer`` (main process, so it
-   works with worker processes) moves it into ``bad_inputs``. The item is neither scored nor
-   replaced, so a metric is computed on fewer images but never on a wrong one, and results.json
-   says which. A batch whose items were all bad arrives empty and the model skips it.
+   works with worker processes) records it. A batch whose items were all bad arrives empty and the
+   model skips it.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from hydra.utils import get_method
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from iqa_lab.data.bad_inputs import BadInputError, BadInputs, bad_inputs_message  # noqa: F401
 from iqa_lab.data.collate import IQACollate
 from iqa_lab.data.images import BadImageError, FileResolver, load_rgb, probe_image
-from iqa_lab.data.records import check_schema, label_problems, validate_records
-from iqa_lab.data.transforms import build_transform
 from iqa_lab.data.leakage import check_leakage
 from iqa_lab.data.protocols import Protocol, assign_splits
-
+from iqa_lab.data.records import BOX_COLUMNS, check_schema, label_problems, validate_records
+from iqa_lab.data.transforms import build_transform
 
 log = logging.getLogger(__name__)
 
-ON_BAD = ("raise", "skip")
-# Optional record columns: a box (pixels) cropped from the decoded image, e.g. FLIVE's patches.
-BOX_COLUMNS = ("top", "left", "bottom", "right")
+# What a model may declare it needs from a batch beyond the image (``IQAModule.needs``).
+NEEDS = ("reference",)
+# Databases that fill the ``reference`` column, named in the refusal message.
+WITH_REFERENCES = ("synthetic", "kadid10k", "tid2013", "live", "csiq", "livemd")
 
 
 def with_box_ids(records: pd.DataFrame) -> pd.DataFrame:
@@ -67,26 +76,30 @@ def with_box_ids(records: pd.DataFrame) -> pd.DataFrame:
 
 
 class IQADataset(Dataset):
-    """Decodes one image per item, lazily; returns the image tensor, its MOS and its row index.
+    """Decodes one image per item, lazily; returns the image tensor, its MOS and its row index,
+    and its reference image when ``needs`` holds ``"reference"``.
 
-    An image that fails to decode raises ``BadImageError`` (``on_bad="raise"``) or becomes a
-    ``{"bad": {"image", "reason", "split"}}`` marker that ``IQACollate`` drops (``"skip"``)."""
+    An image that fails to decode raises ``BadImageError`` (``on_bad=raise``) or becomes a
+    ``{"bad": {"image", "reason", "split"}}`` marker that ``IQACollate`` drops (``skip``)."""
 
     def __init__(self, records: pd.DataFrame, data_dir: str | Path, transform,
-                 on_bad: str = "raise", max_pixels: int | None = None, split: str = "",
-                 db: str | None = None):
+                 bad_inputs: BadInputs | None = None, max_pixels: int | None = None,
+                 split: str = "", db: str | None = None):
         self.images = records["image"].tolist()
+        self.references = records["reference"].tolist() if "reference" in records else None
         self.mos = torch.tensor(records["mos"].to_numpy(), dtype=torch.float32)
         self.index = torch.tensor(records.index.to_numpy(), dtype=torch.long)
         self.data_dir = Path(data_dir)
         self.transform = transform
-        self.on_bad = on_bad
+        self.bad_inputs = bad_inputs or BadInputs()
         self.max_pixels = max_pixels
         self.split = split
         self.boxes = (records[list(BOX_COLUMNS)].to_numpy(dtype=float)
                       if set(BOX_COLUMNS) <= set(records.columns) else None)
         # The database name each item carries (data=mixed: which regressor head scores it).
         self.db = db
+        # What the model asks for beyond the image (``IQADataModule.provide``).
+        self.needs: frozenset[str] = frozenset()
         # Set per epoch (``set_augment_seed``): item i's random augmentation then depends on
         # (seed, i) only, not on the order, the process or the worker that loads it.
         self.augment_seed: int | None = None
@@ -113,48 +126,69 @@ class IQADataset(Dataset):
                                 f"{image.shape[1]}x{image.shape[0]} image")
         return image[top:bottom, left:right]
 
+    def _decode(self, i: int) -> dict[str, np.ndarray]:
+        pixels = {"image": self.crop_box(i, load_rgb(self.data_dir / self.images[i],
+                                                     self.max_pixels))}
+        if "reference" in self.needs:
+            path = self.data_dir / self.references[i]
+            reference = self.crop_box(i, load_rgb(path, self.max_pixels))
+            if reference.shape != pixels["image"].shape:
+                raise BadImageError(f"{path}: the reference is {reference.shape[1]}x"
+                                    f"{reference.shape[0]}, its image {self.images[i]} is "
+                                    f"{pixels['image'].shape[1]}x{pixels['image'].shape[0]}; "
+                                    f"a full-reference model needs them aligned")
+            pixels["reference"] = reference
+        return pixels
+
     def __getitem__(self, i: int) -> dict:
         try:
-            image = self.crop_box(i, load_rgb(self.data_dir / self.images[i], self.max_pixels))
+            pixels = self._decode(i)
         except BadImageError as err:
-            if self.on_bad != "skip":
-                raise BadImageError(f"{err} (found while reading the {self.split or 'data'} "
-                                    f"split; data.on_bad=raise)") from None
-            return {"bad": {"image": self.images[i], "reason": f"decode: {err}",
-                            "split": self.split}}
+            fields = {} if self.db is None else {"db": self.db}
+            return {"bad": self.bad_inputs.decode_failed(self.images[i], err, self.split,
+                                                         **fields)}
         self._seed_transform(i)
-        item = {"image": self.transform(image=image)["image"], "mos": self.mos[i],
-                "index": self.index[i]}
+        item = {**self.transform(**pixels), "mos": self.mos[i], "index": self.index[i]}
         if self.db is not None:
             item["db"] = self.db
         return item
 
 
-class BadInputError(ValueError):
-    """Records whose label or image cannot be used under ``data.on_bad=raise``."""
-
-
-def bad_inputs_message(bad: list[dict], total: int, name: str) -> str:
-    """Every bad record with its reason, and the fix."""
-    lines = "\n".join(f"  - {item['image']}: {item['reason']}" for item in bad)
-    return (f"{len(bad)} of {total} records of '{name}' cannot be used (data.on_bad=raise):\n"
-            f"{lines}\nFix the label file or the files as each reason says, or set "
-            f"data.on_bad=skip to drop these records (they are then listed in results.json under "
-            f"bad_inputs).")
+def resolve_parser(parser: str | Callable | None, options: Mapping) -> Callable | None:
+    """The parser function a config names, checked against its options before any file is read."""
+    if parser is None:
+        if options:
+            raise TypeError(f"unknown data config keys {sorted(options)} (no data.parser takes "
+                            f"them)")
+        return None
+    function = get_method(parser) if isinstance(parser, str) else parser
+    try:
+        inspect.signature(function).bind("data_dir", mos_range=(0, 1), lower_better=False,
+                                         db="db", **options)
+    except TypeError as err:
+        raise TypeError(f"data.parser={parser} does not take the data config's keys "
+                        f"{sorted(options)}: {err}") from None
+    return function
 
 
 class IQADataModule(L.LightningDataModule):
-    """Base DataModule. ``records`` after ``setup`` holds every record with its ``split``."""
+    """The DataModule of every database. ``records`` after ``setup`` holds every record with its
+    ``split``; ``bad_inputs`` the items ``on_bad=skip`` dropped."""
 
-    def __init__(self, name: str, data_dir: str, protocol: Mapping, transforms: Mapping,
+    def __init__(self, name: str, data_dir: str, transforms: Mapping,
+                 parser: str | Callable | None = None, protocol: Mapping | None = None,
                  batch_size: int = 16, eval_batch_size: int | None = None, num_workers: int = 0,
                  pin_memory: bool = False, mos_range: tuple = (0.0, 1.0), lower_better: bool = False,
                  on_bad: str = "raise", max_pixels: int | None = 100_000_000,
-                 collate: str = "stack", std_range: tuple | None = None):
+                 collate: str = "stack", std_range: tuple | None = None, **parser_options):
         super().__init__()
         self.name = name
         self.data_dir = Path(data_dir).expanduser()
-        self.protocol = Protocol(**protocol)
+        self.parser_options = {key: OmegaConf.to_container(value, resolve=True)
+                               if isinstance(value, (DictConfig, ListConfig)) else value
+                               for key, value in parser_options.items()}
+        self.parser = resolve_parser(parser, self.parser_options)
+        self.protocol = Protocol(**protocol) if protocol is not None else None
         self.transform_cfg = {stage: dict(cfg) for stage, cfg in transforms.items()}
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -165,21 +199,25 @@ class IQADataModule(L.LightningDataModule):
         # The scale of the published MOS std when it differs from the MOS's (KonIQ: SD of the 1..5
         # ratings beside a 0..100 MOS); None = the MOS's own range.
         self.std_range = tuple(std_range) if std_range is not None else None
-        if on_bad not in ON_BAD:
-            raise ValueError(f"data.on_bad must be one of {ON_BAD}, got '{on_bad}'")
-        # Bad-input policy (module docstring); configs state all three, these defaults only serve
-        # configs written before the keys existed.
-        self.on_bad = on_bad
+        self.bad = BadInputs(on_bad)
         self.max_pixels = max_pixels
         self.collate = IQACollate(collate)
         # Notes on records kept as they are (case-resolved names, wrong extensions).
         self.input_notes: list[dict] = []
         self.records: pd.DataFrame | None = None
-        # Items the bad-input policy dropped: {"image", "reason"} dicts, written to results.json.
-        self.bad_inputs: list[dict] = []
         # Where the leakage guard caches pixel hashes (the runs set paths.cache_dir); None: no cache.
         self.hash_cache_dir: str | None = None
         self.datasets: dict[str, IQADataset] = {}
+        self.needs: frozenset[str] = frozenset()
+
+    @property
+    def on_bad(self) -> str:
+        return self.bad.on_bad
+
+    @property
+    def bad_inputs(self) -> list[dict]:
+        """Items the bad-input policy dropped: ``{"image", "reason", "kind", ...}``."""
+        return self.bad.items
 
     def normalised_std(self, records: pd.DataFrame) -> pd.Series:
         """``mos_std`` on the scale of the normalised ``mos`` (for the outlier ratio)."""
@@ -188,11 +226,18 @@ class IQADataModule(L.LightningDataModule):
 
     def load_records(self) -> pd.DataFrame:
         """Parse the database's files into the record schema (``data.records``)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement load_records()")
+        if self.parser is None:
+            raise NotImplementedError(f"'{self.name}' has no parser: give data.parser="
+                                      f"<module.parse_function>, or override load_records()")
+        return self.parser(self.data_dir, mos_range=self.mos_range, lower_better=self.lower_better,
+                           db=self.name, **self.parser_options)
 
     def setup(self, stage: str | None = None) -> None:
         if self.records is not None:
             return
+        if self.protocol is None:
+            raise ValueError(f"data '{self.name}' has no protocol to split by: the entry points "
+                             f"give it (hydra.utils.instantiate(cfg.data, protocol=cfg.protocol))")
         records = check_schema(self.load_records().reset_index(drop=True))
         records = self.screen_inputs(records)
         validate_records(with_box_ids(records))
@@ -204,19 +249,13 @@ class IQADataModule(L.LightningDataModule):
         """Check labels and files cheaply and apply ``on_bad`` (module docstring): the records to
         keep, with ``image`` pointing at the file actually found; bad items go to ``bad_inputs``."""
         bad, notes, resolved = self.find_bad_inputs(records)
-        if bad and self.on_bad == "raise":
-            raise BadInputError(bad_inputs_message(bad, len(records), self.name))
+        self.bad.refuse([{**item, "db": self.name} for item in bad], len(records), self.name)
         for note in notes:
             log.warning("%s: %s", note["image"], note["note"])
         records = records.drop(index=[item["index"] for item in bad])
         kept = resolved.index.intersection(records.index)
         records.loc[kept, "image"] = resolved[kept]
         self.input_notes.extend(notes)
-        self.bad_inputs.extend({k: v for k, v in item.items() if k != "index"} for item in bad)
-        if bad:
-            log.warning("data.on_bad=skip: dropped %d of %d records of '%s' (listed in "
-                        "results.json under bad_inputs): %s", len(bad), len(bad) + len(records),
-                        self.name, "; ".join(f"{b['image']} ({b['kind']})" for b in bad))
         if records.empty:
             raise BadInputError(f"no usable records left in '{self.name}' ({self.data_dir}): "
                                 f"{bad_inputs_message(bad, len(bad), self.name)}")
@@ -262,12 +301,63 @@ class IQADataModule(L.LightningDataModule):
         """The file of each record."""
         return records["image"].map(lambda image: self.data_dir / image)
 
+    def reference_paths(self, records: pd.DataFrame) -> pd.Series:
+        """The reference image file of each record (``reference`` column, under ``data_dir``)."""
+        self.require_references(records)
+        return records["reference"].map(lambda reference: self.data_dir / reference)
+
+    def require_references(self, records: pd.DataFrame) -> None:
+        """Refuse, naming the database, records without a reference image."""
+        has = records["reference"].notna() if "reference" in records else None
+        if has is None or not has.any():
+            raise ValueError(f"database '{self.name}' gives no reference images, and the model "
+                             f"needs them (a full-reference model or metric). Databases with "
+                             f"references: {', '.join(WITH_REFERENCES)}; or use a no-reference "
+                             f"model")
+        if not has.all():
+            missing = records.loc[~has, "image"].tolist()
+            raise ValueError(f"{len(missing)} records of '{self.name}' have no reference image, "
+                             f"e.g. {missing[:5]}")
+
+    def provide(self, needs) -> None:
+        """Give every batch what the model needs beyond the image (``NEEDS``), or refuse."""
+        needs = frozenset(needs or ())
+        unknown = sorted(needs - set(NEEDS))
+        if unknown:
+            raise ValueError(f"a model needs {unknown} from its batches; a DataModule provides "
+                             f"{list(NEEDS)}")
+        if "reference" in needs:
+            self.require_references(self.records)
+            self._check_reference_files()
+        self.needs = needs
+        for dataset in self.all_datasets():
+            dataset.needs = needs
+
+    def _check_reference_files(self) -> None:
+        """Missing reference files: refused at once (``raise``), or left to the decode step,
+        which drops their records (``skip``)."""
+        paths = self.reference_paths(self.records).drop_duplicates()
+        missing = [str(path) for path in paths if not Path(path).is_file()]
+        if not missing:
+            return
+        message = (f"{len(missing)} reference image(s) of '{self.name}' are missing, e.g. "
+                   f"{missing[:5]}")
+        if not self.bad.skip:
+            raise BadInputError(f"{message}; fix data.data_dir or set data.on_bad=skip to drop "
+                                f"their records")
+        log.warning("%s; their records will be dropped when read (data.on_bad=skip)", message)
+
+    def all_datasets(self) -> list[IQADataset]:
+        """Every per-split dataset (the parts of a concatenated one included)."""
+        return [part for dataset in self.datasets.values()
+                for part in getattr(dataset, "datasets", [dataset])]
+
     def build_datasets(self) -> None:
         for split in ("train", "val", "test"):
             rows = self.records[self.records["split"] == split]
             cfg = self.transform_cfg["train" if split == "train" else "eval"]
             self.datasets[split] = IQADataset(rows, self.data_dir, build_transform(split, **cfg),
-                                              on_bad=self.on_bad, max_pixels=self.max_pixels,
+                                              bad_inputs=self.bad, max_pixels=self.max_pixels,
                                               split=split)
 
     @property
@@ -317,13 +407,8 @@ class IQADataModule(L.LightningDataModule):
         """Move the items that failed to decode (``on_bad=skip``) from the batch into
         ``bad_inputs`` (once per image, however many epochs meet it)."""
         if isinstance(batch, dict) and batch.get("bad_inputs") is not None:
-            known = {(item["image"], item.get("split")) for item in self.bad_inputs}
             for item in batch.pop("bad_inputs"):
-                if (item["image"], item.get("split")) not in known:
-                    log.warning("data.on_bad=skip: left out %s, which failed to decode (%s)",
-                                item["image"], item["reason"])
-                    self.bad_inputs.append({**item, "kind": "decode"})
-                    known.add((item["image"], item.get("split")))
+                self.bad.add(item)
         return batch
 
     def train_dataloader(self) -> DataLoader:

@@ -11,19 +11,25 @@ picks its regressor head in a multi-head model.
 With ``imdt`` set (``loops``, ``epochs_upper``, ``epochs_rule``), training follows iterative
 mixed-database training (``training.imdt``): each epoch trains and validates one database, in the
 order of ``databases``, as the schedule says. Without it, every epoch pools all training databases.
+
+One bad-input setting: ``data.on_bad`` of the mixed module governs every member (screening,
+decoding, classical scoring); a member's own ``on_bad`` is overridden, with a warning if it differs.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import pandas as pd
 from torch.utils.data import ConcatDataset
 
 from iqa_lab.data.datamodule import IQADataModule, IQADataset
+from iqa_lab.data.imdt_schedule import IMDTSchedule
 from iqa_lab.data.records import check_schema
 from iqa_lab.data.transforms import build_transform
-from iqa_lab.data.imdt_schedule import IMDTSchedule
+
+log = logging.getLogger(__name__)
 
 
 class MixedDataModule(IQADataModule):
@@ -39,6 +45,11 @@ class MixedDataModule(IQADataModule):
             if member.name != name:
                 raise ValueError(f"data.databases.{name} is named '{member.name}'; set its "
                                  f"`name: {name}` so records and heads agree")
+            if member.on_bad != self.on_bad:
+                log.warning("data.databases.%s.on_bad=%s is overridden by data.on_bad=%s: one "
+                            "setting governs every database of data=mixed", name, member.on_bad,
+                            self.on_bad)
+            member.bad = self.bad
         self.imdt = dict(imdt) if imdt else None
         self.schedule: IMDTSchedule | None = None
         # split -> database -> its dataset
@@ -53,7 +64,6 @@ class MixedDataModule(IQADataModule):
         for name, member in self.databases.items():
             records = member.screen_inputs(check_schema(member.load_records()
                                                         .reset_index(drop=True)))
-            self.bad_inputs.extend({**item, "db": name} for item in member.bad_inputs)
             records = records.assign(db=name, ref=name + "/" + records["ref"].astype(str))
             frames.append(records)
         return pd.concat(frames, ignore_index=True)
@@ -68,6 +78,16 @@ class MixedDataModule(IQADataModule):
                           for db, image in zip(records["db"], records["image"])],
                          index=records.index)
 
+    def reference_paths(self, records: pd.DataFrame) -> pd.Series:
+        """Each record's reference under its own database's folder."""
+        parts = [self.databases[db].reference_paths(rows) for db, rows in records.groupby("db")]
+        return pd.concat(parts).reindex(records.index)
+
+    def require_references(self, records: pd.DataFrame) -> None:
+        """Each member refuses, by its name, records without a reference."""
+        for db, rows in records.groupby("db"):
+            self.databases[db].require_references(rows)
+
     def build_datasets(self) -> None:
         for split in ("train", "val", "test"):
             parts = {}
@@ -76,7 +96,7 @@ class MixedDataModule(IQADataModule):
                 if len(rows):
                     cfg = member.transform_cfg["train" if split == "train" else "eval"]
                     parts[name] = IQADataset(rows, member.data_dir, build_transform(split, **cfg),
-                                             on_bad=member.on_bad, max_pixels=member.max_pixels,
+                                             bad_inputs=self.bad, max_pixels=member.max_pixels,
                                              split=split, db=name)
             self.db_datasets[split] = parts
             self.datasets[split] = ConcatDataset(list(parts.values())) if parts else []

@@ -4,6 +4,10 @@ Columns: ``image`` (path relative to ``data_dir``), ``mos`` (normalised to [0, 1
 ``mos_raw`` (as published), ``mos_std`` (NaN if not given), ``ref`` (reference / content id; the image
 itself when none), ``dist_type``, ``dist_level`` (empty / NaN if not given), ``set`` (official split
 label, if any), ``db`` (database name).
+
+Optional columns (``OPTIONAL_COLUMNS``): ``reference``, the path of the pristine reference image
+under ``data_dir`` (databases that have references fill it: full-reference models and metrics read
+it), and a box in pixels cropped from the decoded image (``BOX_COLUMNS``, e.g. FLIVE's patches).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 RECORD_COLUMNS = ["image", "mos", "mos_raw", "mos_std", "ref", "dist_type", "dist_level", "set", "db"]
+BOX_COLUMNS = ("top", "left", "bottom", "right")
+OPTIONAL_COLUMNS = ("reference", *BOX_COLUMNS)
 
 
 def normalise_mos(raw, mos_range: tuple[float, float], lower_better: bool = False) -> np.ndarray:

@@ -133,6 +133,15 @@ def build_synthetic(out_dir: str | Path, photos: Sequence[str], crops_per_photo:
     return records
 
 
+def pristine_references(records: pd.DataFrame) -> pd.Series:
+    """Each record's reference: the pristine image of its crop (``build_synthetic`` names files
+    ``images/<crop>_<dist_type>_<level>.png``; the pristine one is ``<crop>_pristine_0.png``)."""
+    suffix = "_" + records["dist_type"].astype(str) + "_" + records["dist_level"].astype(int) \
+        .astype(str) + ".png"
+    return pd.Series([image[:-len(end)] + "_pristine_0.png" if image.endswith(end) else None
+                      for image, end in zip(records["image"], suffix)], index=records.index)
+
+
 def hash_seed(*parts) -> int:
     """A stable 32-bit seed from any parts (Python's ``hash`` is salted per process)."""
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
@@ -175,6 +184,8 @@ class SyntheticDataModule(IQADataModule):
         self.prepare_data()
         records = read_records_csv(self.data_dir / "labels.csv")
         records["db"] = self.name  # several synthetic databases may sit side by side (data=mixed)
+        if self.build_params["include_pristine"]:
+            records["reference"] = pristine_references(records)
         if self.label_scale != {"low": 0.0, "high": 1.0, "gamma": 1.0}:
             low, high, gamma = (self.label_scale[k] for k in ("low", "high", "gamma"))
             records["mos"] = low + (high - low) * records["mos"].clip(0, 1) ** gamma

@@ -19,6 +19,11 @@ Quality-preserving by default: only operations that do not change perceived qual
 with area interpolation, crops, flips). Anything that changes the label (blur, noise, JPEG, colour
 jitter) runs only when a config lists it under ``augment`` (albumentations class name →
 arguments; train only).
+
+Image and reference: ``transform(image=..., reference=...)`` gives a full-reference model its
+reference under the very same geometry as the image (same resize, crop box, flip; albumentations
+draws the parameters once for both). Pixel-level augmentations (blur, noise, colour: those that
+change quality) apply to the image only, after the geometric ones; the reference stays pristine.
 """
 
 from __future__ import annotations
@@ -38,14 +43,49 @@ def _to_tensor() -> list:
     return [A.ToFloat(max_value=255.0), ToTensorV2()]
 
 
-def _augmentations(augment: Mapping | None) -> list:
-    ops = []
+def _augmentations(augment: Mapping | None) -> tuple[list, list]:
+    """The ``augment`` ops split into geometric ones (applied to image and reference alike) and
+    pixel-level ones (image only)."""
+    geometric, pixel = [], []
     for name, kwargs in (augment or {}).items():
         cls = getattr(A, name, None)
         if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)):
             raise ValueError(f"transforms augment: '{name}' is not an albumentations transform")
-        ops.append(cls(**dict(kwargs or {})))
-    return ops
+        (pixel if issubclass(cls, A.ImageOnlyTransform) else geometric).append(cls(**dict(kwargs or {})))
+    return geometric, pixel
+
+
+def _paired(ops: list) -> A.Compose:
+    return A.Compose(ops, additional_targets={"reference": "image"})
+
+
+class IQATransform:
+    """Geometric ops on the image and, when given, its reference (one draw of parameters for
+    both); then pixel-level augmentations on the image only; then tensors in [0, 1].
+
+    ``transform(image=array[, reference=array])`` returns ``{"image"[, "reference"]}``."""
+
+    def __init__(self, geometric: list, pixel: list | None = None):
+        self.geometric = _paired(geometric)
+        self.pixel = A.Compose(list(pixel or []))
+        self.to_tensor = A.Compose(_to_tensor())
+
+    @property
+    def transforms(self) -> list:
+        """Every op in the order it runs."""
+        return [*self.geometric.transforms, *self.pixel.transforms, *self.to_tensor.transforms]
+
+    def set_random_seed(self, seed: int) -> None:
+        self.geometric.set_random_seed(seed)
+        self.pixel.set_random_seed((seed + 1) % 2**32)
+
+    def __call__(self, image: np.ndarray, reference: np.ndarray | None = None, **_) -> dict:
+        pair = {"image": image} if reference is None else {"image": image, "reference": reference}
+        out = self.geometric(**pair)
+        result = {"image": self.to_tensor(image=self.pixel(image=out["image"])["image"])["image"]}
+        if reference is not None:
+            result["reference"] = self.to_tensor(image=out["reference"])["image"]
+        return result
 
 
 def five_crop_boxes(height: int, width: int, size: int) -> list[tuple[int, int]]:
@@ -56,18 +96,23 @@ def five_crop_boxes(height: int, width: int, size: int) -> list[tuple[int, int]]
 
 class FiveCrop:
     """``pre`` (resize, padding to at least the crop), then the four corners and the centre:
-    ``transform(image=array)["image"]`` is a ``(5, C, size, size)`` tensor in [0, 1]."""
+    ``transform(image=array)["image"]`` is a ``(5, C, size, size)`` tensor in [0, 1]; a
+    ``reference`` gets the same five boxes."""
 
-    def __init__(self, pre: A.Compose, size: int):
-        self.pre = pre
+    def __init__(self, pre: list, size: int):
+        self.pre = _paired(pre)
         self.size = size
         self.post = A.Compose(_to_tensor())
 
-    def __call__(self, image: np.ndarray, **_) -> dict:
-        image = self.pre(image=image)["image"]
-        crops = [self.post(image=np.ascontiguousarray(image[y:y + self.size, x:x + self.size]))
-                 ["image"] for y, x in five_crop_boxes(*image.shape[:2], self.size)]
-        return {"image": torch.stack(crops)}
+    def _crops(self, image: np.ndarray) -> torch.Tensor:
+        return torch.stack([self.post(image=np.ascontiguousarray(image[y:y + self.size,
+                                                                       x:x + self.size]))["image"]
+                            for y, x in five_crop_boxes(*image.shape[:2], self.size)])
+
+    def __call__(self, image: np.ndarray, reference: np.ndarray | None = None, **_) -> dict:
+        pair = {"image": image} if reference is None else {"image": image, "reference": reference}
+        out = self.pre(**pair)
+        return {key: self._crops(out[key]) for key in pair}
 
 
 def build_transform(stage: str, crop_size: int | None = None, hflip: bool = False,
@@ -98,14 +143,16 @@ def build_transform(stage: str, crop_size: int | None = None, hflip: bool = Fals
     if crop_size and crop == "five":
         ops.append(A.PadIfNeeded(crop_size, crop_size, position="center",
                                  border_mode=cv2.BORDER_CONSTANT, fill=0))
-        return FiveCrop(A.Compose(ops), crop_size)
+        return FiveCrop(ops, crop_size)
     if crop_size:
         kind = A.RandomCrop if crop == "random" else A.CenterCrop
         ops.append(kind(crop_size, crop_size, pad_if_needed=True))
+    pixel: list = []
     if train:
         if hflip:
             ops.append(A.HorizontalFlip(p=0.5))
         if vflip:
             ops.append(A.VerticalFlip(p=0.5))
-        ops.extend(_augmentations(augment))
-    return A.Compose(ops + _to_tensor())
+        geometric, pixel = _augmentations(augment)
+        ops.extend(geometric)
+    return IQATransform(ops, pixel)

@@ -1,9 +1,21 @@
 """IQAModule: the LightningModule every architecture derives from.
 
-A subclass builds its network in ``__init__`` and implements ``forward(images) -> (B,) scores``,
-or ``forward(images, heads) -> (B, len(heads))`` for a model with one regressor per database
-(``head_names``): each image is then scored by its own database's head (the batch's ``db``), or by
-``active_head``.
+The contract, one for every architecture:
+
+- ``forward(image, *, reference=None, mask=None, heads=None)`` returns ``(B,)`` scores, or
+  ``(B, len(heads))`` for a model with one regressor per database (``head_names``: each image is
+  then scored by its own database's head, the batch's ``db``, or by ``active_head``). ``reference``
+  is the pristine reference under the image's geometry (full-reference models), ``mask`` the
+  ``(B, H, W)`` real-pixel mask of a padded native-resolution batch (``data.collate=pad``).
+- ``needs``: what the model needs from a batch beyond the image (``{"reference"}``); the
+  DataModule provides it when the model is set up, or refuses the run naming the database.
+- ``pretrained_modules``: the attribute names of the pretrained submodules (one or several
+  encoders, built with ``nn.backbones``). They train at the optimizer's learning rate (everything
+  else at ``head_lr_multiplier`` times it), keep their BatchNorm statistics under ``freeze_bn``,
+  and ``load_iqa_module`` rebuilds them without fetching or reading any weights.
+- ``score`` is the one place where views are averaged: a ``(B, V, C, H, W)`` batch (five crops,
+  later test-time augmentation) is scored as the mean over its ``V`` views.
+
 Steps, loss, epoch-level metrics, logging, optimisers and test predictions live here.
 
 Metrics are torchmetrics objects accumulated over the whole epoch (SRCC over per-batch averages
@@ -26,8 +38,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 
 from iqa_lab.evaluation.epoch_metrics import IQAEpochMetrics
-
 from iqa_lab.losses import get_loss
+from iqa_lab.nn.backbones import no_pretrained_weights
 
 STAGES = ("train", "val", "test")
 
@@ -38,6 +50,9 @@ def epoch_metrics(prefix: str) -> IQAEpochMetrics:
 
 
 class IQAModule(L.LightningModule):
+    needs: frozenset[str] = frozenset()
+    pretrained_modules: tuple[str, ...] = ()
+
     def __init__(self, optimizer: Mapping, scheduler: Mapping | None = None, loss: str = "mse",
                  freeze_bn: bool = False, head_lr_multiplier: float = 1.0):
         super().__init__()
@@ -58,23 +73,37 @@ class IQAModule(L.LightningModule):
         self.head_names: list[str] | None = None
         self.active_head: str | None = None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, *, reference: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None, heads: list[str] | None = None) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "provide"):
+            datamodule.provide(self.needs)
 
     def _stage_metrics(self, stage: str) -> tuple[IQAEpochMetrics, MeanMetric]:
         return getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
 
-    def score(self, images: torch.Tensor, heads: list[str] | None = None) -> torch.Tensor:
+    def score(self, image: torch.Tensor, *, reference: torch.Tensor | None = None,
+              mask: torch.Tensor | None = None, heads: list[str] | None = None) -> torch.Tensor:
         """(B,) scores, or (B, len(heads)) from the named heads of a multi-head model; a
-        ``(B, n_crops, C, H, W)`` batch (e.g. five crops) is scored as the mean over its crops."""
-        if not len(images):
-            return torch.empty(0, device=images.device)
-        kwargs = {} if heads is None else {"heads": heads}
-        if images.dim() == 5:
-            batch, crops = images.shape[:2]
-            scores = self(images.flatten(0, 1), **kwargs).float()
-            return scores.view(batch, crops, *scores.shape[1:]).mean(dim=1)
-        return self(images, **kwargs).float()
+        ``(B, V, C, H, W)`` batch of views (e.g. five crops; a reference has the same views) is
+        scored as the mean over its views."""
+        if not len(image):
+            return torch.empty(0, device=image.device)
+        if "reference" in self.needs and reference is None:
+            raise ValueError(f"{type(self).__name__} needs a reference image in every batch; the "
+                             f"DataModule provides it once told (datamodule.provide(model.needs))")
+        if image.dim() == 5:
+            batch, views = image.shape[:2]
+            if mask is not None:
+                mask = mask[:, None].expand(batch, views, *mask.shape[1:]).flatten(0, 1)
+            if reference is not None:
+                reference = reference.flatten(0, 1)
+            scores = self(image.flatten(0, 1), reference=reference, mask=mask, heads=heads).float()
+            return scores.view(batch, views, *scores.shape[1:]).mean(dim=1)
+        return self(image, reference=reference, mask=mask, heads=heads).float()
 
     def heads_for(self, batch: dict) -> list[str] | None:
         """The heads a batch needs: ``active_head``, else its images' databases. Only those are
@@ -99,7 +128,8 @@ class IQAModule(L.LightningModule):
     def predict_batch(self, batch: dict) -> torch.Tensor:
         """(B,) scores, each image by its own database's head in a multi-head model."""
         heads = self.heads_for(batch)
-        scores = self.score(batch["image"], heads)
+        scores = self.score(batch["image"], reference=batch.get("reference"),
+                            mask=batch.get("mask"), heads=heads)
         if heads is None or not len(scores):
             return scores
         if len(heads) == 1:
@@ -161,9 +191,10 @@ class IQAModule(L.LightningModule):
         if self.hparams.freeze_bn:
             # Keep the pretrained BatchNorm statistics (the official StairIQA code trains with
             # model.eval()); affine parameters still learn.
-            for module in self.modules():
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            for part in self.pretrained_parts(required_by="model.freeze_bn=true").values():
+                for module in part.modules():
+                    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                        module.eval()
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
@@ -198,13 +229,29 @@ class IQAModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
                                                          "interval": "epoch"}}
 
+    def pretrained_parts(self, required_by: str | None = None) -> dict[str, torch.nn.Module]:
+        """The declared pretrained submodules (``pretrained_modules``) by name."""
+        parts = {}
+        for name in self.pretrained_modules:
+            try:
+                parts[name] = self.get_submodule(name)
+            except AttributeError:
+                raise ValueError(f"{type(self).__name__}.pretrained_modules names '{name}', "
+                                 f"which is not one of its submodules") from None
+        if required_by and not parts:
+            raise ValueError(f"{required_by} needs pretrained submodules, and "
+                             f"{type(self).__name__} declares none (pretrained_modules)")
+        return parts
+
     def param_groups(self) -> list[dict]:
-        """Pretrained ``backbone`` parameters at the optimizer's learning rate, everything else
-        (heads, fusion layers: randomly initialised) at ``head_lr_multiplier`` times it."""
-        backbone = [p for n, p in self.named_parameters() if n.startswith("backbone.")]
-        others = [p for n, p in self.named_parameters() if not n.startswith("backbone.")]
+        """Parameters of the pretrained submodules at the optimizer's learning rate, everything
+        else (heads, fusion layers: randomly initialised) at ``head_lr_multiplier`` times it."""
+        pretrained_ids = {id(p) for part in self.pretrained_parts().values()
+                          for p in part.parameters()}
+        pretrained = [p for p in self.parameters() if id(p) in pretrained_ids]
+        others = [p for p in self.parameters() if id(p) not in pretrained_ids]
         lr = self.hparams.optimizer["lr"]
-        groups = [{"params": backbone, "lr": lr},
+        groups = [{"params": pretrained, "lr": lr},
                   {"params": others, "lr": lr * self.hparams.head_lr_multiplier}]
         return [g for g in groups if g["params"]]
 
@@ -215,14 +262,12 @@ class IQAModule(L.LightningModule):
 def load_iqa_module(ckpt_path: str, map_location: str = "cpu") -> IQAModule:
     """Rebuild a trained model from its checkpoint alone (the class is recorded inside).
 
-    The backbone is built without pretrained weights: the checkpoint holds the trained ones."""
+    Its pretrained parts are built without weights (no download, no weights file read): the
+    checkpoint holds the trained ones, and loading it is strict."""
     checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=True)
     if "iqa_lab_class" not in checkpoint:
         raise ValueError(f"{ckpt_path} was not written by an iqa_lab model (no iqa_lab_class)")
     module_name, class_name = checkpoint["iqa_lab_class"].rsplit(".", 1)
     cls = getattr(importlib.import_module(module_name), class_name)
-    overrides = {}
-    backbone = checkpoint.get("hyper_parameters", {}).get("backbone")
-    if backbone is not None:
-        overrides["backbone"] = {**dict(backbone), "pretrained": False, "checkpoint": None}
-    return cls.load_from_checkpoint(ckpt_path, map_location=map_location, **overrides)
+    with no_pretrained_weights():
+        return cls.load_from_checkpoint(ckpt_path, map_location=map_location)

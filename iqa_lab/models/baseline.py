@@ -10,10 +10,12 @@ from iqa_lab.nn.heads import MLPHead
 
 
 class BaselineIQA(IQAModule):
+    pretrained_modules = ("backbone",)
+
     def __init__(self, backbone: Mapping, head: Mapping, **kwargs):
         super().__init__(**kwargs)
         self.backbone = Backbone(**backbone)
         self.head = MLPHead(self.backbone.num_features, **head)
 
-    def forward(self, images):
-        return self.head(self.backbone(images))
+    def forward(self, image, *, reference=None, mask=None, heads=None):
+        return self.head(self.backbone(image, mask=mask))

@@ -6,7 +6,9 @@ column, higher = better, plus extra numbers for results.json. Images are scored 
 resolution, as decoded by ``iqa_lab.data.images.load_rgb``; the DataModule's transforms (crops for
 the networks) are not applied. BRISQUE features and NIQE scores are cached per image file.
 
-Full-reference metrics need each record's reference image (``reference_paths``).
+Full-reference metrics need each record's reference image (the DataModule's
+``reference_paths``: the ``reference`` record column). Files that fail to decode follow the
+DataModule's bad-input policy (``data.on_bad``), as the loaders do.
 """
 
 from __future__ import annotations
@@ -28,48 +30,6 @@ log = logging.getLogger("iqa_lab")
 
 NR_METRICS = ("brisque_live", "brisque_svr", "niqe", "niqe_original")
 METRICS = tuple(fr.HIGHER_BETTER) + NR_METRICS
-
-
-def reference_paths(datamodule, records: pd.DataFrame) -> pd.Series:
-    """The reference image file of each record, for full-reference metrics.
-
-    A database gives references by (first that applies): a ``reference`` column in its records
-    (path relative to ``data_dir``); a ``reference_images(records)`` method on its DataModule; for
-    ``synthetic``, the pristine record of the same crop (``<crop>_pristine_0.png``). Anything else
-    is refused with a message."""
-    if "reference" in records:
-        return records["reference"].map(lambda image: datamodule.data_dir / image)
-    if hasattr(datamodule, "reference_images"):
-        return pd.Series(datamodule.reference_images(records), index=records.index)
-    if datamodule.name == "synthetic":
-        return _synthetic_references(datamodule, records)
-    raise ValueError(f"database '{datamodule.name}' gives no reference images, so full-reference "
-                     f"metrics cannot run on it: use a no-reference metric (brisque_live, "
-                     f"brisque_svr, niqe), or give its records a 'reference' column / its "
-                     f"DataModule a reference_images(records) method")
-
-
-def _crop_id(records: pd.DataFrame) -> pd.Series:
-    # images/<crop>_<dist_type>_<level>.png (iqa_lab.data.synthetic.build_synthetic)
-    suffix = "_" + records["dist_type"].astype(str) + "_" + records["dist_level"].astype(int) \
-        .astype(str)
-    stems = records["image"].map(lambda image: Path(image).stem)
-    return pd.Series([s[:-len(x)] if s.endswith(x) else s for s, x in zip(stems, suffix)],
-                     index=records.index)
-
-
-def _synthetic_references(datamodule, records: pd.DataFrame) -> pd.Series:
-    every = datamodule.records
-    pristine = every[every["dist_type"] == "pristine"]
-    if pristine.empty:
-        raise ValueError("data=synthetic was built without its pristine crops, so full-reference "
-                         "metrics have no references: set data.include_pristine=true")
-    by_crop = dict(zip(_crop_id(pristine), pristine["image"]))
-    crops = _crop_id(records)
-    missing = sorted(set(crops) - set(by_crop))
-    if missing:
-        raise ValueError(f"synthetic crops without a pristine record: {missing[:5]}")
-    return crops.map(lambda crop: datamodule.data_dir / by_crop[crop])
 
 
 class ClassicalIQA:
@@ -97,11 +57,10 @@ class ClassicalIQA:
                 values.append(compute(path))
                 keep.append(position)
             except BadImageError as err:
-                if datamodule.on_bad != "skip":
-                    raise
-                datamodule.bad_inputs.append({"image": str(records["image"].iloc[position]),
-                                              "reason": str(err),
-                                              "split": str(records["split"].iloc[position])})
+                row = records.iloc[position]
+                datamodule.bad.add(datamodule.bad.decode_failed(str(row["image"]), err,
+                                                                str(row["split"]),
+                                                                db=str(row["db"])))
         return records.iloc[keep], np.asarray(values)
 
     def _cached(self, datamodule, records: pd.DataFrame, name: str, compute):
@@ -145,7 +104,7 @@ class ClassicalIQA:
         return kept, scores
 
     def _fr(self, datamodule, records):
-        references = reference_paths(datamodule, records)
+        references = datamodule.reference_paths(records)
         options = self.fr_options.get(self.metric, {})
         loaded = lru_cache(maxsize=64)(lambda path: load_rgb(path, datamodule.max_pixels))
         pairs = dict(zip(datamodule.image_paths(records), references))

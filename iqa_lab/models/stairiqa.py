@@ -1,8 +1,9 @@
 """``model=stairiqa``: the staircase network over any timm backbone with one quality regressor per
-database (StairIQA, seed 003 §III-A/B, Fig. 2).
+database (StairIQA, Sun et al. 2023, §III-A/B, Fig. 2).
 
-backbone stages (``features_only``) → ``nn.staircase.Staircase`` → global average pooling → one
-head per database (FC 128 → FC 1). ``forward(images, heads)`` computes only the named heads;
+backbone stages (``features_only``) → ``nn.staircase.Staircase`` → global average pooling (over
+real pixels only in a padded batch) → one head per database (FC 128 → FC 1). ``forward`` computes
+only the named ``heads``;
 ``IQAModule.predict_batch`` asks for the heads of the batch's databases. ``heads: null`` in the config means
 one head per training database of the run's DataModule (``data=mixed``), or a single head named
 after the database.
@@ -21,10 +22,13 @@ from torch import nn
 from iqa_lab.models.base import IQAModule
 from iqa_lab.nn.backbones import Backbone
 from iqa_lab.nn.heads import MLPHead
+from iqa_lab.nn.pooling import masked_mean_pool
 from iqa_lab.nn.staircase import Staircase
 
 
 class StairIQA(IQAModule):
+    pretrained_modules = ("backbone",)
+
     def __init__(self, backbone: Mapping, staircase: Mapping, head: Mapping,
                  heads: Sequence[str] | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -38,8 +42,9 @@ class StairIQA(IQAModule):
                                     for name in heads})
         self.head_names = list(heads)
 
-    def forward(self, images: torch.Tensor, heads: Sequence[str] | None = None) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, *, reference=None, mask: torch.Tensor | None = None,
+                heads: Sequence[str] | None = None) -> torch.Tensor:
         """(N, len(heads)) scores, every head when ``heads`` is None."""
-        pooled = self.staircase(self.backbone(images)).mean(dim=(2, 3))
+        pooled = masked_mean_pool(self.staircase(self.backbone(image)), mask)
         return torch.stack([self.heads[name](pooled) for name in heads or self.head_names],
                            dim=-1)

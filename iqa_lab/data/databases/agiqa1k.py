@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import image_paths_under, read_table, require_columns, require_file
 from iqa_lab.data.records import make_records
 
@@ -25,16 +24,3 @@ def parse_agiqa1k(data_dir, label_file: str, image_dir: str, mos_range, lower_be
         "mos_raw": pd.to_numeric(table["Score"], errors="coerce"),
     })
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
-
-
-class AGIQA1kDataModule(IQADataModule):
-    """``data=agiqa1k``: AGIQA-1k as its authors distribute it."""
-
-    def __init__(self, label_file: str, image_dir: str, **kwargs):
-        super().__init__(**kwargs)
-        self.label_file = label_file
-        self.image_dir = image_dir
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_agiqa1k(self.data_dir, self.label_file, self.image_dir, self.mos_range,
-                             self.lower_better, db=self.name)

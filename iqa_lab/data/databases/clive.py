@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import LabelFileError, image_paths_under, load_mat_field
 from iqa_lab.data.records import make_records
 
@@ -45,25 +44,3 @@ def parse_clive(data_dir, names_file: str, mos_file: str, std_file: str | None,
     if not include_training_images:
         frame = frame.iloc[training_images:]
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
-
-
-class CLIVEDataModule(IQADataModule):
-    """``data=clive``: the LIVE In the Wild Challenge database as its authors distribute it."""
-
-    def __init__(self, names_file: str, mos_file: str, std_file: str | None, image_dir: str,
-                 training_images: int, training_image_dir: str, include_training_images: bool,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.names_file = names_file
-        self.mos_file = mos_file
-        self.std_file = std_file
-        self.image_dir = image_dir
-        self.training_images = training_images
-        self.training_image_dir = training_image_dir
-        self.include_training_images = include_training_images
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_clive(self.data_dir, self.names_file, self.mos_file, self.std_file,
-                           self.image_dir, self.training_images, self.training_image_dir,
-                           self.include_training_images, self.mos_range, self.lower_better,
-                           db=self.name)

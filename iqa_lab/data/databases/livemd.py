@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import LabelFileError, load_mat_field
 from iqa_lab.data.records import make_records
 
@@ -59,17 +58,3 @@ def parse_livemd(data_dir, parts: Mapping[str, str], list_file: str, score_file:
     records = make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
     records["reference"] = frame["reference"].to_numpy()
     return records
-
-
-class LIVEMDDataModule(IQADataModule):
-    """``data=livemd``: LIVE Multiply Distorted as its authors distribute it."""
-
-    def __init__(self, parts: Mapping[str, str], list_file: str, score_file: str, **kwargs):
-        super().__init__(**kwargs)
-        self.parts = dict(parts)
-        self.list_file = list_file
-        self.score_file = score_file
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_livemd(self.data_dir, self.parts, self.list_file, self.score_file,
-                            self.mos_range, self.lower_better, db=self.name)

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import LabelFileError, read_table, require_file
 from iqa_lab.data.records import make_records
 
@@ -102,20 +101,3 @@ def parse_tid2013(data_dir, label_file: str, std_file: str | None, image_dir: st
     references = _reference_files(Path(data_dir) / reference_dir, parts[0].astype(int).tolist())
     records["reference"] = [f"{reference_dir}/{name}" for name in references]
     return records
-
-
-class TID2013DataModule(IQADataModule):
-    """``data=tid2013``: the TID2013 database as its authors distribute it."""
-
-    def __init__(self, label_file: str, std_file: str | None, image_dir: str,
-                 reference_dir: str = "reference_images", **kwargs):
-        super().__init__(**kwargs)
-        self.label_file = label_file
-        self.std_file = std_file
-        self.image_dir = image_dir
-        self.reference_dir = reference_dir
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_tid2013(self.data_dir, self.label_file, self.std_file, self.image_dir,
-                             self.mos_range, self.lower_better, db=self.name,
-                             reference_dir=self.reference_dir)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import image_paths_under, read_table, require_columns, require_file
 from iqa_lab.data.records import make_records
 
@@ -30,19 +29,3 @@ def parse_agiqa3k(data_dir, label_file: str, image_dir: str, mos_column: str,
         "mos_std": pd.to_numeric(table[std_column], errors="coerce"),
     })
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
-
-
-class AGIQA3kDataModule(IQADataModule):
-    """``data=agiqa3k``: AGIQA-3k as its authors distribute it."""
-
-    def __init__(self, label_file: str, image_dir: str, mos_column: str, std_column: str,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.label_file = label_file
-        self.image_dir = image_dir
-        self.mos_column = mos_column
-        self.std_column = std_column
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_agiqa3k(self.data_dir, self.label_file, self.image_dir, self.mos_column,
-                             self.std_column, self.mos_range, self.lower_better, db=self.name)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import (LabelFileError, image_paths_under, read_table,
                                       require_columns, require_file)
 from iqa_lab.data.records import make_records
@@ -56,22 +55,3 @@ def parse_csv_table(data_dir, label_file: str, image_column: str, mos_column: st
         if wrong:
             raise LabelFileError(f"data.set_values maps to {wrong}; allowed: {SPLITS} or ''")
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
-
-
-class CSVDataModule(IQADataModule):
-    """``data=csv``: a database described by one label table and the config."""
-
-    def __init__(self, label_file: str, image_column: str, mos_column: str,
-                 image_dir: str | None = None, std_column: str | None = None,
-                 ref_column: str | None = None, set_column: str | None = None,
-                 set_values: Mapping[str, str] | None = None, sheet: str | int | None = None,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.table = dict(label_file=label_file, image_column=image_column,
-                          mos_column=mos_column, image_dir=image_dir, std_column=std_column,
-                          ref_column=ref_column, set_column=set_column,
-                          set_values=dict(set_values or {}), sheet=sheet)
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_csv_table(self.data_dir, **self.table, mos_range=self.mos_range,
-                               lower_better=self.lower_better, db=self.name)

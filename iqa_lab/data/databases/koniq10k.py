@@ -21,7 +21,6 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import (LabelFileError, first_present, image_paths_under,
                                       read_table, require_columns)
 from iqa_lab.data.records import make_records
@@ -50,16 +49,3 @@ def parse_koniq10k(data_dir, label_files: Mapping[str, str], image_dir: str, mos
                                  f"{list(SETS)}")
         frame["set"] = sets.map(SETS)
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
-
-
-class KonIQ10kDataModule(IQADataModule):
-    """``data=koniq10k``: KonIQ-10k as its authors distribute it."""
-
-    def __init__(self, label_files: Mapping[str, str], image_dir: str, **kwargs):
-        super().__init__(**kwargs)
-        self.label_files = dict(label_files)
-        self.image_dir = image_dir
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_koniq10k(self.data_dir, self.label_files, self.image_dir, self.mos_range,
-                              self.lower_better, db=self.name)

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import LabelFileError, decode_text, load_mat_field, require_file
 from iqa_lab.data.records import make_records
 
@@ -98,23 +97,3 @@ def parse_live(data_dir, dmos_files: Mapping[str, str], std_variable: str | None
     records = make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
     records["reference"] = frame["reference"].to_numpy()
     return records
-
-
-class LIVEDataModule(IQADataModule):
-    """``data=live``: LIVE release 2 as its authors distribute it."""
-
-    def __init__(self, dmos_files: Mapping[str, str], std_variable: str | None,
-                 refnames_file: str, folders: Mapping[str, int], include_references: bool,
-                 reference_dir: str = "refimgs", **kwargs):
-        super().__init__(**kwargs)
-        self.dmos_files = dict(dmos_files)
-        self.std_variable = std_variable
-        self.refnames_file = refnames_file
-        self.folders = dict(folders)
-        self.include_references = include_references
-        self.reference_dir = reference_dir
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_live(self.data_dir, self.dmos_files, self.std_variable, self.refnames_file,
-                          self.folders, self.include_references, self.mos_range,
-                          self.lower_better, db=self.name, reference_dir=self.reference_dir)

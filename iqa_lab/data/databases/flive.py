@@ -25,10 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqa_lab.data.datamodule import BOX_COLUMNS, IQADataModule
 from iqa_lab.data.label_files import (LabelFileError, image_paths_under, read_table,
                                       require_columns, require_file)
-from iqa_lab.data.records import RECORD_COLUMNS, make_records
+from iqa_lab.data.records import BOX_COLUMNS, RECORD_COLUMNS, make_records
 
 PATCHES = (1, 2, 3)
 _PATCH_FILE = r"^(?P<picture>.+)_patch_\d+\.[A-Za-z]+$"
@@ -143,28 +142,3 @@ def parse_flive_patches(data_dir, label_file: str, image_dir: str | None,
     records = make_records(patches, db=db, mos_range=mos_range, lower_better=lower_better)
     extra = [c for c in BOX_COLUMNS if c in patches]
     return pd.concat([records, patches[extra]], axis=1)[RECORD_COLUMNS + extra]
-
-
-class FLIVEDataModule(IQADataModule):
-    """``data=flive``: the FLIVE pictures as the PaQ-2-PiQ authors distribute them."""
-
-    def __init__(self, label_file: str, image_dir: str | None, official_split: Mapping | None,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.label_file = label_file
-        self.image_dir = image_dir
-        self.official_split = dict(official_split or {})
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_flive(self.data_dir, self.label_file, self.image_dir, self.official_split,
-                           self.mos_range, self.lower_better, db=self.name)
-
-
-class FLIVEPatchesDataModule(FLIVEDataModule):
-    """``data=flive_patches``: the FLIVE patches, three per picture."""
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_flive_patches(self.data_dir, self.label_file, self.image_dir,
-                                   self.official_split, self.mos_range, self.lower_better,
-                                   db=self.name)
-

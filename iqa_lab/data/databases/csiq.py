@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import LabelFileError, read_table, require_columns, require_file
 from iqa_lab.data.records import make_records
 
@@ -89,20 +88,3 @@ def parse_csiq(data_dir, label_file: str, sheet: str, image_dir: str, mos_range,
     records = make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
     records["reference"] = (reference_dir + "/" + refs + ".png").to_numpy()
     return records
-
-
-class CSIQDataModule(IQADataModule):
-    """``data=csiq``: the CSIQ database as its authors distribute it."""
-
-    def __init__(self, label_file: str, sheet: str, image_dir: str,
-                 reference_dir: str = "src_imgs", **kwargs):
-        super().__init__(**kwargs)
-        self.label_file = label_file
-        self.sheet = sheet
-        self.image_dir = image_dir
-        self.reference_dir = reference_dir
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_csiq(self.data_dir, self.label_file, self.sheet, self.image_dir,
-                          self.mos_range, self.lower_better, db=self.name,
-                          reference_dir=self.reference_dir)

@@ -97,24 +97,21 @@ def resize_into_cache(source_dir: Path, cache_dir: Path, images, short_side: int
 
 
 class SPAQDataModule(IQADataModule):
-    """``data=spaq``: SPAQ as its authors distribute it, optionally read from resized copies.
+    """``data=spaq``: SPAQ (``parse_spaq``), optionally read from resized copies.
 
     With ``resize_short_side`` set, ``source_dir`` keeps the database folder and ``data_dir``
     becomes the folder of the copies (images keep their relative paths)."""
 
-    def __init__(self, label_files, image_dir: str, resize_short_side: int | None,
-                 cache_dir: str, **kwargs):
+    def __init__(self, resize_short_side: int | None, cache_dir: str, **kwargs):
         super().__init__(**kwargs)
-        self.label_files = list(label_files)
-        self.image_dir = image_dir
         self.resize_short_side = resize_short_side
         self.source_dir = self.data_dir
         self.resized_dir = (Path(cache_dir).expanduser() / f"spaq-{resize_short_side}"
                             if resize_short_side else None)
 
     def load_records(self) -> pd.DataFrame:
-        records = parse_spaq(self.source_dir, self.label_files, self.image_dir, self.mos_range,
-                             self.lower_better, db=self.name)
+        self.data_dir = self.source_dir
+        records = super().load_records()
         if self.resized_dir is not None:
             resize_into_cache(self.source_dir, self.resized_dir, records["image"],
                               self.resize_short_side)

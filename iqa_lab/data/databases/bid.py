@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import (LabelFileError, first_present, image_paths_under,
                                       read_table, require_columns)
 from iqa_lab.data.records import make_records
@@ -36,17 +35,3 @@ def parse_bid(data_dir, label_files, image_dir: str, name_format: str, mos_range
         "mos_raw": pd.to_numeric(table[GRADE], errors="coerce"),
     })
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
-
-
-class BIDDataModule(IQADataModule):
-    """``data=bid``: the Blurred Image Database as its authors distribute it."""
-
-    def __init__(self, label_files, image_dir: str, name_format: str, **kwargs):
-        super().__init__(**kwargs)
-        self.label_files = list(label_files)
-        self.image_dir = image_dir
-        self.name_format = name_format
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_bid(self.data_dir, self.label_files, self.image_dir, self.name_format,
-                         self.mos_range, self.lower_better, db=self.name)

@@ -19,7 +19,6 @@ import re
 import numpy as np
 import pandas as pd
 
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import LabelFileError, read_table, require_columns, require_file
 from iqa_lab.data.records import make_records
 
@@ -65,16 +64,3 @@ def parse_kadid10k(data_dir, label_file: str, image_dir: str, mos_range, lower_b
     # The references sit beside the distorted images (images/I01.png).
     records["reference"] = (image_dir + "/" + table["ref_img"].str.strip()).to_numpy()
     return records
-
-
-class KADID10kDataModule(IQADataModule):
-    """``data=kadid10k``: the KADID-10k database as its authors distribute it."""
-
-    def __init__(self, label_file: str, image_dir: str, **kwargs):
-        super().__init__(**kwargs)
-        self.label_file = label_file
-        self.image_dir = image_dir
-
-    def load_records(self) -> pd.DataFrame:
-        return parse_kadid10k(self.data_dir, self.label_file, self.image_dir, self.mos_range,
-                              self.lower_better, db=self.name)
