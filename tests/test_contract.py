@@ -16,6 +16,7 @@ import torch
 from omegaconf import open_dict
 from torch import nn
 
+from iqa_lab.data.bad_inputs import BadInputError
 from iqa_lab.data.transforms import build_transform
 from iqa_lab.models.base import IQAModule, load_iqa_module
 from iqa_lab.nn import backbones
@@ -306,3 +307,58 @@ def test_backbone_pools_a_padded_batch_over_real_pixels(name):
     half[:, 32:] = False
     with torch.no_grad():
         assert not torch.allclose(backbone(images, mask=half), plain)
+
+
+# --- data=mixed: one bad-input setting, references under each member's folder --------------------
+
+class WithReferences(FolderDataModule):
+    """A planted database whose records name a reference (``ref_<image>``) beside each image."""
+
+    def load_records(self):
+        records = super().load_records()
+        records["reference"] = "ref_" + records["image"]
+        return records
+
+
+def _member(folder: Path, name: str, images: list[str], on_bad: str, broken: str | None = None,
+            seed: int = 0):
+    plant(folder, {n: png_bytes(pattern(seed=seed + i)) for i, n in enumerate(images)})
+    plant(folder, {f"ref_{n}": png_bytes(pattern(seed=seed + i)) for i, n in enumerate(images)})
+    if broken:
+        (folder / broken).write_bytes(b"")
+    member = WithReferences(labels(images), folder, on_bad=on_bad)
+    member.name = name
+    return member
+
+
+def _mixed(tmp_path, mixed_on_bad: str, member_on_bad: str):
+    from iqa_lab.data.mixed import MixedDataModule
+
+    images = [f"img{i}.png" for i in range(6)]
+    members = {"a": _member(tmp_path / "a", "a", images, member_on_bad, broken="img2.png"),
+               "b": _member(tmp_path / "b", "b", images, member_on_bad, seed=10)}
+    return MixedDataModule(databases=members, name="mixed", data_dir=str(tmp_path),
+                           transforms={}, on_bad=mixed_on_bad,
+                           protocol={"name": "random", "train_fraction": 0.5,
+                                     "val_fraction": 0.5})
+
+
+def test_mixed_on_bad_governs_every_member(tmp_path):
+    lenient = _mixed(tmp_path, "skip", member_on_bad="raise")
+    lenient.setup()
+    assert [(item["image"], item["db"]) for item in lenient.bad_inputs] == [("img2.png", "a")]
+    assert len(lenient.records) == 11
+    strict = _mixed(tmp_path / "strict", "raise", member_on_bad="skip")
+    with pytest.raises(BadInputError, match=r"img2\.png"):
+        strict.setup()
+
+
+def test_mixed_references_resolve_under_each_members_folder(tmp_path):
+    mixed = _mixed(tmp_path, "skip", member_on_bad="skip")
+    mixed.setup()
+    paths = mixed.reference_paths(mixed.records)
+    for (db, image), path in zip(mixed.records[["db", "image"]].to_numpy(), paths):
+        assert path == tmp_path / db / f"ref_{image}" and path.is_file()
+    mixed.provide({"reference"})
+    item = mixed.datasets["test"][0]
+    assert torch.equal(item["image"], item["reference"])  # planted as copies
