@@ -208,7 +208,6 @@ class IQADataModule(L.LightningDataModule):
         # Where the leakage guard caches pixel hashes (the runs set paths.cache_dir); None: no cache.
         self.hash_cache_dir: str | None = None
         self.datasets: dict[str, IQADataset] = {}
-        self.needs: frozenset[str] = frozenset()
 
     @property
     def on_bad(self) -> str:
@@ -329,7 +328,6 @@ class IQADataModule(L.LightningDataModule):
         if "reference" in needs:
             self.require_references(self.records)
             self._check_reference_files()
-        self.needs = needs
         for dataset in self.all_datasets():
             dataset.needs = needs
 
