@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from iqa_lab.evaluation.runstore import group_key
+from iqa_lab.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +115,10 @@ def write_aggregate(folders, out: str | Path | None = None) -> pd.DataFrame:
     frame = summarise(load_results(folders))
     out = Path(out or folders[0])
     out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / "aggregate.csv", index=False)
-    (out / "aggregate.json").write_text(frame.to_json(orient="records", indent=1))
-    (out / "aggregate.md").write_text(to_markdown(frame) if len(frame) else "no finished runs\n")
+    atomic_write_text(out / "aggregate.csv", frame.to_csv(index=False))
+    atomic_write_text(out / "aggregate.json", frame.to_json(orient="records", indent=1))
+    atomic_write_text(out / "aggregate.md",
+                      to_markdown(frame) if len(frame) else "no finished runs\n")
     return frame
 
 

@@ -48,6 +48,7 @@ from iqa_lab.evaluation.aggregate import describe
 from iqa_lab.evaluation.report import table_plot
 from iqa_lab.evaluation.results import git_commit, machine
 from iqa_lab.evaluation.runstore import run_key, store_dir
+from iqa_lab.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = ROOT / "conf"
@@ -299,10 +300,10 @@ def render(cells: list[Cell], spec: dict, out_dir: Path, command: str) -> pd.Dat
     header = {"command": command, "git_commit": git_commit(ROOT),
               "machine": f"{info['cpus']} CPUs, {info['gpu'] or 'no GPU'}, torch {info['torch']}",
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    frame.to_csv(out_dir / "table.csv", index=False)
-    (out_dir / "table.md").write_text(render_markdown(frame, spec, header))
-    (out_dir / "table.tex").write_text(render_latex(frame, spec))
-    (out_dir / "provenance.json").write_text(json.dumps(
+    atomic_write_text(out_dir / "table.csv", frame.to_csv(index=False))
+    atomic_write_text(out_dir / "table.md", render_markdown(frame, spec, header))
+    atomic_write_text(out_dir / "table.tex", render_latex(frame, spec))
+    atomic_write_text(out_dir / "provenance.json", json.dumps(
         {**header, "spec": spec, "cells": [{"row": c.row, "column": c.column,
                                             "overrides": c.overrides, "entry": c.entry,
                                             "status": c.status, "run_keys": c.keys}
