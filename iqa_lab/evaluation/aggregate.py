@@ -1,7 +1,7 @@
 """Summaries over repeats: median, mean, std and IQR of every test metric, with the run count.
 
-``python -m iqa_lab.evaluation.aggregate DIR [DIR ...]`` finds every ``results.json`` under the
-folders, groups the runs that differ only in ``protocol.repeat`` and writes ``aggregate.csv``,
+``iqa-aggregate DIR [DIR ...]`` (``make aggregate ARGS="DIR …"``) finds every ``results.json``
+under the folders, groups the runs that differ only in ``protocol.repeat`` and writes ``aggregate.csv``,
 ``aggregate.json`` and ``aggregate.md`` into the first folder (or ``--out``). After a Hydra
 multirun the ``AggregateRepeats`` callback (``conf/hydra/default.yaml``) does this for the sweep.
 """
@@ -136,8 +136,9 @@ class AggregateRepeats(Callback):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("folders", nargs="+", help="folders searched for results.json")
+    parser.add_argument("--out", default=None,
+                        help="where aggregate.{csv,json,md} go (default: the first folder)")
     args = parser.parse_args(argv)
     frame = write_aggregate(args.folders, args.out)
     print(to_markdown(frame) if len(frame) else "no results.json found")
