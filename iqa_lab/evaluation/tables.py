@@ -374,7 +374,7 @@ def main(argv=None) -> None:
                         help="where tables render (default: paths.results_dir, "
                              "experiments/results of the project)")
     parser.add_argument("--dry-run", action="store_true", help="plan and render, launch nothing")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may follow the overrides
     frame, _ = reproduce(args.table, args.overrides, args.results_dir, args.dry_run,
                          args.tables_dir)
     failed = frame[frame["status"] == "failed"]
