@@ -1,9 +1,10 @@
 """Summaries over repeats: median, mean, std and IQR of every test metric, with the run count.
 
 ``iqa-aggregate DIR [DIR ...]`` (``make aggregate ARGS="DIR …"``) finds every ``results.json``
-under the folders, groups the runs that differ only in ``protocol.repeat`` and writes ``aggregate.csv``,
-``aggregate.json`` and ``aggregate.md`` into the first folder (or ``--out``). After a Hydra
-multirun the ``AggregateRepeats`` callback (``conf/hydra/default.yaml``) does this for the sweep.
+under the folders, groups the runs that differ only in ``protocol.repeat`` and writes
+``aggregate.csv``, ``aggregate.json`` and ``aggregate.md`` into the first folder (or ``--out``).
+After a Hydra multirun the ``AggregateRepeats`` callback (``conf/hydra/default.yaml``) does this
+for the sweep.
 """
 
 from __future__ import annotations
