@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-full train eval clean reproduce-table
+.PHONY: help install demo test test-full train eval check aggregate reproduce-table table clean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv and install iqa_lab with pinned versions (idempotent)
 
@@ -34,15 +34,24 @@ test-full: install ## every test, slow ones included
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): treated as a failure"; exit 1; fi; exit $$rc
 
-train: install ## python -m iqa_lab.train with ARGS="key=value ..."
+# Every command is also a console script (pyproject.toml [project.scripts]) and answers --help.
+train: install ## iqa-train: fit and test, ARGS="key=value ..." (make train ARGS=--help)
 	$(PY) -m iqa_lab.train $(ARGS)
 
-eval: install ## python -m iqa_lab.eval with ARGS="ckpt_path=... data=..."
+eval: install ## iqa-eval: test a checkpoint, ARGS="ckpt_path=... data=..." (make eval ARGS=--help)
 	$(PY) -m iqa_lab.eval $(ARGS)
+
+check: install ## iqa-check: is a database usable? ARGS="data=… data.data_dir=…" (make check ARGS=--help)
+	$(PY) -m iqa_lab.data.check $(ARGS)
+
+aggregate: install ## iqa-aggregate: statistics over repeats, ARGS="DIR …" (make aggregate ARGS=--help)
+	$(PY) -m iqa_lab.evaluation.aggregate $(ARGS)
+
+reproduce-table: install ## iqa-table: every cell of experiments/tables/$(TABLE).yaml, ours beside published (data_root=… ARGS="overrides"; make reproduce-table ARGS=--help)
+	@test -n "$(TABLE)$(filter -h --help,$(ARGS))" || { echo "usage: make reproduce-table TABLE=<name>  (tables: $$(ls experiments/tables | sed 's/\.yaml//' | tr '\n' ' '))"; exit 2; }
+	$(PY) -m iqa_lab.evaluation.tables $(TABLE) $(if $(data_root),paths.data_root=$(abspath $(data_root))) $(ARGS)
+
+table: reproduce-table ## the same as reproduce-table (make table TABLE=<name>; make table ARGS=--help)
 
 clean: ## remove run outputs (logs/); keeps .venv and the dataset cache
 	rm -rf logs outputs multirun .pytest_cache
-
-reproduce-table: install ## every cell of experiments/tables/$(TABLE).yaml, ours beside published (data_root=… ARGS="overrides")
-	@test -n "$(TABLE)" || { echo "usage: make reproduce-table TABLE=<name>  (tables: $$(ls experiments/tables | sed 's/\.yaml//' | tr '\n' ' '))"; exit 2; }
-	$(PY) -m iqa_lab.evaluation.tables $(TABLE) $(if $(data_root),paths.data_root=$(abspath $(data_root))) $(ARGS)

@@ -1,5 +1,5 @@
 """The metric definitions against scipy / scikit-learn, their degenerate cases, the logistic fits,
-the bootstrap and the paired significance tests."""
+the bootstrap, the paired significance tests and the model's epoch metrics."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def data(request):
 
 def test_correlations_equal_scipy(data):
     pred, mos = data
-    assert abs(M.srcc(pred, mos) - stats.spearmanr(pred, mos)[0]) < 1e-9
-    assert abs(M.krcc(pred, mos) - stats.kendalltau(pred, mos)[0]) < 1e-9
-    assert abs(M.plcc(pred, mos) - stats.pearsonr(pred, mos)[0]) < 1e-9
+    assert abs(M.srcc(pred, mos) - stats.spearmanr(pred, mos)[0]) < 1e-12
+    assert abs(M.krcc(pred, mos) - stats.kendalltau(pred, mos)[0]) < 1e-12
+    assert abs(M.plcc(pred, mos) - stats.pearsonr(pred, mos)[0]) < 1e-12
 
 
 def test_errors_equal_sklearn(data):
@@ -53,9 +53,10 @@ def test_evs_and_r2_differ_on_biased_predictions():
 
 @pytest.mark.parametrize("func", [M.srcc, M.krcc, M.plcc, M.plcc_fitted])
 def test_constant_or_short_input_gives_nan_with_a_warning(func):
-    for pred, mos in (([0.5] * 10, np.arange(10.0)), ([1.0], [2.0]),
-                      ([1.0, np.nan, 3.0], [1.0, 2.0, 3.0])):
-        with pytest.warns(RuntimeWarning):
+    for pred, mos, says in (([0.5] * 10, np.arange(10.0), "constant input"),
+                            ([1.0], [2.0], "fewer than two or non-finite"),
+                            ([1.0, np.nan, 3.0], [1.0, 2.0, 3.0], "fewer than two or non-finite")):
+        with pytest.warns(RuntimeWarning, match=says):
             assert np.isnan(func(pred, mos))
 
 
@@ -103,6 +104,13 @@ def test_logistic_4_recovers_known_parameters():
     assert np.allclose(M.logistic_4(x, *M.fit_logistic(x, y, 4)), y, atol=1e-6)
     assert M.plcc_fitted(x, y, 4) == pytest.approx(1.0, abs=1e-9)
     assert M.rmse_fitted(x, y, 4) == pytest.approx(0.0, abs=1e-6)
+    # With noise, the scatter plot's fit (fit_logistic_4) still follows the curve.
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-3, 3, 300)
+    y = M.logistic_4(x, 5.0, 1.0, 0.5, 0.8) + rng.normal(0, 0.05, 300)
+    params = M.fit_logistic_4(x, y)
+    assert params is not None
+    assert np.corrcoef(M.logistic_4(x, *params), y)[0, 1] > 0.99
 
 
 def test_outlier_ratio_counts_misses_beyond_two_std():
@@ -169,16 +177,23 @@ def test_williams_matches_its_formula_on_a_hand_example():
     assert result["p_value"] == pytest.approx(2 * stats.t.sf(expected, 47), rel=1e-12)
 
 
-def test_epoch_metrics_of_the_model_use_the_same_definitions(data):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_epoch_metrics_of_the_model_accumulate_the_whole_epoch(data, dtype):
+    """Batch-wise updates of the model's torchmetrics collection equal the definitions over all
+    the data (in float32), which averaging per batch would not."""
     pred, mos = data
+    batches = [slice(start, start + 16) for start in range(0, len(pred), 16)]
     collection = epoch_metrics("test/")
-    for start in range(0, len(pred), 64):
-        collection.update(torch.tensor(pred[start:start + 64]), torch.tensor(mos[start:start + 64]))
+    for batch in batches:
+        collection.update(torch.tensor(pred[batch], dtype=dtype),
+                          torch.tensor(mos[batch], dtype=dtype))
     values = {k: float(v) for k, v in collection.compute().items()}
     reference = M.summary(pred.astype(np.float32).astype(float), mos.astype(np.float32)
                           .astype(float))
     for key in ("srcc", "plcc", "krcc", "rmse"):
         assert values[f"test/{key}"] == pytest.approx(reference[key], abs=1e-6), key
+    per_batch = np.mean([M.srcc(pred[batch], mos[batch]) for batch in batches])
+    assert abs(per_batch - reference["srcc"]) > 1e-4
 
 
 def test_full_summary_has_every_metric_of_the_issue():

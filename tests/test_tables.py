@@ -97,19 +97,42 @@ def test_reproduce_table_runs_missing_cells_then_reuses_them(tiny_table, tmp_pat
     assert np.allclose(frame2["ours"].astype(float), frame["ours"].astype(float), equal_nan=True)
 
 
-def test_cells_without_their_database_say_absent(tmp_path):
+def _absent_table(folder: Path) -> Path:
+    """A one-cell table whose database folder is not there."""
     spec = {"title": "absent", "source": "none", "repeats": 1, "metrics": ["test/srcc"],
             "rows": {"baseline": []}}
     spec["columns"] = {"KonIQ-10k": ["data=koniq10k", "protocol=official",
-                                      f"data.data_dir={tmp_path / 'nowhere'}"]}
-    path = tmp_path / "absent.yaml"
+                                      f"data.data_dir={folder / 'nowhere'}"]}
+    path = folder / "absent.yaml"
     path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_cells_without_their_database_say_absent(tmp_path):
+    path = _absent_table(tmp_path)
     frame, launched = reproduce(str(path), [f"paths.log_dir={tmp_path / 'logs'}"],
                                 results_dir=tmp_path / "results")
     assert launched == 0
     assert frame.iloc[0]["status"] == "absent"
     assert "nowhere" in frame.iloc[0]["detail"]
     assert "absent" in (tmp_path / "results" / "absent" / "table.md").read_text()
+
+
+def test_the_command_reads_and_renders_in_the_configured_folders(tmp_path):
+    """``iqa-table <name>`` finds the spec in ``--tables-dir`` or ``paths.tables_dir`` and renders
+    into ``--results-dir`` or ``paths.results_dir``."""
+    from iqa_lab.evaluation.tables import main
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    _absent_table(specs)
+    for options in (["--tables-dir", str(specs), "--results-dir", str(tmp_path / "options")],
+                    [f"paths.tables_dir={specs}", f"paths.results_dir={tmp_path / 'overrides'}"]):
+        with pytest.raises(SystemExit) as exit_status:
+            main(["absent", f"paths.log_dir={tmp_path / 'logs'}", *options])
+        assert exit_status.value.code == 0
+    for folder in ("options", "overrides"):
+        assert "absent" in (tmp_path / folder / "absent" / "table.md").read_text()
 
 
 def test_a_shared_run_row_reads_each_column_from_one_run(tmp_path):

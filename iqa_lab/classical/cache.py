@@ -7,11 +7,12 @@ entry is keyed by its absolute path, modification time and size, so an edited fi
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from iqa_lab.files import atomic_path
 
 SAVE_EVERY = 500
 
@@ -60,6 +61,6 @@ class FeatureCache:
         if self.path is None or not self.store:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.stem + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, keys=np.array(list(self.store)), values=np.stack(list(self.store.values())))
-        tmp.replace(self.path)
+        with atomic_path(self.path) as tmp:
+            np.savez(tmp, keys=np.array(list(self.store)),
+                     values=np.stack(list(self.store.values())))

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from iqa_lab.data.images import BadImageError, load_rgb
+from iqa_lab.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,8 @@ class PixelHashCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         frame = pd.DataFrame([(p, s, m, h) for (p, s, m), h in self.known.items()],
                              columns=["path", "size", "mtime_ns", "hash"])
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        frame.to_csv(tmp, index=False)
-        tmp.replace(self.path)
+        with atomic_path(self.path) as tmp:
+            frame.to_csv(tmp, index=False)
         self.added = 0
 
 

@@ -91,10 +91,10 @@ def validate_records(records: pd.DataFrame) -> pd.DataFrame:
 
 def write_records_csv(records: pd.DataFrame, path: str | Path) -> None:
     """Write records atomically (a half-written label file never appears)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    records[RECORD_COLUMNS].to_csv(tmp, index=False)
-    tmp.replace(path)
+    from iqa_lab.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        records[RECORD_COLUMNS].to_csv(tmp, index=False)
 
 
 def read_records_csv(path: str | Path) -> pd.DataFrame:

@@ -1,9 +1,10 @@
 """Summaries over repeats: median, mean, std and IQR of every test metric, with the run count.
 
-``python -m iqa_lab.evaluation.aggregate DIR [DIR ...]`` finds every ``results.json`` under the
-folders, groups the runs that differ only in ``protocol.repeat`` and writes ``aggregate.csv``,
-``aggregate.json`` and ``aggregate.md`` into the first folder (or ``--out``). After a Hydra
-multirun the ``AggregateRepeats`` callback (``conf/hydra/default.yaml``) does this for the sweep.
+``iqa-aggregate DIR [DIR ...]`` (``make aggregate ARGS="DIR …"``) finds every ``results.json``
+under the folders, groups the runs that differ only in ``protocol.repeat`` and writes
+``aggregate.csv``, ``aggregate.json`` and ``aggregate.md`` into the first folder (or ``--out``).
+After a Hydra multirun the ``AggregateRepeats`` callback (``conf/hydra/default.yaml``) does this
+for the sweep.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from iqa_lab.evaluation.runstore import group_key
+from iqa_lab.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +116,10 @@ def write_aggregate(folders, out: str | Path | None = None) -> pd.DataFrame:
     frame = summarise(load_results(folders))
     out = Path(out or folders[0])
     out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / "aggregate.csv", index=False)
-    (out / "aggregate.json").write_text(frame.to_json(orient="records", indent=1))
-    (out / "aggregate.md").write_text(to_markdown(frame) if len(frame) else "no finished runs\n")
+    atomic_write_text(out / "aggregate.csv", frame.to_csv(index=False))
+    atomic_write_text(out / "aggregate.json", frame.to_json(orient="records", indent=1))
+    atomic_write_text(out / "aggregate.md",
+                      to_markdown(frame) if len(frame) else "no finished runs\n")
     return frame
 
 
@@ -134,8 +137,9 @@ class AggregateRepeats(Callback):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("folders", nargs="+", help="folders searched for results.json")
+    parser.add_argument("--out", default=None,
+                        help="where aggregate.{csv,json,md} go (default: the first folder)")
     args = parser.parse_args(argv)
     frame = write_aggregate(args.folders, args.out)
     print(to_markdown(frame) if len(frame) else "no results.json found")

@@ -19,12 +19,16 @@ import pandas as pd  # noqa: E402
 
 from iqa_lab.evaluation.metrics import (fit_logistic_4, logistic_4, map_logistic,  # noqa: E402
                                         srcc, summary)
+from iqa_lab.files import atomic_path, atomic_write_text  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
@@ -153,8 +157,7 @@ def run_report(results: dict, figures: dict[str, Path], path: str | Path) -> Pat
               for k, v in metrics.items()]
     lines.append("")
     lines += [f"![{name}]({Path(p).name})" for name, p in figures.items()]
-    Path(path).write_text("\n".join(lines) + "\n")
-    return Path(path)
+    return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def table_plot(cells: pd.DataFrame, path: str | Path, title: str, metric: str) -> Path:

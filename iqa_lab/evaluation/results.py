@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from iqa_lab.files import atomic_write_text
+
 PREDICTION_COLUMNS = ["image", "mos", "prediction", "split", "mos_raw", "ref", "dist_type",
                       "dist_level", "db", "head", "stamp"]  # head: the regressor that scored it
 
@@ -36,14 +38,8 @@ def machine() -> dict:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_results_json(path: str | Path, results: dict) -> None:
-    _atomic_write_text(Path(path), json.dumps(results, indent=2, sort_keys=False, default=str))
+    atomic_write_text(path, json.dumps(results, indent=2, sort_keys=False, default=str))
 
 
 def write_predictions_csv(path: str | Path, predictions: pd.DataFrame) -> None:
@@ -51,4 +47,4 @@ def write_predictions_csv(path: str | Path, predictions: pd.DataFrame) -> None:
     if missing:
         raise ValueError(f"predictions lack columns {sorted(missing)}")
     columns = [c for c in PREDICTION_COLUMNS if c in predictions.columns]
-    _atomic_write_text(Path(path), predictions[columns].to_csv(index=False))
+    atomic_write_text(path, predictions[columns].to_csv(index=False))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from iqa_lab.files import atomic_write_text, is_temporary
+
 KEY_PARTS = ("data", "model", "protocol", "trainer", "seed", "evaluation", "train", "test",
              "ckpt_path")
 CALLBACKS_THAT_DECIDE = ("model_checkpoint", "early_stopping")
@@ -90,16 +92,15 @@ def record_finished(cfg: DictConfig, output_dir: str | Path, results: dict) -> P
     path = folder / f"{run_key(cfg)}.json"
     entry = {"key": run_key(cfg), "group": group_key(cfg), "output_dir": str(Path(output_dir)
              .resolve()), "repeat": results.get("split", {}).get("repeat"), "results": results}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entry, indent=1, default=str))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(entry, indent=1, default=str))
 
 
 def entries(store: str | Path, group: str | None = None) -> list[dict]:
     """Every stored run (of one group)."""
     found = []
     for path in sorted(Path(store).glob("*.json")):
+        if is_temporary(path):
+            continue
         entry = json.loads(path.read_text())
         if group is None or entry.get("group") == group:
             found.append(entry)

@@ -1,6 +1,8 @@
-"""``make reproduce-table TABLE=<name>``: every cell of a paper table, ours beside theirs.
+"""``iqa-table <name>`` (``make reproduce-table TABLE=<name>``): every cell of a paper table, ours
+beside theirs.
 
-A spec ``experiments/tables/<name>.yaml`` holds ``title``, ``source`` (seed file + table number),
+A spec ``<paths.tables_dir>/<name>.yaml`` (``experiments/tables/`` of the project, see
+``conf/paths``) holds ``title``, ``source`` (seed file + table number),
 ``protocol`` (overrides), ``repeats``, ``metrics``, ``base`` (overrides of every cell), ``rows`` and
 ``columns`` (label → overrides, optionally ``{overrides: [...], entry: eval, base: false}``; ``base:
 false`` leaves the table's ``base`` out of that row's / column's cells, e.g. a classical-metric row
@@ -18,7 +20,7 @@ spec's ``names`` (label → database name), e.g. ``test/{column}/srcc`` or
 3. launches the missing repeats of a cell as one Hydra multirun (``python -m iqa_lab.train -m …
    protocol.repeat=0,1,…``), in a subprocess, so every run is an ordinary run with its own outputs;
 4. aggregates the median (and n, IQR) of each metric over the repeats and renders Markdown, CSV
-   and LaTeX into ``experiments/results/<name>/`` with the published value, the difference, the
+   and LaTeX into ``<paths.results_dir>/<name>/`` with the published value, the difference, the
    command, the git commit and the machine. Cells that used ``selection=test`` are stamped
    ``paper-parity``.
 """
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
@@ -48,11 +49,8 @@ from iqa_lab.evaluation.aggregate import describe
 from iqa_lab.evaluation.report import table_plot
 from iqa_lab.evaluation.results import git_commit, machine
 from iqa_lab.evaluation.runstore import run_key, store_dir
+from iqa_lab.files import atomic_write_text
 
-ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = ROOT / "conf"
-TABLES_DIR = ROOT / "experiments" / "tables"
-RESULTS_DIR = ROOT / "experiments" / "results"
 SYNTHETIC_TARGET = "iqa_lab.data.synthetic.SyntheticDataModule"
 
 
@@ -97,12 +95,14 @@ def metric_key(metric: str, spec: dict, row: str, column: str) -> str:
     return metric
 
 
-def load_spec(name_or_path: str) -> dict:
+def load_spec(name_or_path: str, tables_dir: str | Path | None = None) -> dict:
+    """The spec at a path, or the one named so in ``tables_dir`` (default: ``paths.tables_dir``)."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = TABLES_DIR / f"{name_or_path}.yaml"
+        tables_dir = Path(tables_dir or configured_paths()["tables_dir"])
+        path = tables_dir / f"{name_or_path}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in TABLES_DIR.glob("*.yaml"))
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise SystemExit(f"no table spec {path}; known tables: {known}")
     spec = yaml.safe_load(path.read_text())
     for key in ("title", "source", "repeats", "metrics", "rows", "columns"):
@@ -115,10 +115,20 @@ def load_spec(name_or_path: str) -> dict:
 def compose_cell(entry: str, overrides: list[str]) -> DictConfig:
     """The config a run with these overrides would see (Hydra's resolvers included)."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize(config_path="../../conf", version_base="1.3"):
         cfg = compose(entry, overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def configured_paths(overrides: list[str] | None = None) -> dict[str, Path]:
+    """``tables_dir`` and ``results_dir`` of ``conf/paths`` under the ``paths.…`` overrides among
+    ``overrides`` (the others may need a table's base to compose)."""
+    own = [o for o in overrides or [] if re.match(r"[+~]*paths[.=]", o)]
+    paths = compose_cell("train", own).paths
+    configured = {key: Path(paths[key]) for key in ("tables_dir", "results_dir")}
+    GlobalHydra.instance().clear()
+    return configured
 
 
 def data_absent(data: DictConfig) -> str | None:
@@ -186,7 +196,7 @@ def launch(cell: Cell, spec: dict, sweep_root: Path) -> int:
                f"hydra.sweep.dir={sweep_root / slug}"]
     print(f"\n[{spec['name']}] {cell.row} × {cell.column}: running repeats {cell.missing}\n  "
           + shlex.join(command[1:]), flush=True)
-    return subprocess.run(command, cwd=ROOT, check=False).returncode
+    return subprocess.run(command, check=False).returncode
 
 
 def collect(cell: Cell, store: Path, spec: dict) -> None:
@@ -296,13 +306,13 @@ def render(cells: list[Cell], spec: dict, out_dir: Path, command: str) -> pd.Dat
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = cell_frame(cells, spec)
     info = machine()
-    header = {"command": command, "git_commit": git_commit(ROOT),
+    header = {"command": command, "git_commit": git_commit(),
               "machine": f"{info['cpus']} CPUs, {info['gpu'] or 'no GPU'}, torch {info['torch']}",
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    frame.to_csv(out_dir / "table.csv", index=False)
-    (out_dir / "table.md").write_text(render_markdown(frame, spec, header))
-    (out_dir / "table.tex").write_text(render_latex(frame, spec))
-    (out_dir / "provenance.json").write_text(json.dumps(
+    atomic_write_text(out_dir / "table.csv", frame.to_csv(index=False))
+    atomic_write_text(out_dir / "table.md", render_markdown(frame, spec, header))
+    atomic_write_text(out_dir / "table.tex", render_latex(frame, spec))
+    atomic_write_text(out_dir / "provenance.json", json.dumps(
         {**header, "spec": spec, "cells": [{"row": c.row, "column": c.column,
                                             "overrides": c.overrides, "entry": c.entry,
                                             "status": c.status, "run_keys": c.keys}
@@ -317,10 +327,14 @@ def render(cells: list[Cell], spec: dict, out_dir: Path, command: str) -> pd.Dat
 
 
 def reproduce(name: str, extra: list[str] | None = None, results_dir: str | Path | None = None,
-              dry_run: bool = False) -> tuple[pd.DataFrame, int]:
-    """Plan, launch what is missing, aggregate and render; returns (table, runs launched)."""
-    spec = load_spec(name)
+              dry_run: bool = False, tables_dir: str | Path | None = None
+              ) -> tuple[pd.DataFrame, int]:
+    """Plan, launch what is missing, aggregate and render; returns (table, runs launched).
+    ``tables_dir`` and ``results_dir`` default to ``paths.tables_dir`` and ``paths.results_dir``
+    (``extra`` may set them)."""
     extra = list(extra or [])
+    configured = configured_paths(extra)
+    spec = load_spec(name, tables_dir or configured["tables_dir"])
     cells = plan(spec, extra)
     cfg = compose_cell("train", list(spec.get("base", [])) + extra)
     store, log_dir = store_dir(cfg), Path(cfg.paths.log_dir)
@@ -339,7 +353,7 @@ def reproduce(name: str, extra: list[str] | None = None, results_dir: str | Path
         collect(cell, store, spec)
     command = "make reproduce-table TABLE=" + spec["name"] + (
         " ARGS=" + shlex.quote(" ".join(extra)) if extra else "")
-    out_dir = Path(results_dir or RESULTS_DIR) / spec["name"]
+    out_dir = Path(results_dir or configured["results_dir"]) / spec["name"]
     frame = render(cells, spec, out_dir, command)
     print("\n" + (out_dir / "table.md").read_text())
     print(f"launched {launched} run(s); rendered into {out_dir}")
@@ -347,17 +361,22 @@ def reproduce(name: str, extra: list[str] | None = None, results_dir: str | Path
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Reproduce a paper table (see module doc).")
-    parser.add_argument("table", help="name in experiments/tables/ or a path to a spec")
+    parser = argparse.ArgumentParser(
+        description="Reproduce a paper table: run its missing cells, render ours beside the "
+                    "published values. Runs and the run store go under logs/ of the folder you "
+                    "launch from.")
+    parser.add_argument("table", help="a spec's name in the tables folder, or a path to a spec")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every cell")
-    parser.add_argument("--results-dir", default=None, help="default: experiments/results")
+    parser.add_argument("--tables-dir", default=None,
+                        help="where named specs are (default: paths.tables_dir, "
+                             "experiments/tables of the project)")
+    parser.add_argument("--results-dir", default=None,
+                        help="where tables render (default: paths.results_dir, "
+                             "experiments/results of the project)")
     parser.add_argument("--dry-run", action="store_true", help="plan and render, launch nothing")
-    args = parser.parse_args(argv)
-    table = str(Path(args.table).resolve()) if Path(args.table).suffix else args.table
-    results_dir = Path(args.results_dir).resolve() if args.results_dir else None
-    # Runs launch from the repository root (logs/, the run store): plan from there too.
-    os.chdir(ROOT)
-    frame, _ = reproduce(table, args.overrides, results_dir, args.dry_run)
+    args = parser.parse_intermixed_args(argv)  # options may follow the overrides
+    frame, _ = reproduce(args.table, args.overrides, args.results_dir, args.dry_run,
+                         args.tables_dir)
     failed = frame[frame["status"] == "failed"]
     sys.exit(1 if len(failed) else 0)
 

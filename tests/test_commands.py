@@ -1,0 +1,41 @@
+"""Every command is a console script and a make target, and answers ``--help`` from any folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+MAKE_TARGETS = {"iqa-train": "train", "iqa-eval": "eval", "iqa-check": "check",
+                "iqa-aggregate": "aggregate", "iqa-table": "reproduce-table"}
+
+
+def test_every_console_script_has_a_make_target_that_says_how_to_get_its_help():
+    makefile = (ROOT / "Makefile").read_text()
+    assert set(SCRIPTS) == set(MAKE_TARGETS)
+    for script, target in MAKE_TARGETS.items():
+        help_line = re.search(rf"^{re.escape(target)}:.*?## (.*)$", makefile, re.MULTILINE)
+        assert help_line is not None, target
+        assert script in help_line[1] and f"make {target} ARGS=--help" in help_line[1], target
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_every_console_script_answers_help_from_any_folder(script, tmp_path):
+    module, function = SCRIPTS[script].split(":")
+    # What the installed script runs, launched from a folder that is not the repository.
+    code = (f"import sys; from {module} import {function}; sys.argv = [{script!r}, '--help']; "
+            f"sys.exit({function}())")
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.startswith(f"usage: {script}") or "powered by Hydra" in result.stdout
+    assert not list(tmp_path.iterdir())  # asking for help writes nothing
