@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-full train eval check aggregate reproduce-table table clean
+.PHONY: help install demo lint format test test-full train eval check aggregate reproduce-table table clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -26,7 +26,16 @@ $(STAMP): pyproject.toml requirements/lock.txt
 demo: install ## the main job: build the synthetic database, fine-tune a pretrained baseline, evaluate
 	$(PY) -m iqa_lab.train experiment=demo
 
-test: install ## the default test suite (excludes tests marked slow)
+lint: install ## ruff (lint + format check) and import-linter (layers point down; pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: install lint ## lint, then the default test suite (excludes tests marked slow)
 	@set +e; $(PY) -m pytest -m "not slow" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): treated as a failure"; exit 1; fi; exit $$rc
 

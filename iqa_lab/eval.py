@@ -12,8 +12,8 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from iqa_lab.models.base import load_iqa_module
 from iqa_lab.evaluation.outputs import finish_run, test_predictions
+from iqa_lab.models.base import load_iqa_module
 from iqa_lab.runs import build_trainer, reuse_finished_run, seeded_datamodule, task_wrapper
 
 
@@ -24,8 +24,10 @@ def evaluate(cfg: DictConfig) -> dict:
     if finished is not None:
         return finished["metrics"]
     if not cfg.get("ckpt_path") and not cfg.get("model"):
-        raise ValueError("eval needs ckpt_path=<trained checkpoint> or model=<a model without "
-                         "checkpoint, e.g. model=classical model.metric=brisque_live>")
+        raise ValueError(
+            "eval needs ckpt_path=<trained checkpoint> or model=<a model without "
+            "checkpoint, e.g. model=classical model.metric=brisque_live>"
+        )
     if not cfg.get("ckpt_path"):
         return _evaluate_without_checkpoint(cfg, start)
     datamodule = seeded_datamodule(cfg, "test")
@@ -33,8 +35,15 @@ def evaluate(cfg: DictConfig) -> dict:
     model.active_head = choose_head(model, cfg.get("head"), datamodule)
     trainer = build_trainer(cfg)
     trainer.test(model, datamodule=datamodule)
-    results = finish_run(cfg, datamodule, test_predictions(model, datamodule), {},
-                         wall_s=time.time() - start, trainer=trainer, checkpoint=cfg.ckpt_path)
+    results = finish_run(
+        cfg,
+        datamodule,
+        test_predictions(model, datamodule),
+        {},
+        wall_s=time.time() - start,
+        trainer=trainer,
+        checkpoint=cfg.ckpt_path,
+    )
     return results["metrics"]
 
 
@@ -52,8 +61,9 @@ def choose_head(model, head: str | None, datamodule) -> str | None:
 def _evaluate_without_checkpoint(cfg: DictConfig, start: float) -> dict:
     datamodule = seeded_datamodule(cfg, "test")
     model = hydra.utils.instantiate(cfg.model)
-    results = finish_run(cfg, datamodule, model.predict(datamodule), dict(model.extra),
-                         wall_s=time.time() - start)
+    results = finish_run(
+        cfg, datamodule, model.predict(datamodule), dict(model.extra), wall_s=time.time() - start
+    )
     return results["metrics"]
 
 

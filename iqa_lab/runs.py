@@ -26,8 +26,11 @@ def instantiate_group(cfg: DictConfig | None) -> list:
     """Callbacks or loggers: every entry of the group that has a ``_target_``."""
     if not cfg:
         return []
-    return [hydra.utils.instantiate(c) for c in cfg.values()
-            if isinstance(c, DictConfig) and "_target_" in c]
+    return [
+        hydra.utils.instantiate(c)
+        for c in cfg.values()
+        if isinstance(c, DictConfig) and "_target_" in c
+    ]
 
 
 def seeded_datamodule(cfg: DictConfig, stage: str) -> IQADataModule:
@@ -41,8 +44,11 @@ def seeded_datamodule(cfg: DictConfig, stage: str) -> IQADataModule:
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
-    return hydra.utils.instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")),
-                                   logger=instantiate_group(cfg.get("logger")) or False)
+    return hydra.utils.instantiate(
+        cfg.trainer,
+        callbacks=instantiate_group(cfg.get("callbacks")),
+        logger=instantiate_group(cfg.get("logger")) or False,
+    )
 
 
 def reuse_finished_run(cfg: DictConfig) -> dict | None:
@@ -58,8 +64,12 @@ def reuse_finished_run(cfg: DictConfig) -> dict | None:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_results_json(output_dir / "results.json", results)
-    log.info("this config already finished in %s (repeat %s): reusing its results; "
-             "reuse_finished=false runs it again", entry["output_dir"], entry.get("repeat"))
+    log.info(
+        "this config already finished in %s (repeat %s): reusing its results; "
+        "reuse_finished=false runs it again",
+        entry["output_dir"],
+        entry.get("repeat"),
+    )
     print_summary(results, output_dir)
     return results
 
@@ -67,6 +77,7 @@ def reuse_finished_run(cfg: DictConfig) -> dict | None:
 def task_wrapper(task: Callable[[DictConfig], dict]) -> Callable[[DictConfig], dict]:
     """Always say where the outputs are and close wandb, so one failed multirun job does not
     break the others silently."""
+
     @functools.wraps(task)
     def wrapped(cfg: DictConfig) -> dict:
         start = time.time()
@@ -84,4 +95,5 @@ def task_wrapper(task: Callable[[DictConfig], dict]) -> Callable[[DictConfig], d
                     wandb.finish()
             except ImportError:
                 pass
+
     return wrapped

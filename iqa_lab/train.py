@@ -29,9 +29,16 @@ def train(cfg: DictConfig) -> dict:
     per_database = find_per_database_checkpoint(trainer)
     tested = _test_per_database if per_database is not None else _test_best
     predictions, extra, checkpoint = tested(cfg, trainer, model, datamodule, per_database)
-    results = finish_run(cfg, datamodule, predictions, extra, wall_s=time.time() - start,
-                         trainer=trainer, checkpoint=checkpoint,
-                         remember=cfg.train and not trainer.fast_dev_run)
+    results = finish_run(
+        cfg,
+        datamodule,
+        predictions,
+        extra,
+        wall_s=time.time() - start,
+        trainer=trainer,
+        checkpoint=checkpoint,
+        remember=cfg.train and not trainer.fast_dev_run,
+    )
     return results["metrics"]
 
 
@@ -68,8 +75,10 @@ def _test_per_database(cfg: DictConfig, trainer, model, datamodule, callback) ->
         raise RuntimeError(f"IMDT selected no checkpoint for {missing} (was their validation run?)")
     checkpoints = {} if trainer.fast_dev_run else best_paths
     predictions = test_per_database(trainer, model, datamodule, checkpoints)
-    extra = {f"val/{db}/{callback.monitor.split('/')[-1]}_best": score
-             for db, score in best_scores.items()}
+    extra = {
+        f"val/{db}/{callback.monitor.split('/')[-1]}_best": score
+        for db, score in best_scores.items()
+    }
     return predictions, extra, checkpoints or None
 
 

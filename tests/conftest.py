@@ -28,7 +28,7 @@ TINY_DATA = [
 
 
 def compose_config(config_name: str, overrides: list[str], output_dir: Path, cache_dir: Path):
-    """Compose ``conf/<config_name>.yaml`` as the entry point would, outputs under ``output_dir``."""
+    """Compose ``conf/<config_name>.yaml`` as the entry point would, outputs in ``output_dir``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
@@ -52,6 +52,8 @@ def cache_dir(tmp_path_factory) -> Path:
 def make_cfg(tmp_path, cache_dir):
     def make(config_name: str = "train", overrides: list[str] | None = None, tiny: bool = True):
         extra = TINY_DATA if tiny else []
-        return compose_config(config_name, extra + list(overrides or []), tmp_path / "run",
-                              cache_dir)
+        return compose_config(
+            config_name, extra + list(overrides or []), tmp_path / "run", cache_dir
+        )
+
     return make

@@ -27,12 +27,20 @@ def png_bytes(array: np.ndarray) -> bytes:
     raw = b"".join(b"\x00" + data[y].tobytes() for y in range(height))
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def pattern(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
@@ -53,7 +61,7 @@ def corrupt_middle_png(array: np.ndarray) -> bytes:
     the setup probe and fails only when decoded."""
     data = bytearray(png_bytes(array))
     start = data.index(b"IDAT") + 4 + 2  # keep the zlib header
-    data[start + 10:start + 60] = b"\x00" * 50
+    data[start + 10 : start + 60] = b"\x00" * 50
     return bytes(data)
 
 
@@ -68,8 +76,9 @@ class FolderDataModule(IQADataModule):
 
     def __init__(self, labels: pd.DataFrame, data_dir: Path, **kwargs):
         self.labels = labels
-        kwargs.setdefault("protocol", {"name": "random", "train_fraction": 0.5,
-                                       "val_fraction": 0.5})
+        kwargs.setdefault(
+            "protocol", {"name": "random", "train_fraction": 0.5, "val_fraction": 0.5}
+        )
         kwargs.setdefault("transforms", {"train": {}, "eval": {}})
         super().__init__(name="planted", data_dir=str(data_dir), **kwargs)
 

@@ -10,8 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from iqa_lab.nn import backbones
-from iqa_lab.nn.backbones import (SHIPPED_WEIGHTS, Backbone, BackboneWeightsUnavailable,
-                                  convert_lukemelas_efficientnet, create_timm_model)
+from iqa_lab.nn.backbones import (
+    SHIPPED_WEIGHTS,
+    Backbone,
+    BackboneWeightsUnavailable,
+    convert_lukemelas_efficientnet,
+    create_timm_model,
+)
 
 IMAGENET_CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -98,5 +103,7 @@ def test_features_only_keeps_pretrained_weights():
     pooled = Backbone("tf_efficientnet_lite0", pretrained=True)
     multi = Backbone("tf_efficientnet_lite0", pretrained=True, features_only=True)
     assert torch.equal(pooled.model.conv_stem.weight, multi.model.conv_stem.weight)
-    assert np.isclose(float(multi.model.blocks[6][0].conv_pwl.weight.abs().sum()),
-                      float(pooled.model.blocks[6][0].conv_pwl.weight.abs().sum()))
+    assert np.isclose(
+        float(multi.model.blocks[6][0].conv_pwl.weight.abs().sum()),
+        float(pooled.model.blocks[6][0].conv_pwl.weight.abs().sum()),
+    )

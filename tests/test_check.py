@@ -1,4 +1,4 @@
-"""``python -m iqa_lab.data.check``: counts on a planted database, the verdict and the exit status."""
+"""``python -m iqa_lab.data.check``: counts on a planted database, the verdict, the exit status."""
 
 from __future__ import annotations
 
@@ -17,8 +17,15 @@ from rich.console import Console
 from iqa_lab.data.check import UNUSABLE, USABLE, check_database, histogram_lines, render, run_check
 from iqa_lab.data.leakage import pixel_hash
 from tests.conftest import SHARED, TINY_DATA
-from tests.planted import (FolderDataModule, corrupt_middle_png, jpeg_bytes, labels, pattern,
-                           plant, png_bytes)
+from tests.planted import (
+    FolderDataModule,
+    corrupt_middle_png,
+    jpeg_bytes,
+    labels,
+    pattern,
+    plant,
+    png_bytes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,12 +35,23 @@ def bad_database(folder: Path) -> pd.DataFrame:
     plant(folder, {name: png_bytes(pattern(seed=i + 1)) for i, name in enumerate(good)})
     bmp = io.BytesIO()
     Image.fromarray(pattern(seed=1)).save(bmp, "BMP")  # the pixels of good0.png
-    plant(folder, {"copy_of_good0.bmp": bmp.getvalue(),
-                   "Upper.JPG": jpeg_bytes(pattern(seed=20)),
-                   "truncated.jpg": jpeg_bytes(pattern(seed=21))[:-200],
-                   "broken.png": corrupt_middle_png(pattern(seed=22))})
-    images = good + ["copy_of_good0.bmp", "upper.jpg", "truncated.jpg", "broken.png", "gone.jpg",
-                     "nan.png"]
+    plant(
+        folder,
+        {
+            "copy_of_good0.bmp": bmp.getvalue(),
+            "Upper.JPG": jpeg_bytes(pattern(seed=20)),
+            "truncated.jpg": jpeg_bytes(pattern(seed=21))[:-200],
+            "broken.png": corrupt_middle_png(pattern(seed=22)),
+        },
+    )
+    images = good + [
+        "copy_of_good0.bmp",
+        "upper.jpg",
+        "truncated.jpg",
+        "broken.png",
+        "gone.jpg",
+        "nan.png",
+    ]
     mos = list(np.linspace(0.1, 0.9, len(images) - 1)) + [np.nan]
     return labels(images, mos)
 
@@ -42,8 +60,12 @@ def test_check_counts_every_kind_of_problem(tmp_path):
     datamodule = FolderDataModule(bad_database(tmp_path), tmp_path)
     report = check_database(datamodule, workers=2)
     assert report.records == 12
-    assert {kind: report.count(kind) for kind in ("label", "missing", "unreadable", "decode")} == \
-        {"label": 1, "missing": 1, "unreadable": 1, "decode": 1}
+    assert {kind: report.count(kind) for kind in ("label", "missing", "unreadable", "decode")} == {
+        "label": 1,
+        "missing": 1,
+        "unreadable": 1,
+        "decode": 1,
+    }
     assert [n["image"] for n in report.case_resolved] == ["upper.jpg"]
     assert report.duplicates == [["good0.png", "copy_of_good0.bmp"]]
     assert report.usable == 8 and len(report.mos_raw) == 8
@@ -52,10 +74,18 @@ def test_check_counts_every_kind_of_problem(tmp_path):
     out = io.StringIO()
     render(report, Console(file=out, width=120))
     text = out.getvalue()
-    for line in ("│ records in the label files ", "│ usable ", "case-resolved (1):",
-                 "- upper.jpg: case-resolved: 'upper.jpg' → 'Upper.JPG'", "missing (1):",
-                 "- truncated.jpg:", "- broken.png:", "identical images (1):",
-                 "- good0.png, copy_of_good0.bmp", "UNUSABLE under data.on_bad=raise: 4 bad"):
+    for line in (
+        "│ records in the label files ",
+        "│ usable ",
+        "case-resolved (1):",
+        "- upper.jpg: case-resolved: 'upper.jpg' → 'Upper.JPG'",
+        "missing (1):",
+        "- truncated.jpg:",
+        "- broken.png:",
+        "identical images (1):",
+        "- good0.png, copy_of_good0.bmp",
+        "UNUSABLE under data.on_bad=raise: 4 bad",
+    ):
         assert line in text, line
 
     lenient = FolderDataModule(bad_database(tmp_path), tmp_path, on_bad="skip")
@@ -65,8 +95,9 @@ def test_check_counts_every_kind_of_problem(tmp_path):
 
 def test_a_database_with_no_usable_record_is_unusable(tmp_path):
     plant(tmp_path, {"empty.jpg": b""})
-    report = check_database(FolderDataModule(labels(["empty.jpg", "gone.jpg"]), tmp_path,
-                                             on_bad="skip"))
+    report = check_database(
+        FolderDataModule(labels(["empty.jpg", "gone.jpg"]), tmp_path, on_bad="skip")
+    )
     assert report.usable == 0 and report.verdict == (UNUSABLE, "UNUSABLE: no usable record")
 
 
@@ -96,10 +127,16 @@ def test_cli_passes_a_clean_database_and_fails_a_broken_copy(make_cfg, tmp_path,
 
 
 def test_cli_on_the_shared_biq2021(make_cfg, capsys):
-    if not (SHARED / "data" / "BIQ2021").is_dir() or not (ROOT / "conf/data/biq2021.yaml").is_file():
+    if (
+        not (SHARED / "data" / "BIQ2021").is_dir()
+        or not (ROOT / "conf/data/biq2021.yaml").is_file()
+    ):
         pytest.skip("../shared/data/BIQ2021 or conf/data/biq2021.yaml is absent")
-    cfg = make_cfg("check", ["data=biq2021", f"data.data_dir={SHARED / 'data' / 'BIQ2021'}",
-                             "decode=false"], tiny=False)
+    cfg = make_cfg(
+        "check",
+        ["data=biq2021", f"data.data_dir={SHARED / 'data' / 'BIQ2021'}", "decode=false"],
+        tiny=False,
+    )
     assert run_check(cfg) == 0
     out = capsys.readouterr().out
     assert "usable: 5000 records" in out
@@ -111,14 +148,17 @@ class BoxedDataModule(FolderDataModule):
 
     def load_records(self):
         records = super().load_records()
-        boxes = pd.DataFrame({"top": [0, 8, 0], "left": [0, 8, 0], "bottom": [16, 24, 16],
-                              "right": [16, 24, 16]})
+        boxes = pd.DataFrame(
+            {"top": [0, 8, 0], "left": [0, 8, 0], "bottom": [16, 24, 16], "right": [16, 24, 16]}
+        )
         return pd.concat([records, boxes], axis=1)
 
 
 def test_patches_of_one_picture_are_decoded_once_and_not_duplicates(tmp_path, monkeypatch):
-    plant(tmp_path, {"picture.png": png_bytes(pattern(seed=1)),
-                     "other.png": png_bytes(pattern(seed=2))})
+    plant(
+        tmp_path,
+        {"picture.png": png_bytes(pattern(seed=1)), "other.png": png_bytes(pattern(seed=2))},
+    )
     decoded = []
 
     def counting(path):

@@ -16,17 +16,16 @@ from piq.functional import rgb2yiq
 
 from iqa_lab.classical import brisque, fr, niqe
 from iqa_lab.classical.cache import FeatureCache
+from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.distortions import distort
 from iqa_lab.data.pristine import load_pristine
 from iqa_lab.eval import evaluate
 from iqa_lab.evaluation.tables import reproduce
-from iqa_lab.data.datamodule import IQADataModule
-from iqa_lab.models.classical import ClassicalIQA
 from tests.conftest import TINY_DATA, compose_config
 
 
 def _reference(size: int = 96) -> np.ndarray:
-    return load_pristine("astronaut")[40:40 + size, 150:150 + size]
+    return load_pristine("astronaut")[40 : 40 + size, 150 : 150 + size]
 
 
 # (reference, distorted) pairs made here, deterministically.
@@ -50,8 +49,11 @@ def _direct(metric: str, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(piq.ssim(luma_x, luma_y, data_range=1.0, downsample=True))
     if metric == "ms_ssim":  # 96 px: the first four standard scales, renormalised weights
         weights = torch.tensor(fr.MS_SSIM_WEIGHTS[:4], dtype=torch.float64)
-        return float(piq.multi_scale_ssim(luma_x, luma_y, data_range=1.0,
-                                          scale_weights=weights / weights.sum()))
+        return float(
+            piq.multi_scale_ssim(
+                luma_x, luma_y, data_range=1.0, scale_weights=weights / weights.sum()
+            )
+        )
     if metric == "fsim":
         return float(piq.fsim(x, y, data_range=1.0, chromatic=False))
     if metric == "vif_p":
@@ -67,22 +69,31 @@ def test_fr_metric_equals_direct_library_call(metric, fr_options):
     for name, level in PAIRS:
         distorted = distort(reference, name, level, seed=7)
         expected = _direct(metric, fr.to_tensor(distorted), y)
-        assert fr.fr_score(metric, distorted, reference, fr_options[metric]) == \
-            pytest.approx(sign * expected, rel=1e-12)
+        assert fr.fr_score(metric, distorted, reference, fr_options[metric]) == pytest.approx(
+            sign * expected, rel=1e-12
+        )
 
 
 def test_fr_scores_are_higher_for_milder_distortion(fr_options):
     reference = _reference(64)
     for metric in fr.HIGHER_BETTER:
-        mild, heavy = (fr.fr_score(metric, distort(reference, "gaussian_blur", level, seed=0),
-                                   reference, fr_options[metric]) for level in (1, 5))
+        mild, heavy = (
+            fr.fr_score(
+                metric,
+                distort(reference, "gaussian_blur", level, seed=0),
+                reference,
+                fr_options[metric],
+            )
+            for level in (1, 5)
+        )
         assert mild > heavy, metric
 
 
 def test_ms_ssim_on_small_images_keeps_the_scales_that_fit():
     weights = fr.ms_ssim_weights(64)  # 64 px: 3 scales of the 11 px window
-    assert weights.tolist() == pytest.approx([w / sum(fr.MS_SSIM_WEIGHTS[:3])
-                                              for w in fr.MS_SSIM_WEIGHTS[:3]])
+    assert weights.tolist() == pytest.approx(
+        [w / sum(fr.MS_SSIM_WEIGHTS[:3]) for w in fr.MS_SSIM_WEIGHTS[:3]]
+    )
     assert fr.ms_ssim_weights(161) is None and fr.ms_ssim_weights(160).shape == (4,)
 
 
@@ -94,15 +105,19 @@ def test_brisque_features_equal_the_package_features():
     package = brisque._package()
     grey = rgb2gray(image)
     half = cv2.resize(grey, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
-    expected = [float(np.ravel(v)[0]) for scale in (grey, half)
-                for v in package.calculate_brisque_features(scale, kernel_size=7, sigma=7 / 6)]
+    expected = [
+        float(np.ravel(v)[0])
+        for scale in (grey, half)
+        for v in package.calculate_brisque_features(scale, kernel_size=7, sigma=7 / 6)
+    ]
     ours = brisque.features(image)
     assert ours.shape == (brisque.FEATURES,)
     assert ours.tolist() == expected
     # The LIVE model: the package's own libsvm evaluation of the same features (the two paths sum
     # 770 kernel terms in different orders: equal to ~1e-12, not bit for bit).
-    assert brisque.live_model().predict(ours[None])[0] == \
-        pytest.approx(package.calculate_image_quality_score(ours), rel=1e-9)
+    assert brisque.live_model().predict(ours[None])[0] == pytest.approx(
+        package.calculate_image_quality_score(ours), rel=1e-9
+    )
 
 
 def test_live_model_is_the_shipped_libsvm_file():
@@ -117,9 +132,11 @@ def degraded() -> dict[str, np.ndarray]:
     from skimage import filters, util
 
     photo = load_pristine("astronaut")
-    return {"pristine": photo,
-            "blurred": util.img_as_ubyte(filters.gaussian(photo, sigma=3, channel_axis=-1)),
-            "noised": util.img_as_ubyte(util.random_noise(photo, var=0.02, rng=0))}
+    return {
+        "pristine": photo,
+        "blurred": util.img_as_ubyte(filters.gaussian(photo, sigma=3, channel_axis=-1)),
+        "noised": util.img_as_ubyte(util.random_noise(photo, var=0.02, rng=0)),
+    }
 
 
 def test_brisque_orders_pristine_above_blurred_and_noised(degraded):
@@ -226,12 +243,26 @@ def test_eval_needs_a_checkpoint_or_a_model(make_cfg):
 
 @pytest.mark.slow
 def test_classical_rows_in_a_table(tmp_path, cache_dir):
-    spec = {"title": "classical", "source": "none", "repeats": 2, "protocol": ["protocol=content"],
-            "metrics": ["test/srcc"], "base": ["model.optimizer.lr=1e-3"],  # a training option
-            "rows": {"SSIM": {"overrides": ["model=classical", "model.metric=ssim"],
-                              "entry": "eval", "base": False, "columns": ["synthetic"]}},
-            "columns": {"synthetic": ["data=synthetic"] + TINY_DATA,
-                        "elsewhere": ["data=synthetic"] + TINY_DATA}}
+    spec = {
+        "title": "classical",
+        "source": "none",
+        "repeats": 2,
+        "protocol": ["protocol=content"],
+        "metrics": ["test/srcc"],
+        "base": ["model.optimizer.lr=1e-3"],  # a training option
+        "rows": {
+            "SSIM": {
+                "overrides": ["model=classical", "model.metric=ssim"],
+                "entry": "eval",
+                "base": False,
+                "columns": ["synthetic"],
+            }
+        },
+        "columns": {
+            "synthetic": ["data=synthetic"] + TINY_DATA,
+            "elsewhere": ["data=synthetic"] + TINY_DATA,
+        },
+    }
     path = tmp_path / "classical.yaml"
     path.write_text(yaml.safe_dump(spec))
     extra = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={cache_dir}"]
@@ -249,8 +280,12 @@ def test_demo_table_plans_its_classical_rows(tmp_path):
     spec["rows"] = {k: v for k, v in spec["rows"].items() if isinstance(v, dict)}
     spec["columns"] = {k: spec["columns"][k] for k in ("synthetic", "CLIVE")}
     cells = {(c.row, c.column): c for c in plan(spec, [f"paths.log_dir={tmp_path / 'logs'}"])}
-    for row in ("BRISQUE (LIVE model)", "BRISQUE-SVR (retrained)", "NIQE (32 px patches)",
-                "SSIM (full-reference)"):
+    for row in (
+        "BRISQUE (LIVE model)",
+        "BRISQUE-SVR (retrained)",
+        "NIQE (32 px patches)",
+        "SSIM (full-reference)",
+    ):
         cell = cells[(row, "synthetic")]
         assert cell.entry == "eval" and cell.status == "pending" and cell.missing == [0, 1, 2]
         assert not any(o.startswith("model.optimizer") for o in cell.overrides)
@@ -264,6 +299,7 @@ def test_brisque_regressors_predict_on_flat_images():
     assert np.isfinite(brisque.live_model().predict(feats[None])).all()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(20, 36))
-    model, chosen = brisque.fit_svr(x, x[:, 0], x[:10], x[:10, 0], C=[1], gamma=[0.05],
-                                    epsilon=0.01)
+    model, chosen = brisque.fit_svr(
+        x, x[:, 0], x[:10], x[:10, 0], C=[1], gamma=[0.05], epsilon=0.01
+    )
     assert np.isfinite(model.predict(np.where(np.isfinite(feats), feats, np.nan)[None])).all()

@@ -6,15 +6,20 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-MAKE_TARGETS = {"iqa-train": "train", "iqa-eval": "eval", "iqa-check": "check",
-                "iqa-aggregate": "aggregate", "iqa-table": "reproduce-table"}
+MAKE_TARGETS = {
+    "iqa-train": "train",
+    "iqa-eval": "eval",
+    "iqa-check": "check",
+    "iqa-aggregate": "aggregate",
+    "iqa-table": "reproduce-table",
+}
 
 
 def test_every_console_script_has_a_make_target_that_says_how_to_get_its_help():
@@ -30,12 +35,22 @@ def test_every_console_script_has_a_make_target_that_says_how_to_get_its_help():
 def test_every_console_script_answers_help_from_any_folder(script, tmp_path):
     module, function = SCRIPTS[script].split(":")
     # What the installed script runs, launched from a folder that is not the repository.
-    code = (f"import sys; from {module} import {function}; sys.argv = [{script!r}, '--help']; "
-            f"sys.exit({function}())")
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
+    code = (
+        f"import sys; from {module} import {function}; sys.argv = [{script!r}, '--help']; "
+        f"sys.exit({function}())"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.startswith(f"usage: {script}") or "powered by Hydra" in result.stdout
     assert not list(tmp_path.iterdir())  # asking for help writes nothing

@@ -7,14 +7,24 @@ import pytest
 
 from tests.conftest import CONF_DIR
 
-GROUPS = ["data", "model", "protocol", "trainer", "logger", "callbacks", "experiment",
-          "hparams_search", "debug"]
+GROUPS = [
+    "data",
+    "model",
+    "protocol",
+    "trainer",
+    "logger",
+    "callbacks",
+    "experiment",
+    "hparams_search",
+    "debug",
+]
 
 
 def _options(group: str) -> list[str]:
     """Selectable options; files named ``_*.yaml`` are parts that options include."""
-    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml")
-                  if not p.stem.startswith("_"))
+    return sorted(
+        p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml") if not p.stem.startswith("_")
+    )
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])

@@ -77,15 +77,28 @@ class TwoEncoderIQA(IQAModule):
 
 # --- the reference: same geometry as the image, pixel for pixel ----------------------------------
 
+
 def test_reference_gets_the_images_crop_and_flip_and_no_pixel_augmentation():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     plain = build_transform("train", resize_short_side=48, crop_size=32, hflip=True, vflip=True)
-    augmented = build_transform("train", resize_short_side=48, crop_size=32, hflip=True,
-                                vflip=True, augment={"RandomBrightnessContrast": {"p": 1.0},
-                                                     "Transpose": {"p": 1.0}})
-    transposed = build_transform("train", resize_short_side=48, crop_size=32, hflip=True,
-                                 vflip=True, augment={"Transpose": {"p": 1.0}})
+    augmented = build_transform(
+        "train",
+        resize_short_side=48,
+        crop_size=32,
+        hflip=True,
+        vflip=True,
+        augment={"RandomBrightnessContrast": {"p": 1.0}, "Transpose": {"p": 1.0}},
+    )
+    transposed = build_transform(
+        "train",
+        resize_short_side=48,
+        crop_size=32,
+        hflip=True,
+        vflip=True,
+        augment={"Transpose": {"p": 1.0}},
+    )
+
     def run(transform, seed, **pixels):
         transform.set_random_seed(seed)
         return transform(**pixels)
@@ -117,8 +130,9 @@ def test_five_crops_of_the_reference_are_the_images_boxes():
 
 
 def test_dataset_yields_the_reference_under_the_same_seeded_transform(make_cfg):
-    cfg = make_cfg("train", ["data.transforms.train.crop_size=40",
-                             "data.transforms.train.hflip=true"])
+    cfg = make_cfg(
+        "train", ["data.transforms.train.crop_size=40", "data.transforms.train.hflip=true"]
+    )
     datamodule = seeded_datamodule(cfg, "fit")
     train_set = datamodule.datasets["train"]
     assert "reference" not in train_set[0]
@@ -142,12 +156,15 @@ def test_dataset_yields_the_reference_under_the_same_seeded_transform(make_cfg):
 
 # --- a full-reference model: provided, or refused by name ----------------------------------------
 
+
 def _toy_fr_cfg(make_cfg, overrides=()):
-    cfg = make_cfg("train", ["trainer.max_epochs=4", "callbacks=none", "logger=none",
-                             *overrides])
+    cfg = make_cfg("train", ["trainer.max_epochs=4", "callbacks=none", "logger=none", *overrides])
     with open_dict(cfg):
-        cfg.model = {"_target_": f"{__name__}.ToyFR", "_recursive_": False,
-                     "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.05}}
+        cfg.model = {
+            "_target_": f"{__name__}.ToyFR",
+            "_recursive_": False,
+            "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.05},
+        }
     return cfg
 
 
@@ -177,13 +194,17 @@ def test_a_model_needing_references_is_refused_on_a_database_without(make_cfg, t
 
 # --- the pad mask reaches the model ---------------------------------------------------------------
 
+
 def test_native_resolution_batches_pass_their_mask_to_forward(tmp_path):
     sizes = [(30, 40), (44, 20), (16, 16), (20, 60), (36, 36), (28, 30), (50, 24), (24, 50)]
     names = [f"img{i}.png" for i in range(len(sizes))]
-    plant(tmp_path, {n: png_bytes(pattern(h, w, seed=i))
-                     for i, (n, (h, w)) in enumerate(zip(names, sizes))})
-    datamodule = FolderDataModule(labels(names), tmp_path, collate="pad", batch_size=8,
-                                  eval_batch_size=8)
+    plant(
+        tmp_path,
+        {n: png_bytes(pattern(h, w, seed=i)) for i, (n, (h, w)) in enumerate(zip(names, sizes))},
+    )
+    datamodule = FolderDataModule(
+        labels(names), tmp_path, collate="pad", batch_size=8, eval_batch_size=8
+    )
     datamodule.setup()
     [batch] = list(datamodule._loader("test", shuffle=False))
     assert len(batch["index"]) > 1 and not batch["mask"].all()
@@ -194,14 +215,14 @@ def test_native_resolution_batches_pass_their_mask_to_forward(tmp_path):
     # Padding does not move a score: each equals the same image scored alone, unpadded.
     for k, index in enumerate(batch["index"]):
         height, width = sizes[names.index(datamodule.records.at[int(index), "image"])]
-        alone = batch["image"][k:k + 1, :, :height, :width]
+        alone = batch["image"][k : k + 1, :, :height, :width]
         torch.testing.assert_close(scores[k], model.score(alone)[0])
 
 
 def test_masked_pooling_averages_real_pixels_only():
     features = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
     mask = torch.zeros(2, 8, 8, dtype=torch.bool)
-    mask[0, :4, :] = True     # the top half of the input: the top two feature rows
+    mask[0, :4, :] = True  # the top half of the input: the top two feature rows
     mask[1] = True
     pooled = masked_mean_pool(features, mask)
     torch.testing.assert_close(pooled[0], features[0, :, :2, :].mean(dim=(1, 2)))
@@ -210,6 +231,7 @@ def test_masked_pooling_averages_real_pixels_only():
 
 
 # --- two pretrained encoders: learning rates, BatchNorm, reload -----------------------------------
+
 
 @pytest.fixture
 def two_encoders(tmp_path, monkeypatch):
@@ -223,9 +245,13 @@ def two_encoders(tmp_path, monkeypatch):
         return timm.create_model(name, pretrained=False)
 
     monkeypatch.setattr(backbones, "_create_from_hub", fake_hub)
-    model = TwoEncoderIQA(encoder_a={"name": "tf_efficientnet_lite0", "checkpoint": str(weights)},
-                          encoder_b={"name": "mobilenetv3_small_050", "pretrained": True},
-                          optimizer=OPTIMIZER, head_lr_multiplier=10.0, freeze_bn=True)
+    model = TwoEncoderIQA(
+        encoder_a={"name": "tf_efficientnet_lite0", "checkpoint": str(weights)},
+        encoder_b={"name": "mobilenetv3_small_050", "pretrained": True},
+        optimizer=OPTIMIZER,
+        head_lr_multiplier=10.0,
+        freeze_bn=True,
+    )
     return model, weights, downloads
 
 
@@ -233,8 +259,9 @@ def test_every_declared_encoder_trains_at_the_backbone_learning_rate(two_encoder
     model, _, downloads = two_encoders
     assert downloads == ["mobilenetv3_small_050"]
     encoders, head = model.param_groups()
-    encoder_ids = {id(p) for name in ("encoder_a", "encoder_b")
-                   for p in getattr(model, name).parameters()}
+    encoder_ids = {
+        id(p) for name in ("encoder_a", "encoder_b") for p in getattr(model, name).parameters()
+    }
     assert {id(p) for p in encoders["params"]} == encoder_ids and encoders["lr"] == 0.01
     assert {id(p) for p in head["params"]} == {id(p) for p in model.head.parameters()}
     assert head["lr"] == pytest.approx(0.1)
@@ -246,8 +273,9 @@ def test_freeze_bn_keeps_the_encoders_statistics_and_trains_the_heads(two_encode
     model.train()
     model.on_train_epoch_start()
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    in_encoders = {id(m) for name in model.pretrained_modules
-                   for m in getattr(model, name).modules()}
+    in_encoders = {
+        id(m) for name in model.pretrained_modules for m in getattr(model, name).modules()
+    }
     assert any(id(m) in in_encoders for m in norms)
     for module in norms:
         assert module.training == (id(module) not in in_encoders)
@@ -258,9 +286,16 @@ def test_reload_builds_the_encoders_without_weights(two_encoders, tmp_path, monk
     images = torch.rand(8, 3, 32, 32)
     loader = torch.utils.data.DataLoader(
         [{"image": images[i], "mos": torch.rand(()), "index": torch.tensor(i)} for i in range(8)],
-        batch_size=4)
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+        batch_size=4,
+    )
+    trainer = L.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, train_dataloaders=loader)
     trainer.save_checkpoint(tmp_path / "toy.ckpt")
     weights.unlink()  # the first encoder's weights file is gone
@@ -293,7 +328,6 @@ def test_pretrained_modules_must_name_submodules():
         probe.on_train_epoch_start()
 
 
-
 @pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "mobilenetv3_small_050"])
 def test_backbone_pools_a_padded_batch_over_real_pixels(name):
     backbone = Backbone(name=name).eval()
@@ -311,6 +345,7 @@ def test_backbone_pools_a_padded_batch_over_real_pixels(name):
 
 # --- data=mixed: one bad-input setting, references under each member's folder --------------------
 
+
 class WithReferences(FolderDataModule):
     """A planted database whose records name a reference (``ref_<image>``) beside each image."""
 
@@ -320,8 +355,14 @@ class WithReferences(FolderDataModule):
         return records
 
 
-def _member(folder: Path, name: str, images: list[str], on_bad: str, broken: str | None = None,
-            seed: int = 0):
+def _member(
+    folder: Path,
+    name: str,
+    images: list[str],
+    on_bad: str,
+    broken: str | None = None,
+    seed: int = 0,
+):
     plant(folder, {n: png_bytes(pattern(seed=seed + i)) for i, n in enumerate(images)})
     plant(folder, {f"ref_{n}": png_bytes(pattern(seed=seed + i)) for i, n in enumerate(images)})
     if broken:
@@ -335,12 +376,18 @@ def _mixed(tmp_path, mixed_on_bad: str, member_on_bad: str):
     from iqa_lab.data.mixed import MixedDataModule
 
     images = [f"img{i}.png" for i in range(6)]
-    members = {"a": _member(tmp_path / "a", "a", images, member_on_bad, broken="img2.png"),
-               "b": _member(tmp_path / "b", "b", images, member_on_bad, seed=10)}
-    return MixedDataModule(databases=members, name="mixed", data_dir=str(tmp_path),
-                           transforms={}, on_bad=mixed_on_bad,
-                           protocol={"name": "random", "train_fraction": 0.5,
-                                     "val_fraction": 0.5})
+    members = {
+        "a": _member(tmp_path / "a", "a", images, member_on_bad, broken="img2.png"),
+        "b": _member(tmp_path / "b", "b", images, member_on_bad, seed=10),
+    }
+    return MixedDataModule(
+        databases=members,
+        name="mixed",
+        data_dir=str(tmp_path),
+        transforms={},
+        on_bad=mixed_on_bad,
+        protocol={"name": "random", "train_fraction": 0.5, "val_fraction": 0.5},
+    )
 
 
 def test_mixed_on_bad_governs_every_member(tmp_path):

@@ -33,8 +33,9 @@ def _image(path, seed: int, size=(8, 6)) -> None:
 
 
 def _datamodule(make_cfg, name: str, data_dir, *overrides):
-    cfg = make_cfg(overrides=[f"data={name}", f"data.data_dir={data_dir}", *SPLIT, *overrides],
-                   tiny=False)
+    cfg = make_cfg(
+        overrides=[f"data={name}", f"data.data_dir={data_dir}", *SPLIT, *overrides], tiny=False
+    )
     return hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
 
 
@@ -97,15 +98,19 @@ def test_kadid10k_records(make_cfg, tmp_path):
     datamodule = _setup(make_cfg, "kadid10k", tmp_path)
     records = datamodule.records
     assert len(records) == 4 * 3 * 2 == len(expected)
-    assert list(records.columns[:len(RECORD_COLUMNS)]) == RECORD_COLUMNS
+    assert list(records.columns[: len(RECORD_COLUMNS)]) == RECORD_COLUMNS
     assert (datamodule.mos_range, datamodule.lower_better) == ((1, 5), False)
     for image, (score, var, ref, kind, level) in expected.items():
         row = _row(records, image)
         assert row["mos_raw"] == pytest.approx(score)
         assert row["mos"] == pytest.approx((score - 1) / 4)  # a MOS: not flipped
         assert row["mos_std"] == pytest.approx(math.sqrt(var))
-        assert (row["ref"], row["dist_type"], row["dist_level"], row["db"]) == \
-            (ref, kind, level, "kadid10k")
+        assert (row["ref"], row["dist_type"], row["dist_level"], row["db"]) == (
+            ref,
+            kind,
+            level,
+            "kadid10k",
+        )
     assert records["ref"].nunique() == 4
     assert sum(len(ds) for ds in datamodule.datasets.values()) == 24
     item = datamodule.datasets["train"][0]
@@ -118,15 +123,27 @@ def test_kadid10k_records(make_cfg, tmp_path):
 
 def _direct_psnr(distorted: Path, reference: Path) -> float:
     """piq's PSNR as fr.py documents it: 8-bit RGB on [0, 1] (data_range 1), on luminance."""
-    x, y = (torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)[None]
-            .double() / 255 for p in (distorted, reference))
+    x, y = (
+        torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)[None].double()
+        / 255
+        for p in (distorted, reference)
+    )
     return float(piq.psnr(x, y, data_range=1.0, convert_to_greyscale=True))
 
 
 def test_kadid10k_psnr_through_model_classical(make_cfg, tmp_path):
     _kadid(tmp_path)
-    cfg = make_cfg("eval", ["model=classical", "model.metric=psnr", "data=kadid10k",
-                            f"data.data_dir={tmp_path}", *SPLIT], tiny=False)
+    cfg = make_cfg(
+        "eval",
+        [
+            "model=classical",
+            "model.metric=psnr",
+            "data=kadid10k",
+            f"data.data_dir={tmp_path}",
+            *SPLIT,
+        ],
+        tiny=False,
+    )
     datamodule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
     datamodule.setup()
     model = hydra.utils.instantiate(cfg.model)
@@ -174,8 +191,10 @@ def _tid2013(root, with_std: bool = True):
     mos_lines, std_lines, expected = [], [], {}
     seed = 100
     for ref in (1, 2, 3, 25):
-        _image(root / "reference_images" / ("i25.bmp" if ref == 25 else f"I{ref:02d}.BMP"),
-               seed := seed + 1)
+        _image(
+            root / "reference_images" / ("i25.bmp" if ref == 25 else f"I{ref:02d}.BMP"),
+            seed := seed + 1,
+        )
         for kind in TID_TYPES:
             for level in (1, 5):
                 name = _tid_name(ref, kind, level)
@@ -186,8 +205,13 @@ def _tid2013(root, with_std: bool = True):
                 std = round(0.1 + 0.02 * level, 5)
                 mos_lines.append(f"{mos:.5f} {name}")
                 std_lines.append(f"{std:.5f}")
-                expected[f"distorted_images/{on_disk}"] = (mos, std, f"I{ref:02d}",
-                                                           TID_TYPES[kind], level)
+                expected[f"distorted_images/{on_disk}"] = (
+                    mos,
+                    std,
+                    f"I{ref:02d}",
+                    TID_TYPES[kind],
+                    level,
+                )
                 _image(root / "distorted_images" / on_disk, seed := seed + 1)
     # The release's text files have Windows line ends.
     (root / "mos_with_names.txt").write_bytes(("\r\n".join(mos_lines) + "\r\n").encode())
@@ -210,26 +234,33 @@ def test_tid2013_records(make_cfg, tmp_path):
         assert (row["ref"], row["dist_type"], row["dist_level"]) == (ref, kind, level)
     # "i25_..." and "I25" are one content; "i01_..." and "I01_..." too.
     assert records.groupby("ref").size().to_dict() == {"I01": 6, "I02": 6, "I03": 6, "I25": 6}
-    assert {"distorted_images/I01_11_1.BMP", "distorted_images/i25_01_1.bmp"} <= \
-        set(records["image"])
+    assert {"distorted_images/I01_11_1.BMP", "distorted_images/i25_01_1.bmp"} <= set(
+        records["image"]
+    )
     # The label's "i02_01_1.bmp" is the file "I02_01_1.bmp": the record points at the real file
     # and the resolution is noted, not dropped.
     assert datamodule.bad_inputs == []
-    assert [note["image"] for note in datamodule.input_notes] == \
-        [f"distorted_images/{TID_CASE_MISMATCH[0]}"]
+    assert [note["image"] for note in datamodule.input_notes] == [
+        f"distorted_images/{TID_CASE_MISMATCH[0]}"
+    ]
     assert "case-resolved" in datamodule.input_notes[0]["note"]
     # References as stored, whatever the case: I01.BMP ... and the release's i25.bmp.
     assert records.groupby("ref")["reference"].unique().map(list).to_dict() == {
-        "I01": ["reference_images/I01.BMP"], "I02": ["reference_images/I02.BMP"],
-        "I03": ["reference_images/I03.BMP"], "I25": ["reference_images/i25.bmp"]}
+        "I01": ["reference_images/I01.BMP"],
+        "I02": ["reference_images/I02.BMP"],
+        "I03": ["reference_images/I03.BMP"],
+        "I25": ["reference_images/i25.bmp"],
+    }
     _check_references(datamodule)
 
 
 def test_tid2013_reference_names_without_the_folder(make_cfg, tmp_path):
     _tid2013(tmp_path)
     datamodule = _datamodule(make_cfg, "tid2013", tmp_path)
-    assert _row(datamodule.load_records(), "distorted_images/i25_01_1.bmp")["reference"] == \
-        "reference_images/i25.bmp"
+    assert (
+        _row(datamodule.load_records(), "distorted_images/i25_01_1.bmp")["reference"]
+        == "reference_images/i25.bmp"
+    )
     for path in (tmp_path / "reference_images").iterdir():
         path.unlink()
     (tmp_path / "reference_images").rmdir()
@@ -256,8 +287,14 @@ def test_tid2013_without_std_and_label_errors(make_cfg, tmp_path):
 
 # ------------------------------------------------------------------------------ LIVE release 2
 LIVE_FOLDERS = {"jp2k": 227, "jpeg": 233, "wn": 174, "gblur": 174, "fastfading": 174}
-LIVE_REFS = ["bikes.bmp", "buildings.bmp", "caps.bmp", "lighthouse2.bmp", "parrots.bmp",
-             "womanhat.bmp"]
+LIVE_REFS = [
+    "bikes.bmp",
+    "buildings.bmp",
+    "caps.bmp",
+    "lighthouse2.bmp",
+    "parrots.bmp",
+    "womanhat.bmp",
+]
 
 
 def _cell(strings) -> np.ndarray:
@@ -273,12 +310,14 @@ def _live(root, realigned: bool = True):
     total = sum(LIVE_FOLDERS.values())
     index = np.arange(total)
     refnames = [LIVE_REFS[i % len(LIVE_REFS)] for i in index]
-    orgs = (index % 5 == 0).astype(float)             # about the release's 203 of 982
+    orgs = (index % 5 == 0).astype(float)  # about the release's 203 of 982
     dmos = np.where(orgs == 1, 0.0, 20 + (index % 70)).astype(float)
     std = 5 + (index % 9) / 10
     if realigned:
-        savemat(root / "dmos_realigned.mat", {"dmos_new": dmos[None], "dmos_std": std[None],
-                                              "orgs": orgs[None]})
+        savemat(
+            root / "dmos_realigned.mat",
+            {"dmos_new": dmos[None], "dmos_std": std[None], "orgs": orgs[None]},
+        )
     else:
         savemat(root / "dmos.mat", {"dmos": dmos[None], "orgs": orgs[None]})
     savemat(root / "refnames_all.mat", {"refnames_all": _cell(refnames)})
@@ -287,12 +326,18 @@ def _live(root, realigned: bool = True):
     expected, offset = {}, 0
     for folder, count in LIVE_FOLDERS.items():
         lines = []
-        for k in reversed(range(1, count + 1)):        # info.txt is not in image order
+        for k in reversed(range(1, count + 1)):  # info.txt is not in image order
             i = offset + k - 1
             level = round(0.05 * k, 4)
             lines.append(f"{refnames[i]} img{k}.bmp {level}")
-            expected[f"{folder}/img{k}.bmp"] = (dmos[i], std[i], refnames[i][:-4], folder,
-                                                level, orgs[i] == 1)
+            expected[f"{folder}/img{k}.bmp"] = (
+                dmos[i],
+                std[i],
+                refnames[i][:-4],
+                folder,
+                level,
+                orgs[i] == 1,
+            )
             _image(root / folder / f"img{k}.bmp", 2000 + i)
         # gblur's info.txt separates its lines with blank ones, as the release does.
         separator = "\r\n\r\n" if folder == "gblur" else "\r\n"
@@ -316,8 +361,10 @@ def test_live_records(make_cfg, tmp_path):
         assert (row["ref"], row["dist_type"], row["dist_level"]) == (ref, folder, level)
     assert records["dist_type"].value_counts().to_dict() == {
         folder: count - len([k for k in range(count) if (offset + k) % 5 == 0])
-        for folder, count, offset in zip(LIVE_FOLDERS, LIVE_FOLDERS.values(),
-                                         np.cumsum([0, *LIVE_FOLDERS.values()]))}
+        for folder, count, offset in zip(
+            LIVE_FOLDERS, LIVE_FOLDERS.values(), np.cumsum([0, *LIVE_FOLDERS.values()])
+        )
+    }
     # refimgs/<the entry's refnames_all name>.
     assert (records["reference"] == "refimgs/" + records["ref"] + ".bmp").all()
     _check_references(datamodule)
@@ -334,8 +381,9 @@ def test_live_dmos_mat_and_references(make_cfg, tmp_path):
     copies = records["image"].map(lambda image: expected[image][-1])
     assert copies.sum() == 197
     assert (records.loc[copies, "reference"] == records.loc[copies, "image"]).all()
-    assert (records.loc[~copies, "reference"] == "refimgs/" + records.loc[~copies, "ref"]
-            + ".bmp").all()
+    assert (
+        records.loc[~copies, "reference"] == "refimgs/" + records.loc[~copies, "ref"] + ".bmp"
+    ).all()
     assert _row(records, "jp2k/img2.bmp")["reference"] == "refimgs/buildings.bmp"
     _check_references(datamodule, records)
 
@@ -350,8 +398,10 @@ def test_live_label_file_errors(make_cfg, tmp_path):
     (tmp_path / "gblur" / "info.txt").write_text("bikes.bmp img1.bmp\n")
     with pytest.raises(LabelFileError, match=r"gblur/info\.txt: line 1"):
         datamodule.load_records()
-    savemat(tmp_path / "dmos_realigned.mat", {"dmos_new": np.zeros((1, 981)),
-                                              "orgs": np.zeros((1, 981))})
+    savemat(
+        tmp_path / "dmos_realigned.mat",
+        {"dmos_new": np.zeros((1, 981)), "orgs": np.zeros((1, 981))},
+    )
     with pytest.raises(LabelFileError, match=r"'dmos_new' has 981 entries; LIVE release 2 has 982"):
         datamodule.load_records()
     (tmp_path / "refnames_all.mat").unlink()
@@ -361,9 +411,14 @@ def test_live_label_file_errors(make_cfg, tmp_path):
 
 # -------------------------------------------------------------------------------------- CSIQ
 # dst_type in the sheet -> (dst_idx, folder under dst_imgs, tag in the file name), as released.
-CSIQ_TYPES = {"noise": (1, "awgn", "AWGN"), "jpeg": (2, "jpeg", "JPEG"),
-              "jpeg 2000": (3, "jpeg2000", "jpeg2000"), "fnoise": (4, "fnoise", "fnoise"),
-              "blur": (5, "blur", "BLUR"), "contrast": (6, "contrast", "contrast")}
+CSIQ_TYPES = {
+    "noise": (1, "awgn", "AWGN"),
+    "jpeg": (2, "jpeg", "JPEG"),
+    "jpeg 2000": (3, "jpeg2000", "jpeg2000"),
+    "fnoise": (4, "fnoise", "fnoise"),
+    "blur": (5, "blur", "BLUR"),
+    "contrast": (6, "contrast", "contrast"),
+}
 CSIQ_HEADER = ["image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"]
 
 
@@ -375,8 +430,13 @@ def _csiq_rows():
                 dmos = round(0.1 * level + 0.01 * r + 0.001 * idx, 3)
                 std = round(0.05 + 0.01 * r, 3)
                 rows.append([ref, idx, dst_type, level, std, dmos])
-                expected[f"dst_imgs/{folder}/{ref}.{tag}.{level}.png"] = (dmos, std, str(ref),
-                                                                           folder, level)
+                expected[f"dst_imgs/{folder}/{ref}.{tag}.{level}.png"] = (
+                    dmos,
+                    std,
+                    str(ref),
+                    folder,
+                    level,
+                )
     return rows, expected
 
 
@@ -422,8 +482,10 @@ def test_csiq_xlsx_records(make_cfg, tmp_path):
     assert (datamodule.mos_range, datamodule.lower_better) == ((0, 1), True)
     _check_csiq(datamodule.records, expected)
     assert "dst_imgs/awgn/1600.AWGN.2.png" in set(datamodule.records["image"])
-    assert _row(datamodule.records, "dst_imgs/awgn/1600.AWGN.2.png")["reference"] == \
-        "src_imgs/1600.png"
+    assert (
+        _row(datamodule.records, "dst_imgs/awgn/1600.AWGN.2.png")["reference"]
+        == "src_imgs/1600.png"
+    )
     _check_references(datamodule)
 
 
@@ -446,11 +508,15 @@ def test_csiq_label_file_errors(make_cfg, tmp_path):
         wrong_sheet.load_records()
     (tmp_path / "csiq.DMOS.csv").write_text("image,dst_type,dst_lev,dmos\n1600,noise,1,0.1\n")
     as_csv = _datamodule(make_cfg, "csiq", tmp_path, "data.label_file=csiq.DMOS.csv")
-    with pytest.raises(LabelFileError, match=r"csiq\.DMOS\.csv: missing column\(s\) "
-                                             r"\['dst_idx', 'dmos_std'\]"):
+    with pytest.raises(
+        LabelFileError,
+        match=r"csiq\.DMOS\.csv: missing column\(s\) "
+        r"\['dst_idx', 'dmos_std'\]",
+    ):
         as_csv.load_records()
     (tmp_path / "csiq.DMOS.csv").write_text(
-        ",".join(CSIQ_HEADER) + "\n1600,1,gaussian,1,0.01,0.1\n")
+        ",".join(CSIQ_HEADER) + "\n1600,1,gaussian,1,0.01,0.1\n"
+    )
     with pytest.raises(LabelFileError, match=r"unknown dst_type \['gaussian'\]"):
         as_csv.load_records()
 
@@ -468,9 +534,11 @@ def _livemd(root):
         names, scores = [], []
         for r, ref in enumerate(LIVEMD_REFS):
             _image(root / part / folder / f"{ref}.bmp", seed := seed + 1)
-            for stages, kind, level in ((f"blur{p + 1}", "blur", p + 1),
-                                        (f"{second}2", second, 2),
-                                        (f"blur1_{second}3", f"blur+{second}", 4)):
+            for stages, kind, level in (
+                (f"blur{p + 1}", "blur", p + 1),
+                (f"{second}2", second, 2),
+                (f"blur1_{second}3", f"blur+{second}", 4),
+            ):
                 name = f"{ref}_{stages}.bmp"
                 score = round(10 + 5 * level + r + 0.1 * p, 4)
                 names.append(name)
@@ -480,8 +548,10 @@ def _livemd(root):
         # As MATLAB stores them: distimgs an N x 1 cell, DMOSscores a 1 x N row.
         cell = np.empty((len(names), 1), dtype=object)
         cell[:, 0] = names
-        savemat(root / part / "Imagelists.mat", {"distimgs": cell, "refimgs": _cell(
-            [f"{ref}.bmp" for ref in LIVEMD_REFS]).T})
+        savemat(
+            root / part / "Imagelists.mat",
+            {"distimgs": cell, "refimgs": _cell([f"{ref}.bmp" for ref in LIVEMD_REFS]).T},
+        )
         savemat(root / part / "Scores.mat", {"DMOSscores": np.array(scores)[None]})
     return expected
 
@@ -501,10 +571,17 @@ def test_livemd_records(make_cfg, tmp_path):
     # One content across both parts: 6 images per reference, all on one side.
     assert records.groupby("ref").size().to_dict() == {ref: 6 for ref in LIVEMD_REFS}
     # The reference beside the image, in its own part's folder.
-    assert (records["reference"] == records["image"].map(lambda image: Path(image).parent)
-            .map(Path.as_posix) + "/" + records["ref"] + ".bmp").all()
-    assert _row(records, "Part 2/blurnoise/cows_blur1_noise3.bmp")["reference"] == \
-        "Part 2/blurnoise/cows.bmp"
+    assert (
+        records["reference"]
+        == records["image"].map(lambda image: Path(image).parent).map(Path.as_posix)
+        + "/"
+        + records["ref"]
+        + ".bmp"
+    ).all()
+    assert (
+        _row(records, "Part 2/blurnoise/cows_blur1_noise3.bmp")["reference"]
+        == "Part 2/blurnoise/cows.bmp"
+    )
     _check_references(datamodule)
 
 
@@ -512,8 +589,11 @@ def test_livemd_label_file_errors(make_cfg, tmp_path):
     from scipy.io import savemat
 
     datamodule = _datamodule(make_cfg, "livemd", tmp_path)
-    with pytest.raises(LabelFileError, match=r"Part 1/Imagelists\.mat: MATLAB file with "
-                                             r"'distimgs' not found"):
+    with pytest.raises(
+        LabelFileError,
+        match=r"Part 1/Imagelists\.mat: MATLAB file with "
+        r"'distimgs' not found",
+    ):
         datamodule.load_records()
     _livemd(tmp_path)
     savemat(tmp_path / "Part 2" / "Scores.mat", {"DMOSscores": np.zeros((1, 11))})

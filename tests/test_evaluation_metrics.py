@@ -53,9 +53,11 @@ def test_evs_and_r2_differ_on_biased_predictions():
 
 @pytest.mark.parametrize("func", [M.srcc, M.krcc, M.plcc, M.plcc_fitted])
 def test_constant_or_short_input_gives_nan_with_a_warning(func):
-    for pred, mos, says in (([0.5] * 10, np.arange(10.0), "constant input"),
-                            ([1.0], [2.0], "fewer than two or non-finite"),
-                            ([1.0, np.nan, 3.0], [1.0, 2.0, 3.0], "fewer than two or non-finite")):
+    for pred, mos, says in (
+        ([0.5] * 10, np.arange(10.0), "constant input"),
+        ([1.0], [2.0], "fewer than two or non-finite"),
+        ([1.0, np.nan, 3.0], [1.0, 2.0, 3.0], "fewer than two or non-finite"),
+    ):
         with pytest.warns(RuntimeWarning, match=says):
             assert np.isnan(func(pred, mos))
 
@@ -93,9 +95,9 @@ def test_logistic_fit_converges_on_100_random_monotone_cases(params):
 def test_logistic_fit_falls_back_to_raw_predictions_with_a_warning():
     x = np.arange(4.0)
     with pytest.warns(RuntimeWarning, match="logistic"):
-        assert M.fit_logistic(x, x ** 2, 5) is None  # fewer points than parameters
+        assert M.fit_logistic(x, x**2, 5) is None  # fewer points than parameters
     with pytest.warns(RuntimeWarning):
-        assert np.array_equal(M.map_logistic(x, x ** 2, 5), x)
+        assert np.array_equal(M.map_logistic(x, x**2, 5), x)
 
 
 def test_logistic_4_recovers_known_parameters():
@@ -171,7 +173,7 @@ def test_model_comparison_detects_a_better_model_and_is_antisymmetric():
 def test_williams_matches_its_formula_on_a_hand_example():
     # r12=.5, r13=.3, r23=.4, n=50: |R| = 1-.25-.09-.16+2*.5*.3*.4 = 0.62
     det, rbar = 0.62, 0.4
-    expected = 0.2 * np.sqrt(49 * 1.4 / (2 * 49 / 47 * det + rbar ** 2 * 0.6 ** 3))
+    expected = 0.2 * np.sqrt(49 * 1.4 / (2 * 49 / 47 * det + rbar**2 * 0.6**3))
     result = M.williams_test(0.5, 0.3, 0.4, 50)
     assert result["statistic"] == pytest.approx(expected, rel=1e-12)
     assert result["p_value"] == pytest.approx(2 * stats.t.sf(expected, 47), rel=1e-12)
@@ -185,11 +187,13 @@ def test_epoch_metrics_of_the_model_accumulate_the_whole_epoch(data, dtype):
     batches = [slice(start, start + 16) for start in range(0, len(pred), 16)]
     collection = epoch_metrics("test/")
     for batch in batches:
-        collection.update(torch.tensor(pred[batch], dtype=dtype),
-                          torch.tensor(mos[batch], dtype=dtype))
+        collection.update(
+            torch.tensor(pred[batch], dtype=dtype), torch.tensor(mos[batch], dtype=dtype)
+        )
     values = {k: float(v) for k, v in collection.compute().items()}
-    reference = M.summary(pred.astype(np.float32).astype(float), mos.astype(np.float32)
-                          .astype(float))
+    reference = M.summary(
+        pred.astype(np.float32).astype(float), mos.astype(np.float32).astype(float)
+    )
     for key in ("srcc", "plcc", "krcc", "rmse"):
         assert values[f"test/{key}"] == pytest.approx(reference[key], abs=1e-6), key
     per_batch = np.mean([M.srcc(pred[batch], mos[batch]) for batch in batches])
@@ -201,8 +205,26 @@ def test_full_summary_has_every_metric_of_the_issue():
     pred = rng.uniform(size=120)
     mos = pred + rng.normal(scale=0.1, size=120)
     out = M.full_summary(pred, mos, mos_std=np.full(120, 0.1), quantile=0.9, resamples=100)
-    for key in ("srcc", "plcc", "krcc", "rmse", "plcc_l4", "plcc_l5", "rmse_l4", "rmse_l5", "mae",
-                "evs", "r2", "pinball_q0.9", "slope", "intercept", "outlier_ratio",
-                "srcc_ci_low", "srcc_ci_high", "plcc_ci_low", "plcc_ci_high"):
+    for key in (
+        "srcc",
+        "plcc",
+        "krcc",
+        "rmse",
+        "plcc_l4",
+        "plcc_l5",
+        "rmse_l4",
+        "rmse_l5",
+        "mae",
+        "evs",
+        "r2",
+        "pinball_q0.9",
+        "slope",
+        "intercept",
+        "outlier_ratio",
+        "srcc_ci_low",
+        "srcc_ci_high",
+        "plcc_ci_low",
+        "plcc_ci_high",
+    ):
         assert np.isfinite(out[key]), key
     assert out["srcc_ci_low"] <= out["srcc"] <= out["srcc_ci_high"]

@@ -49,7 +49,10 @@ def test_writers_never_share_a_temporary_name(tmp_path):
 
 def test_the_module_imports_nothing_from_iqa_lab():
     tree = ast.parse(Path(iqa_lab.files.__file__).read_text())
-    imported = [node.module if isinstance(node, ast.ImportFrom) else alias.name
-                for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
-                for alias in node.names]
+    imported = [
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    ]
     assert not [name for name in imported if name and name.startswith("iqa_lab")]

@@ -18,12 +18,19 @@ import torch
 from PIL import Image
 
 from iqa_lab.data.datamodule import BadInputError
-from iqa_lab.data.images import (BadImageError, FileResolver, load_rgb, probe_image)
+from iqa_lab.data.images import BadImageError, FileResolver, load_rgb, probe_image
 from iqa_lab.data.label_files import decode_text, read_table
 from iqa_lab.models.base import IQAModule
 from tests.conftest import SHARED
-from tests.planted import (FolderDataModule, corrupt_middle_png, jpeg_bytes, labels, pattern,
-                           plant, png_bytes)
+from tests.planted import (
+    FolderDataModule,
+    corrupt_middle_png,
+    jpeg_bytes,
+    labels,
+    pattern,
+    plant,
+    png_bytes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +42,7 @@ def write(path: Path, content: bytes) -> Path:
 
 
 # --- decoding ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cut", [2, 100, 1000])
 def test_truncated_jpeg_is_refused_naming_the_file(tmp_path, cut):
@@ -115,8 +123,9 @@ def test_transparency_is_composited_on_white(tmp_path):
     palette.putdata([0, 1])
     palette.save(tmp_path / "palette.png", transparency=0)
     assert Image.open(tmp_path / "palette.png").mode == "P"
-    np.testing.assert_array_equal(load_rgb(tmp_path / "palette.png"),
-                                  [[[255, 255, 255], [200, 100, 50]]])
+    np.testing.assert_array_equal(
+        load_rgb(tmp_path / "palette.png"), [[[255, 255, 255], [200, 100, 50]]]
+    )
 
     grey_alpha = np.array([[[100, 0], [100, 255], [100, 128]]], np.uint8)
     Image.fromarray(grey_alpha, "LA").save(tmp_path / "la.png")
@@ -125,8 +134,9 @@ def test_transparency_is_composited_on_white(tmp_path):
 
     rgba = np.array([[[10, 20, 30, 0], [10, 20, 30, 255]]], np.uint8)
     write(tmp_path / "rgba.png", png_bytes(rgba))
-    np.testing.assert_array_equal(load_rgb(tmp_path / "rgba.png"),
-                                  [[[255, 255, 255], [10, 20, 30]]])
+    np.testing.assert_array_equal(
+        load_rgb(tmp_path / "rgba.png"), [[[255, 255, 255], [10, 20, 30]]]
+    )
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -143,18 +153,25 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_decompression_bombs_are_refused_naming_the_setting(tmp_path, monkeypatch):
     path = write(tmp_path / "huge.png", png_bytes(pattern(100, 100)))
     for check in (load_rgb, probe_image):
-        with pytest.raises(BadImageError, match=r"huge\.png: 100x100 = 10,000 pixels exceeds "
-                                                r"data\.max_pixels=5,000"):
+        with pytest.raises(
+            BadImageError,
+            match=r"huge\.png: 100x100 = 10,000 pixels exceeds "
+            r"data\.max_pixels=5,000",
+        ):
             check(path, max_pixels=5000)
     assert load_rgb(path, max_pixels=10_000).shape == (100, 100, 3)
     # PIL's own hard limit (2 x Image.MAX_IMAGE_PIXELS) becomes our error too.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with pytest.raises(BadImageError, match=r"huge\.png: refused as a decompression bomb.*"
-                                            r"data\.max_pixels"):
+    with pytest.raises(
+        BadImageError,
+        match=r"huge\.png: refused as a decompression bomb.*"
+        r"data\.max_pixels",
+    ):
         load_rgb(path)
 
 
 # --- finding files -------------------------------------------------------------------------------
+
 
 def test_case_mismatch_is_resolved_when_unique(tmp_path):
     write(tmp_path / "Images" / "ss02 (1014).JPG", b"x")
@@ -166,8 +183,9 @@ def test_case_mismatch_is_resolved_when_unique(tmp_path):
     assert found.note == "case-resolved: 'ss02 (1014).jpg' → 'ss02 (1014).JPG'"
     found = resolver.resolve(tmp_path / "images" / "ss02 (1014).jpg")
     assert found.path == tmp_path / "Images" / "ss02 (1014).JPG"
-    assert found.note == ("case-resolved: 'images' → 'Images', "
-                          "'ss02 (1014).jpg' → 'ss02 (1014).JPG'")
+    assert found.note == (
+        "case-resolved: 'images' → 'Images', 'ss02 (1014).jpg' → 'ss02 (1014).JPG'"
+    )
     ambiguous = resolver.resolve(tmp_path / "Images" / "B.JPG")
     assert ambiguous.path is None and "ambiguous: ['B.jpg', 'b.JPG']" in ambiguous.reason
     assert resolver.resolve(tmp_path / "Images" / "B.jpg").path == tmp_path / "Images" / "B.jpg"
@@ -200,8 +218,11 @@ def test_each_bad_file_is_refused_under_raise_and_dropped_under_skip(tmp_path, n
     bad = {name: BAD_FILES[name]} if name in BAD_FILES else {}
     frame = planted_database(tmp_path, bad, extra=[] if bad else [name])
     strict = FolderDataModule(frame, tmp_path, max_pixels=10_000)
-    with pytest.raises(BadInputError, match=rf"(?s)1 of 9 records of 'planted'.*{name}.*"
-                                            r"data\.on_bad=skip"):
+    with pytest.raises(
+        BadInputError,
+        match=rf"(?s)1 of 9 records of 'planted'.*{name}.*"
+        r"data\.on_bad=skip",
+    ):
         strict.setup()
     lenient = FolderDataModule(frame, tmp_path, max_pixels=10_000, on_bad="skip")
     lenient.setup()
@@ -225,31 +246,44 @@ def test_raise_names_every_bad_record_at_once(tmp_path):
 
 def test_label_problems_are_dropped_and_listed_under_skip(tmp_path):
     frame = planted_database(tmp_path, {})
-    frame = pd.concat([frame, labels(["good1.png", "nan.png"], [0.9, np.nan])],
-                      ignore_index=True)
+    frame = pd.concat([frame, labels(["good1.png", "nan.png"], [0.9, np.nan])], ignore_index=True)
     datamodule = FolderDataModule(frame, tmp_path, on_bad="skip")
     datamodule.setup()
     assert sorted(datamodule.records["image"]) == [n for n in GOOD if n != "good1.png"]
     reasons = {(item["image"], item["reason"]) for item in datamodule.bad_inputs}
-    assert reasons == {("good1.png", "label: image listed twice or more (2 rows, MOS "
-                                     f"{frame.at[1, 'mos_raw']}, 0.9)"),
-                       ("nan.png", "label: MOS is not a finite number (mos_raw=nan)")}
+    assert reasons == {
+        (
+            "good1.png",
+            f"label: image listed twice or more (2 rows, MOS {frame.at[1, 'mos_raw']}, 0.9)",
+        ),
+        ("nan.png", "label: MOS is not a finite number (mos_raw=nan)"),
+    }
 
 
 def test_case_mismatch_and_wrong_extension_keep_the_record(tmp_path):
     plant(tmp_path, {name: png_bytes(pattern(seed=i + 1)) for i, name in enumerate(GOOD)})
-    plant(tmp_path, {"ss02 (1014).JPG": jpeg_bytes(pattern(seed=30)),
-                     "really_png.jpg": png_bytes(pattern(seed=31))})
+    plant(
+        tmp_path,
+        {
+            "ss02 (1014).JPG": jpeg_bytes(pattern(seed=30)),
+            "really_png.jpg": png_bytes(pattern(seed=31)),
+        },
+    )
     frame = labels(GOOD + ["ss02 (1014).jpg", "really_png.jpg"])
     datamodule = FolderDataModule(frame, tmp_path)
     datamodule.setup()
     assert datamodule.bad_inputs == []
     assert "ss02 (1014).JPG" in set(datamodule.records["image"])
     assert datamodule.input_notes == [
-        {"image": "ss02 (1014).jpg",
-         "note": "case-resolved: 'ss02 (1014).jpg' → 'ss02 (1014).JPG'"},
-        {"image": "really_png.jpg",
-         "note": "wrong extension: PNG content named '.jpg'; decoded by content"}]
+        {
+            "image": "ss02 (1014).jpg",
+            "note": "case-resolved: 'ss02 (1014).jpg' → 'ss02 (1014).JPG'",
+        },
+        {
+            "image": "really_png.jpg",
+            "note": "wrong extension: PNG content named '.jpg'; decoded by content",
+        },
+    ]
 
 
 def _all_items(datamodule, split: str) -> list[dict]:
@@ -262,9 +296,13 @@ def _all_items(datamodule, split: str) -> list[dict]:
 
 def test_decode_failure_found_late_is_dropped_and_listed_under_skip(tmp_path):
     frame = planted_database(tmp_path, {"broken.png": corrupt_middle_png(pattern(seed=40))})
-    datamodule = FolderDataModule(frame, tmp_path, on_bad="skip", batch_size=1,
-                                  protocol={"name": "random", "train_fraction": 0.5,
-                                            "val_fraction": 0.5, "seed": 0})
+    datamodule = FolderDataModule(
+        frame,
+        tmp_path,
+        on_bad="skip",
+        batch_size=1,
+        protocol={"name": "random", "train_fraction": 0.5, "val_fraction": 0.5, "seed": 0},
+    )
     datamodule.setup()
     assert datamodule.bad_inputs == []  # header and end marker are fine: setup cannot tell
     split = datamodule.records.set_index("image").at["broken.png", "split"]
@@ -298,15 +336,25 @@ class MeanColour(IQAModule):
 @pytest.mark.parametrize("seed, split", [(1, "train"), (3, "val"), (0, "test")])
 def test_a_run_survives_a_late_decode_failure_and_reports_it(tmp_path, seed, split):
     frame = planted_database(tmp_path, {"broken.png": corrupt_middle_png(pattern(seed=40))})
-    datamodule = FolderDataModule(frame, tmp_path, on_bad="skip", batch_size=1,
-                                  protocol={"name": "random", "train_fraction": 0.5,
-                                            "val_fraction": 0.5, "seed": seed})
+    datamodule = FolderDataModule(
+        frame,
+        tmp_path,
+        on_bad="skip",
+        batch_size=1,
+        protocol={"name": "random", "train_fraction": 0.5, "val_fraction": 0.5, "seed": seed},
+    )
     datamodule.setup()
     broken = int(datamodule.records.index[datamodule.records["image"] == "broken.png"][0])
     assert datamodule.records.at[broken, "split"] == split  # its batch of one arrives empty
     model = MeanColour()
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(model, datamodule=datamodule)
     trainer.test(model, datamodule=datamodule, verbose=False)
     tested = set(model.test_predictions["index"].tolist())
@@ -317,6 +365,7 @@ def test_a_run_survives_a_late_decode_failure_and_reports_it(tmp_path, seed, spl
 
 # --- label files ---------------------------------------------------------------------------------
 
+
 def test_cp1252_label_file_is_read(tmp_path, caplog):
     path = tmp_path / "labels.csv"
     path.write_bytes("Bild,MOS\ncafé_über.jpg,3.5\nnaïve.jpg,4\n".encode("cp1252"))
@@ -326,6 +375,7 @@ def test_cp1252_label_file_is_read(tmp_path, caplog):
 
 
 # --- scale ---------------------------------------------------------------------------------------
+
 
 def test_setup_of_a_10k_image_database_takes_seconds_and_little_memory(tmp_path):
     """Setup (labels, screening, splits, leakage guard, datasets) in a fresh process: its CPU time
@@ -358,8 +408,9 @@ def test_setup_of_a_10k_image_database_takes_seconds_and_little_memory(tmp_path)
                           "growth_mb": memory_mb("VmHWM") - before,
                           "sizes": datamodule.split_sizes()}}))
     """)
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     print(result)
     assert sum(result["sizes"].values()) == 10_000

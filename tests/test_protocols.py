@@ -14,15 +14,18 @@ import pytest
 from PIL import Image
 
 from iqa_lab.data.datamodule import IQADataModule
-from iqa_lab.data.records import make_records
 from iqa_lab.data.leakage import LeakageError, check_leakage, find_leaks
 from iqa_lab.data.protocols import Protocol, assign_splits
+from iqa_lab.data.records import make_records
 from iqa_lab.train import train
 
 
 def _records(n_refs=10, per_ref=5, db="db", sets=None) -> pd.DataFrame:
-    rows = [{"image": f"{db}_{r}_{i}.png", "mos_raw": float(i), "ref": f"R{r}"}
-            for r in range(n_refs) for i in range(per_ref)]
+    rows = [
+        {"image": f"{db}_{r}_{i}.png", "mos_raw": float(i), "ref": f"R{r}"}
+        for r in range(n_refs)
+        for i in range(per_ref)
+    ]
     frame = pd.DataFrame(rows)
     if sets is not None:
         frame["set"] = sets
@@ -37,8 +40,11 @@ def _sides(split: pd.DataFrame, key="ref") -> dict[str, set]:
 def test_random_and_content_keep_references_together(name):
     split = assign_splits(_records(), Protocol(name=name, seed=3))
     sides = _sides(split)
-    assert not (sides["train"] & sides["test"] or sides["train"] & sides["val"]
-                or sides["val"] & sides["test"])
+    assert not (
+        sides["train"] & sides["test"]
+        or sides["train"] & sides["val"]
+        or sides["val"] & sides["test"]
+    )
     assert len(sides["test"]) == 2 and len(sides["val"]) == 2  # 80/20, then 20% of training
 
 
@@ -68,8 +74,7 @@ def test_official_uses_the_published_sets_and_carves_validation_from_training():
 
 
 def test_cross_and_leave_one_out_split_by_database():
-    records = pd.concat([_records(db="a"), _records(db="b"), _records(db="c")],
-                        ignore_index=True)
+    records = pd.concat([_records(db="a"), _records(db="b"), _records(db="c")], ignore_index=True)
     cross = assign_splits(records, Protocol(name="cross", train_dbs=["a"], test_dbs=["b"]))
     assert set(cross.loc[cross["split"] == "test", "db"]) == {"b"}
     assert set(cross.loc[cross["split"] != "test", "db"]) == {"a"}
@@ -91,6 +96,7 @@ def test_selection_test_holds_back_no_validation_and_is_paper_parity():
 
 # --- the leakage guard -----------------------------------------------------------------------
 
+
 def _write_png(path: Path, value: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path)
@@ -101,10 +107,13 @@ def test_leakage_finds_identical_pixels_under_different_names_and_formats(tmp_pa
         _write_png(tmp_path / f"img{i}.png", 40 * i)
     # img0 again, as a BMP with another name: same pixels, different file.
     Image.open(tmp_path / "img0.png").save(tmp_path / "copy_of_0.bmp")
-    records = pd.DataFrame({"image": ["img0.png", "img1.png", "img2.png", "img3.png",
-                                      "copy_of_0.bmp"],
-                            "ref": ["a", "b", "c", "d", "e"],
-                            "split": ["train", "train", "val", "test", "test"]})
+    records = pd.DataFrame(
+        {
+            "image": ["img0.png", "img1.png", "img2.png", "img3.png", "copy_of_0.bmp"],
+            "ref": ["a", "b", "c", "d", "e"],
+            "split": ["train", "train", "val", "test", "test"],
+        }
+    )
     paths = records["image"].map(lambda i: tmp_path / i)
     leaks = find_leaks(records, paths, cache_dir=tmp_path / "cache")
     assert set(leaks["pixels"]["image"]) == {"img0.png", "copy_of_0.bmp"}
@@ -119,8 +128,13 @@ def test_leakage_finds_shared_references_and_linked_files(tmp_path):
     _write_png(tmp_path / "x.png", 10)
     _write_png(tmp_path / "y.png", 200)
     (tmp_path / "link.png").symlink_to(tmp_path / "x.png")
-    records = pd.DataFrame({"image": ["x.png", "link.png", "y.png"], "ref": ["p", "q", "p"],
-                            "split": ["train", "test", "test"]})
+    records = pd.DataFrame(
+        {
+            "image": ["x.png", "link.png", "y.png"],
+            "ref": ["p", "q", "p"],
+            "split": ["train", "test", "test"],
+        }
+    )
     leaks = find_leaks(records, records["image"].map(lambda i: tmp_path / i), pixels=False)
     assert set(leaks["file"]["image"]) == {"x.png", "link.png"}
     assert set(leaks["ref"]["image"]) == {"x.png", "y.png"}
@@ -148,29 +162,36 @@ def test_a_run_refuses_a_planted_duplicate(make_cfg, tmp_path):
     frame = records[["image", "mos_raw", "ref"]].copy()
     frame["mos_raw"] = records["mos"]
     # Its own reference: every content-based split puts it beside its twin only by chance.
-    frame.loc[len(frame)] = {"image": "images/innocent_name.png", "mos_raw": 0.5,
-                             "ref": "planted"}
+    frame.loc[len(frame)] = {"image": "images/innocent_name.png", "mos_raw": 0.5, "ref": "planted"}
     frame.to_csv(data_dir / "labels.csv", index=False)
     # Find a split seed that separates the twins (the planted ref is drawn independently).
     for seed in range(50):
-        split = assign_splits(make_records(frame, db="planted", mos_range=(0, 1)),
-                              Protocol(name="content", seed=seed, train_fraction=0.5,
-                                       val_fraction=0.5))
+        split = assign_splits(
+            make_records(frame, db="planted", mos_range=(0, 1)),
+            Protocol(name="content", seed=seed, train_fraction=0.5, val_fraction=0.5),
+        )
         sides = split.set_index("image")["split"]
         if sides[test_image] != sides["images/innocent_name.png"]:
             break
     cfg = make_cfg("train", [f"protocol.seed={seed}"])
-    cfg.data = {"_target_": f"{__name__}.PlantedDuplicateDataModule", "name": "planted",
-                "data_dir": str(data_dir), "protocol": dict(cfg.protocol),
-                "transforms": {"train": {}, "eval": {}}, "batch_size": 4}
+    cfg.data = {
+        "_target_": f"{__name__}.PlantedDuplicateDataModule",
+        "name": "planted",
+        "data_dir": str(data_dir),
+        "protocol": dict(cfg.protocol),
+        "transforms": {"train": {}, "eval": {}},
+        "batch_size": 4,
+    }
     with pytest.raises(LeakageError, match="innocent_name.png"):
         train(cfg)
     assert not (Path(cfg.paths.output_dir) / "results.json").exists()
 
 
 def test_selection_test_stamps_paper_parity_on_every_output(make_cfg):
-    cfg = make_cfg("train", ["protocol.selection=test", "trainer.max_epochs=1",
-                             "callbacks.early_stopping=null"])
+    cfg = make_cfg(
+        "train",
+        ["protocol.selection=test", "trainer.max_epochs=1", "callbacks.early_stopping=null"],
+    )
     train(cfg)
     out = Path(cfg.paths.output_dir)
     results = json.loads((out / "results.json").read_text())

@@ -16,8 +16,7 @@ BIQ2021 = SHARED / "data" / "BIQ2021"
 def _records(make_cfg, name: str, data_dir, *overrides):
     if not data_dir.is_dir():
         pytest.skip(f"{data_dir} is absent (../shared is not checked out)")
-    cfg = make_cfg(overrides=[f"data={name}", f"data.data_dir={data_dir}", *overrides],
-                   tiny=False)
+    cfg = make_cfg(overrides=[f"data={name}", f"data.data_dir={data_dir}", *overrides], tiny=False)
     records = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol).load_records()
     items = ["image"] + [c for c in BOX_COLUMNS if c in records]
     assert records["mos"].notna().all() and not records[items].duplicated().any()
@@ -50,7 +49,10 @@ def test_flive_pictures_and_official_test_set(make_cfg):
     # labels640.csv names the official test pictures; its validation file is not in the folder.
     assert records["set"].value_counts().to_dict() == {"train": 37_983, "test": 1_827}
     assert records["image"].str.split("/").str[0].value_counts().to_dict() == {
-        "voc_emotic_ava": 38_808, "blur_dataset": 999, "EE371R": 3}
+        "voc_emotic_ava": 38_808,
+        "blur_dataset": 999,
+        "EE371R": 3,
+    }
 
 
 def test_flive_patches(make_cfg):

@@ -24,8 +24,11 @@ def test_records_reject_duplicates_and_missing_scores():
 
 
 def _authentic(n=100):
-    return make_records(pd.DataFrame({"image": [f"{i}.jpg" for i in range(n)],
-                                      "mos_raw": np.linspace(0, 100, n)}), "db", (0, 100))
+    return make_records(
+        pd.DataFrame({"image": [f"{i}.jpg" for i in range(n)], "mos_raw": np.linspace(0, 100, n)}),
+        "db",
+        (0, 100),
+    )
 
 
 def test_random_split_fractions_and_seeds():

@@ -1,5 +1,5 @@
-"""StairIQA (seed 003): the staircase over timm backbones, per-database heads, the IMDT schedule and
-its Lightning run (per-database selection, kill-and-resume, two-process gloo DDP)."""
+"""StairIQA (Sun et al. 2023): the staircase over timm backbones, per-database heads, the IMDT
+schedule and its Lightning run (per-database selection, kill-and-resume, two-process gloo DDP)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
+from iqa_lab.data.imdt_schedule import IMDTSchedule, epochs_per_database
 from iqa_lab.models.stairiqa import StairIQA
 from iqa_lab.nn.backbones import Backbone
 from iqa_lab.nn.staircase import Staircase
-from iqa_lab.data.imdt_schedule import IMDTSchedule, epochs_per_database
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,19 +24,37 @@ ROOT = Path(__file__).resolve().parents[1]
 # (6 images per content, 64 px): 6 train / 6 val / 6 test images per database.
 TINY_IMDT = [
     "experiment=stairiqa_imdt_demo",
-    *[f"data.databases.{db}.photos={photos}" for db, photos in
-      (("synth_a", "[astronaut,coffee,camera]"), ("synth_b", "[brick,coins,moon]"))],
-    *[f"data.databases.{db}.{key}={value}" for db in ("synth_a", "synth_b")
-      for key, value in (("crop_size", 64), ("distortions", "[gaussian_blur,jpeg,white_noise]"),
-                         ("levels", "[1,5]"), ("include_pristine", "false"))],
-    "data.batch_size=2", "data.eval_batch_size=2",
-    "data.imdt.loops=2", "data.imdt.epochs_upper=1",
-    "callbacks.progress_bar=null", "callbacks.model_summary=null",
+    *[
+        f"data.databases.{db}.photos={photos}"
+        for db, photos in (
+            ("synth_a", "[astronaut,coffee,camera]"),
+            ("synth_b", "[brick,coins,moon]"),
+        )
+    ],
+    *[
+        f"data.databases.{db}.{key}={value}"
+        for db in ("synth_a", "synth_b")
+        for key, value in (
+            ("crop_size", 64),
+            ("distortions", "[gaussian_blur,jpeg,white_noise]"),
+            ("levels", "[1,5]"),
+            ("include_pristine", "false"),
+        )
+    ],
+    "data.batch_size=2",
+    "data.eval_batch_size=2",
+    "data.imdt.loops=2",
+    "data.imdt.epochs_upper=1",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
     "reuse_finished=false",
 ]
-MODEL = {"backbone": {"name": "tf_efficientnet_lite0", "pretrained": False},
-         "staircase": {"paths": None}, "head": {"hidden": 128, "dropout": 0.0},
-         "optimizer": {"_target_": "torch.optim.Adam", "lr": 1e-3}}
+MODEL = {
+    "backbone": {"name": "tf_efficientnet_lite0", "pretrained": False},
+    "staircase": {"paths": None},
+    "head": {"hidden": 128, "dropout": 0.0},
+    "optimizer": {"_target_": "torch.optim.Adam", "lr": 1e-3},
+}
 
 
 @pytest.mark.parametrize("name", ["resnet50", "tf_efficientnet_lite0", "convnext_atto"])
@@ -76,8 +94,7 @@ def test_each_head_gets_gradients_only_from_its_own_database():
     scores = model.score(images, heads=["koniq", "clive"])
     assert scores.shape == (4, 2)
     assert model.score(images, heads=["clive"]).shape == (4, 1)
-    batch = {"image": images, "mos": torch.rand(4), "db": ["clive"] * 4,
-             "index": torch.arange(4)}
+    batch = {"image": images, "mos": torch.rand(4), "db": ["clive"] * 4, "index": torch.arange(4)}
     loss, pred = model.model_step(batch, "train")
     assert torch.allclose(pred, scores[:, 1])
     loss.backward()
@@ -110,7 +127,13 @@ def test_imdt_epochs_per_database_and_schedule():
     schedule = IMDTSchedule({"a": 100, "b": 50}, loops=2, epochs_upper=3)
     assert schedule.total_epochs == 2 * (1 + 2)
     assert [(s.loop, s.database, s.epoch) for s in schedule.steps] == [
-        (0, "a", 0), (0, "b", 0), (0, "b", 1), (1, "a", 0), (1, "b", 0), (1, "b", 1)]
+        (0, "a", 0),
+        (0, "b", 0),
+        (0, "b", 1),
+        (1, "a", 0),
+        (1, "b", 0),
+        (1, "b", 1),
+    ]
     assert schedule.at(4).database == "b"
     with pytest.raises(IndexError):
         schedule.at(6)
@@ -140,9 +163,15 @@ def test_imdt_run_selects_and_tests_each_database_on_its_own(make_cfg):
     # A database's best model evaluates on another database with a chosen head.
     from iqa_lab.eval import evaluate
 
-    single = ["data.photos=[brick,coins,moon]", "data.crop_size=64", "data.levels=[1,5]",
-              "data.distortions=[gaussian_blur,jpeg,white_noise]", "data.include_pristine=false",
-              "logger=none", f"ckpt_path={checkpoints['synth_b']}"]
+    single = [
+        "data.photos=[brick,coins,moon]",
+        "data.crop_size=64",
+        "data.levels=[1,5]",
+        "data.distortions=[gaussian_blur,jpeg,white_noise]",
+        "data.include_pristine=false",
+        "logger=none",
+        f"ckpt_path={checkpoints['synth_b']}",
+    ]
     with pytest.raises(ValueError, match="cannot choose among the heads"):
         evaluate(make_cfg("eval", single, tiny=False))
     scored = evaluate(make_cfg("eval", single + ["head=synth_b"], tiny=False))
@@ -152,14 +181,21 @@ def test_imdt_run_selects_and_tests_each_database_on_its_own(make_cfg):
 def test_leave_one_out_tests_every_head_on_the_held_out_database(make_cfg):
     from iqa_lab.train import train
 
-    third = ["+data@data.databases.synth_c=synthetic", "data.databases.synth_c.name=synth_c",
-             "data.databases.synth_c.crops_per_photo=1",
-             "data.databases.synth_c.photos=[china,flower,retina]",
-             "data.databases.synth_c.crop_size=64", "data.databases.synth_c.levels=[1,5]",
-             "data.databases.synth_c.distortions=[gaussian_blur,jpeg,white_noise]",
-             "data.databases.synth_c.include_pristine=false"]
-    cfg = make_cfg("train", TINY_IMDT + third + ["protocol=leave_one_out",
-                                                 "protocol.held_out=synth_c"], tiny=False)
+    third = [
+        "+data@data.databases.synth_c=synthetic",
+        "data.databases.synth_c.name=synth_c",
+        "data.databases.synth_c.crops_per_photo=1",
+        "data.databases.synth_c.photos=[china,flower,retina]",
+        "data.databases.synth_c.crop_size=64",
+        "data.databases.synth_c.levels=[1,5]",
+        "data.databases.synth_c.distortions=[gaussian_blur,jpeg,white_noise]",
+        "data.databases.synth_c.include_pristine=false",
+    ]
+    cfg = make_cfg(
+        "train",
+        TINY_IMDT + third + ["protocol=leave_one_out", "protocol.held_out=synth_c"],
+        tiny=False,
+    )
     metrics = train(cfg)
     for head in ("synth_a", "synth_b"):
         assert -1 <= metrics[f"test/synth_c/by_{head}/srcc"] <= 1
@@ -167,14 +203,30 @@ def test_leave_one_out_tests_every_head_on_the_held_out_database(make_cfg):
     assert set(predictions["db"]) == {"synth_c"}
     assert predictions.groupby("head").size().to_dict() == {"synth_a": 18, "synth_b": 18}
     assert metrics["test/srcc"] == pytest.approx(
-        (metrics["test/synth_c/by_synth_a/srcc"] + metrics["test/synth_c/by_synth_b/srcc"]) / 2)
+        (metrics["test/synth_c/by_synth_a/srcc"] + metrics["test/synth_c/by_synth_b/srcc"]) / 2
+    )
 
 
-def _run(args: list[str], out: Path, cache: Path, check: bool = True) -> subprocess.CompletedProcess:
+def _run(
+    args: list[str], out: Path, cache: Path, check: bool = True
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "IQA_LAB_CACHE": str(cache), "PYTHONHASHSEED": "0"}
-    done = subprocess.run([sys.executable, "-m", "iqa_lab.train", *TINY_IMDT, *args,
-                           f"hydra.run.dir={out}", f"paths.log_dir={out}/logs"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iqa_lab.train",
+            *TINY_IMDT,
+            *args,
+            f"hydra.run.dir={out}",
+            f"paths.log_dir={out}/logs",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check and done.returncode:
         raise AssertionError(f"run failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return done
@@ -194,13 +246,24 @@ def reference_run(tmp_path_factory, cache_dir):
 
 def test_kill_mid_schedule_and_resume_gives_identical_metrics(reference_run, tmp_path, cache_dir):
     killed = tmp_path / "killed"
-    done = _run(["data.imdt.loops=3", "+callbacks.kill._target_=tests.killer.KillAtEpoch",
-                 "+callbacks.kill.epoch=3"], killed, cache_dir, check=False)
+    done = _run(
+        [
+            "data.imdt.loops=3",
+            "+callbacks.kill._target_=tests.killer.KillAtEpoch",
+            "+callbacks.kill.epoch=3",
+        ],
+        killed,
+        cache_dir,
+        check=False,
+    )
     assert done.returncode == -9, done.stderr[-2000:]  # SIGKILL in epoch 3: loop 1, synth_b
     assert not (killed / "results.json").exists()
     resumed = tmp_path / "resumed"
-    _run(["data.imdt.loops=3", f"ckpt_path={killed / 'checkpoints' / 'last.ckpt'}"], resumed,
-         cache_dir)
+    _run(
+        ["data.imdt.loops=3", f"ckpt_path={killed / 'checkpoints' / 'last.ckpt'}"],
+        resumed,
+        cache_dir,
+    )
     logged = pd.read_csv(next(resumed.glob("csv/**/metrics.csv")))
     assert logged["epoch"].min() == 3  # continues at the epoch that was killed
     expected, got = _headline(reference_run), _headline(resumed)
@@ -211,8 +274,17 @@ def test_kill_mid_schedule_and_resume_gives_identical_metrics(reference_run, tmp
 
 def test_two_process_gloo_ddp_matches_one_process(reference_run, tmp_path, cache_dir):
     two = tmp_path / "ddp"
-    _run(["data.imdt.loops=3", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-          "trainer.sync_batchnorm=false"], two, cache_dir)
+    _run(
+        [
+            "data.imdt.loops=3",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.sync_batchnorm=false",
+        ],
+        two,
+        cache_dir,
+    )
     results = json.loads((two / "results.json").read_text())
     assert results["config"]["trainer"]["strategy"].startswith("ddp")
     expected, got = _headline(reference_run), _headline(two)

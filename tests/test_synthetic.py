@@ -8,21 +8,32 @@ import pytest
 
 from iqa_lab.data.distortions import DISTORTIONS, LEVELS, distort
 from iqa_lab.data.pristine import PRISTINE_PHOTOS, load_pristine
+from iqa_lab.data.protocols import Protocol, assign_splits
 from iqa_lab.data.records import RECORD_COLUMNS
 from iqa_lab.data.synthetic import SyntheticDataModule, build_synthetic
-from iqa_lab.data.protocols import Protocol, assign_splits
 
-LABELS = {"ms_ssim": {"weight": 1.0, "worst": 0.5, "best": 1.0},
-          "vif_p": {"weight": 1.0, "worst": 0.0, "best": 1.0},
-          "gmsd": {"weight": 1.0, "worst": 0.3, "best": 0.0}}
-PARAMS = dict(photos=["astronaut", "coffee", "camera"], crops_per_photo=2, crop_size=64,
-              distortions=["gaussian_blur", "white_noise", "jpeg", "darken"], levels=[1, 3, 5],
-              label_metrics=LABELS, include_pristine=True, progress=False)
+LABELS = {
+    "ms_ssim": {"weight": 1.0, "worst": 0.5, "best": 1.0},
+    "vif_p": {"weight": 1.0, "worst": 0.0, "best": 1.0},
+    "gmsd": {"weight": 1.0, "worst": 0.3, "best": 0.0},
+}
+PARAMS = dict(
+    photos=["astronaut", "coffee", "camera"],
+    crops_per_photo=2,
+    crop_size=64,
+    distortions=["gaussian_blur", "white_noise", "jpeg", "darken"],
+    levels=[1, 3, 5],
+    label_metrics=LABELS,
+    include_pristine=True,
+    progress=False,
+)
 
 
 def _digest(folder) -> dict:
-    return {p.name: hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted((folder / "images").glob("*.png"))}
+    return {
+        p.name: hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted((folder / "images").glob("*.png"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +83,9 @@ def test_stronger_distortion_scores_lower(built):
 def test_content_split_keeps_each_photo_on_one_side(built):
     _, first, _, _ = built
     for seed in range(5):
-        split = assign_splits(first, Protocol(name="content", seed=seed, train_fraction=0.67,
-                                              val_fraction=0.5))
+        split = assign_splits(
+            first, Protocol(name="content", seed=seed, train_fraction=0.67, val_fraction=0.5)
+        )
         sides = split.groupby("ref")["split"].nunique()
         assert (sides == 1).all()
         assert set(split["split"]) == {"train", "val", "test"}
@@ -82,9 +94,11 @@ def test_content_split_keeps_each_photo_on_one_side(built):
 def test_datamodule_builds_once_into_cache(tmp_path):
     kwargs = dict(PARAMS, seed=0)
     kwargs.pop("progress")
-    common = dict(name="synthetic", protocol={"name": "content", "train_fraction": 0.67,
-                                              "val_fraction": 0.5},
-                  transforms={"train": {"crop_size": None}, "eval": {"crop_size": None}})
+    common = dict(
+        name="synthetic",
+        protocol={"name": "content", "train_fraction": 0.67, "val_fraction": 0.5},
+        transforms={"train": {"crop_size": None}, "eval": {"crop_size": None}},
+    )
     dm = SyntheticDataModule(cache_dir=str(tmp_path), **kwargs, **common)
     dm.setup("fit")
     labels = dm.data_dir / "labels.csv"

@@ -10,16 +10,25 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import TINY_DATA
 from iqa_lab.evaluation.aggregate import describe, write_aggregate
 from iqa_lab.evaluation.tables import reproduce
 from iqa_lab.train import train
+from tests.conftest import TINY_DATA
 
 TINY_TRAINING = ["trainer.max_epochs=1", "callbacks.early_stopping=null"]
-TINY_PAIR = [f"data.databases.{db}.{key}" for db in ("synth_a", "synth_b") for key in
-             ("photos=[astronaut,coffee,camera,china]" if db == "synth_a"
-              else "photos=[moon,coins,retina,flower]", "crops_per_photo=1", "crop_size=64",
-              "levels=[1,5]", "distortions=[gaussian_blur,white_noise,jpeg]")]
+TINY_PAIR = [
+    f"data.databases.{db}.{key}"
+    for db in ("synth_a", "synth_b")
+    for key in (
+        "photos=[astronaut,coffee,camera,china]"
+        if db == "synth_a"
+        else "photos=[moon,coins,retina,flower]",
+        "crops_per_photo=1",
+        "crop_size=64",
+        "levels=[1,5]",
+        "distortions=[gaussian_blur,white_noise,jpeg]",
+    )
+]
 
 
 def test_describe_matches_numpy():
@@ -57,16 +66,26 @@ def test_repeats_are_resumable_and_aggregated(make_cfg, tmp_path):
 @pytest.fixture
 def tiny_table(tmp_path) -> Path:
     spec = {
-        "title": "tiny", "source": "seed 003 Table IV (values used only to test the columns)",
-        "protocol": ["protocol=content"], "repeats": 2, "metrics": ["test/srcc", "test/plcc"],
-        "base": [o for o in TINY_DATA if o.startswith("protocol.")] + TINY_TRAINING
+        "title": "tiny",
+        "source": "StairIQA Table IV (values used only to test the columns)",
+        "protocol": ["protocol=content"],
+        "repeats": 2,
+        "metrics": ["test/srcc", "test/plcc"],
+        "base": [o for o in TINY_DATA if o.startswith("protocol.")]
+        + TINY_TRAINING
         + ["logger=csv", "callbacks.progress_bar=null"],
         # Brackets and spaces in labels, as paper tables have them, must reach Hydra safely.
         "rows": {"lite0 (tiny)": ["model.backbone.name=tf_efficientnet_lite0"]},
-        "columns": {"synthetic": ["data=synthetic"] + [o for o in TINY_DATA
-                                                       if not o.startswith("protocol.")],
-                    "leave-one-out": ["data=synthetic_pair", "protocol=leave_one_out",
-                                      "protocol.held_out=synth_b"] + TINY_PAIR},
+        "columns": {
+            "synthetic": ["data=synthetic"]
+            + [o for o in TINY_DATA if not o.startswith("protocol.")],
+            "leave-one-out": [
+                "data=synthetic_pair",
+                "protocol=leave_one_out",
+                "protocol.held_out=synth_b",
+            ]
+            + TINY_PAIR,
+        },
         "published": {"lite0 (tiny)": {"synthetic": {"test/srcc": 0.5}}},
     }
     path = tmp_path / "tiny.yaml"
@@ -75,17 +94,22 @@ def tiny_table(tmp_path) -> Path:
 
 
 def test_reproduce_table_runs_missing_cells_then_reuses_them(tiny_table, tmp_path, cache_dir):
-    extra = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={cache_dir}",
-             f"paths.data_root={tmp_path / 'no_data_here'}"]
+    extra = [
+        f"paths.log_dir={tmp_path / 'logs'}",
+        f"paths.cache_dir={cache_dir}",
+        f"paths.data_root={tmp_path / 'no_data_here'}",
+    ]
     frame, launched = reproduce(str(tiny_table), extra, results_dir=tmp_path / "results")
     assert launched == 4  # 2 cells x 2 repeats
     out = tmp_path / "results" / "tiny"
     table = pd.read_csv(out / "table.csv")
     cell = table[(table["column"] == "synthetic") & (table["metric"] == "test/srcc")].iloc[0]
     assert cell["status"] == "ok" and cell["n"] == 2
-    stored = [json.loads(p.read_text())["results"]["metrics"]["test/srcc"]
-              for p in (tmp_path / "logs" / "store").glob("*.json")
-              if json.loads(p.read_text())["results"]["data"]["name"] == "synthetic"]
+    stored = [
+        json.loads(p.read_text())["results"]["metrics"]["test/srcc"]
+        for p in (tmp_path / "logs" / "store").glob("*.json")
+        if json.loads(p.read_text())["results"]["data"]["name"] == "synthetic"
+    ]
     assert cell["ours"] == pytest.approx(np.median(stored))
     assert cell["published"] == 0.5 and cell["diff"] == pytest.approx(cell["ours"] - 0.5)
     markdown = (out / "table.md").read_text()
@@ -99,10 +123,16 @@ def test_reproduce_table_runs_missing_cells_then_reuses_them(tiny_table, tmp_pat
 
 def _absent_table(folder: Path) -> Path:
     """A one-cell table whose database folder is not there."""
-    spec = {"title": "absent", "source": "none", "repeats": 1, "metrics": ["test/srcc"],
-            "rows": {"baseline": []}}
-    spec["columns"] = {"KonIQ-10k": ["data=koniq10k", "protocol=official",
-                                      f"data.data_dir={folder / 'nowhere'}"]}
+    spec = {
+        "title": "absent",
+        "source": "none",
+        "repeats": 1,
+        "metrics": ["test/srcc"],
+        "rows": {"baseline": []},
+    }
+    spec["columns"] = {
+        "KonIQ-10k": ["data=koniq10k", "protocol=official", f"data.data_dir={folder / 'nowhere'}"]
+    }
     path = folder / "absent.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -110,8 +140,9 @@ def _absent_table(folder: Path) -> Path:
 
 def test_cells_without_their_database_say_absent(tmp_path):
     path = _absent_table(tmp_path)
-    frame, launched = reproduce(str(path), [f"paths.log_dir={tmp_path / 'logs'}"],
-                                results_dir=tmp_path / "results")
+    frame, launched = reproduce(
+        str(path), [f"paths.log_dir={tmp_path / 'logs'}"], results_dir=tmp_path / "results"
+    )
     assert launched == 0
     assert frame.iloc[0]["status"] == "absent"
     assert "nowhere" in frame.iloc[0]["detail"]
@@ -126,8 +157,10 @@ def test_the_command_reads_and_renders_in_the_configured_folders(tmp_path):
     specs = tmp_path / "specs"
     specs.mkdir()
     _absent_table(specs)
-    for options in (["--tables-dir", str(specs), "--results-dir", str(tmp_path / "options")],
-                    [f"paths.tables_dir={specs}", f"paths.results_dir={tmp_path / 'overrides'}"]):
+    for options in (
+        ["--tables-dir", str(specs), "--results-dir", str(tmp_path / "options")],
+        [f"paths.tables_dir={specs}", f"paths.results_dir={tmp_path / 'overrides'}"],
+    ):
         with pytest.raises(SystemExit) as exit_status:
             main(["absent", f"paths.log_dir={tmp_path / 'logs'}", *options])
         assert exit_status.value.code == 0
@@ -141,14 +174,28 @@ def test_a_shared_run_row_reads_each_column_from_one_run(tmp_path):
     from iqa_lab.evaluation.tables import load_spec, metric_key, plan
 
     spec_path = tmp_path / "shared.yaml"
-    spec_path.write_text(yaml.safe_dump({
-        "title": "shared", "source": "test", "repeats": 1, "metrics": ["test/srcc"],
-        "names": {"A": "synth_a", "B": "synth_b"},
-        "rows": {"IMDT": {"overrides": ["experiment=stairiqa_imdt_demo"],
-                          "column_overrides": False},
-                 "single": ["model=baseline"]},
-        "columns": {"A": ["data=synthetic", "data.photos=[astronaut,coffee,camera]"],
-                    "B": ["data=synthetic", "data.photos=[brick,coins,moon]"]}}))
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "title": "shared",
+                "source": "test",
+                "repeats": 1,
+                "metrics": ["test/srcc"],
+                "names": {"A": "synth_a", "B": "synth_b"},
+                "rows": {
+                    "IMDT": {
+                        "overrides": ["experiment=stairiqa_imdt_demo"],
+                        "column_overrides": False,
+                    },
+                    "single": ["model=baseline"],
+                },
+                "columns": {
+                    "A": ["data=synthetic", "data.photos=[astronaut,coffee,camera]"],
+                    "B": ["data=synthetic", "data.photos=[brick,coins,moon]"],
+                },
+            }
+        )
+    )
     spec = load_spec(str(spec_path))
     cells = {(c.row, c.column): c for c in plan(spec, [])}
     assert cells["IMDT", "A"].keys == cells["IMDT", "B"].keys  # one run for the row
@@ -156,15 +203,23 @@ def test_a_shared_run_row_reads_each_column_from_one_run(tmp_path):
     assert not any("data=synthetic" in o for o in cells["IMDT", "A"].overrides)
     assert metric_key("test/srcc", spec, "IMDT", "B") == "test/synth_b/srcc"
     assert metric_key("test/srcc", spec, "single", "B") == "test/srcc"
-    assert metric_key("test/{row}/by_{column}/srcc", spec, "A", "B") == "test/synth_a/by_synth_b/srcc"
+    assert (
+        metric_key("test/{row}/by_{column}/srcc", spec, "A", "B") == "test/synth_a/by_synth_b/srcc"
+    )
 
 
 def test_aggregate_says_what_sets_each_group_apart():
     from iqa_lab.evaluation.aggregate import settings
 
     def run(paths, repeat):
-        return {"config": {"model": {"staircase": {"paths": paths}}, "data": {"name": "biq"},
-                           "protocol": {"repeat": repeat}, "paths": {"output_dir": f"/o/{paths}{repeat}"}}}
+        return {
+            "config": {
+                "model": {"staircase": {"paths": paths}},
+                "data": {"name": "biq"},
+                "protocol": {"repeat": repeat},
+                "paths": {"output_dir": f"/o/{paths}{repeat}"},
+            }
+        }
 
     groups = {"a": [run(None, 0), run(None, 1)], "b": [run([], 0), run([], 1)]}
     assert settings(groups) == {"a": "model.staircase.paths=None", "b": "model.staircase.paths=[]"}

@@ -15,8 +15,20 @@ QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
 
 def _check_outputs(out_dir, synthetic=True, whole_test_split=True):
     results = json.loads((out_dir / "results.json").read_text())
-    for key in ("metrics", "config", "git_commit", "data", "protocol", "split", "seed",
-                "selection", "paper_parity", "wall_s", "bad_inputs", "machine"):
+    for key in (
+        "metrics",
+        "config",
+        "git_commit",
+        "data",
+        "protocol",
+        "split",
+        "seed",
+        "selection",
+        "paper_parity",
+        "wall_s",
+        "bad_inputs",
+        "machine",
+    ):
         assert key in results, key
     for metric in ("srcc", "plcc", "krcc", "rmse"):
         assert f"test/{metric}" in results["metrics"]
@@ -54,8 +66,7 @@ def test_train_then_eval_reproduces_test_metrics(make_cfg, tmp_path):
     eval_metrics = evaluate(eval_cfg)
     for key in ("test/srcc", "test/plcc", "test/krcc", "test/rmse"):
         assert eval_metrics[key] == pytest.approx(metrics[key], abs=1e-6), key
-    eval_predictions = pd.read_csv(Path(eval_cfg.paths.output_dir)
-                                   / "predictions.csv")
+    eval_predictions = pd.read_csv(Path(eval_cfg.paths.output_dir) / "predictions.csv")
     merged = predictions.merge(eval_predictions, on="image", suffixes=("_train", "_eval"))
     assert len(merged) == len(predictions)
     assert (merged["prediction_train"] - merged["prediction_eval"]).abs().max() < 1e-5
@@ -67,8 +78,17 @@ def test_wandb_logger_works_offline_without_account(make_cfg, monkeypatch, tmp_p
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb_cache"))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     # fast_dev_run would swap every logger for a dummy: run a real (tiny) epoch instead.
-    cfg = make_cfg("train", ["logger=wandb", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                             "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"] + QUIET)
+    cfg = make_cfg(
+        "train",
+        [
+            "logger=wandb",
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=2",
+            "+trainer.limit_val_batches=1",
+            "+trainer.limit_test_batches=1",
+        ]
+        + QUIET,
+    )
     train(cfg)
     out = Path(cfg.paths.output_dir)
     runs = list(out.rglob("offline-run-*"))
@@ -86,8 +106,10 @@ def test_model_learns_on_tiny_set(make_cfg):
 
     from iqa_lab.evaluation.metrics import srcc
 
-    cfg = make_cfg("train", ["model.optimizer.lr=2e-4", "protocol.train_fraction=0.75",
-                             "protocol.val_fraction=0.0"])
+    cfg = make_cfg(
+        "train",
+        ["model.optimizer.lr=2e-4", "protocol.train_fraction=0.75", "protocol.val_fraction=0.0"],
+    )
     L.seed_everything(0)
     datamodule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
     datamodule.setup("fit")
@@ -104,9 +126,16 @@ def test_model_learns_on_tiny_set(make_cfg):
         return float(((preds - mos) ** 2).mean()), srcc(preds.numpy(), mos.numpy())
 
     before_mse, _ = evaluate_on_train_split()
-    trainer = L.Trainer(max_epochs=12, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=12,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, datamodule=datamodule)
     after_mse, after_srcc = evaluate_on_train_split()
     assert after_mse < 0.5 * before_mse, (before_mse, after_mse)

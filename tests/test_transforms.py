@@ -37,7 +37,7 @@ def test_native_random_crop_is_a_window_of_the_image_and_eval_takes_the_centre()
     crop = as_array(build_transform("train", crop_size=64)(image=image)["image"])
     assert crop.shape == (64, 64, 3)
     top, left = int(crop[0, 0, 0]), int(crop[0, 0, 1])  # the ramp encodes the position
-    np.testing.assert_array_equal(crop, image[top:top + 64, left:left + 64])
+    np.testing.assert_array_equal(crop, image[top : top + 64, left : left + 64])
     centre = as_array(build_transform("test", crop_size=64)(image=image)["image"])
     np.testing.assert_array_equal(centre, image[18:82, 38:102])
 
@@ -52,8 +52,11 @@ def test_fixed_resize_and_short_side():
 
 def test_stairiqa_train_scales_the_short_side_to_380_then_crops_320():
     transform = build_transform("train", resize_short_side=380, crop_size=320, hflip=True)
-    assert [type(op) for op in transform.transforms][:3] == [A.SmallestMaxSize, A.RandomCrop,
-                                                             A.HorizontalFlip]
+    assert [type(op) for op in transform.transforms][:3] == [
+        A.SmallestMaxSize,
+        A.RandomCrop,
+        A.HorizontalFlip,
+    ]
     assert transform(image=ramp(400, 600))["image"].shape == (3, 320, 320)
 
 
@@ -62,8 +65,13 @@ def test_five_crop_is_the_four_corners_and_the_centre_exactly():
     transform = build_transform("test", crop_size=64, crop="five")
     crops = transform(image=image)["image"]
     assert isinstance(transform, FiveCrop) and crops.shape == (5, 3, 64, 64)
-    windows = [image[:64, :64], image[:64, -64:], image[-64:, :64], image[-64:, -64:],
-               image[18:82, 33:97]]
+    windows = [
+        image[:64, :64],
+        image[:64, -64:],
+        image[-64:, :64],
+        image[-64:, -64:],
+        image[18:82, 33:97],
+    ]
     for crop, window in zip(crops, windows):
         assert torch.equal(crop, torch.from_numpy(window).permute(2, 0, 1).float() / 255)
     assert five_crop_boxes(100, 131, 64) == [(0, 0), (0, 67), (36, 0), (36, 67), (18, 33)]
@@ -71,34 +79,49 @@ def test_five_crop_is_the_four_corners_and_the_centre_exactly():
 
 def test_stairiqa_eval_five_crops_come_from_the_rescaled_image():
     image = ramp(400, 600)
-    crops = build_transform("test", resize_short_side=380, crop_size=320, crop="five")(
-        image=image)["image"]
+    crops = build_transform("test", resize_short_side=380, crop_size=320, crop="five")(image=image)[
+        "image"
+    ]
     scaled = A.SmallestMaxSize(max_size=380, area_for_downscale="image")(image=image)["image"]
     assert scaled.shape == (380, 570, 3) and crops.shape == (5, 3, 320, 320)
     assert torch.equal(crops[3], torch.from_numpy(scaled[60:, 250:]).permute(2, 0, 1).float() / 255)
 
 
 def test_quality_preserving_by_default_and_label_changing_ops_only_when_asked():
-    allowed = {A.SmallestMaxSize, A.Resize, A.RandomCrop, A.CenterCrop, A.HorizontalFlip,
-               A.VerticalFlip, A.PadIfNeeded, A.ToFloat, ToTensorV2}
-    for kwargs in ({}, {"crop_size": 32, "hflip": True, "vflip": True},
-                   {"resize": [32, 32], "hflip": True}, {"resize_short_side": 40, "crop_size": 32}):
+    allowed = {
+        A.SmallestMaxSize,
+        A.Resize,
+        A.RandomCrop,
+        A.CenterCrop,
+        A.HorizontalFlip,
+        A.VerticalFlip,
+        A.PadIfNeeded,
+        A.ToFloat,
+        ToTensorV2,
+    }
+    for kwargs in (
+        {},
+        {"crop_size": 32, "hflip": True, "vflip": True},
+        {"resize": [32, 32], "hflip": True},
+        {"resize_short_side": 40, "crop_size": 32},
+    ):
         ops = {type(op) for op in build_transform("train", **kwargs).transforms}
         assert ops <= allowed and {A.ToFloat, ToTensorV2} <= ops
-    asked = build_transform("train", crop_size=32, augment={"GaussianBlur": {"p": 1.0},
-                                                             "ImageCompression": {"p": 0.5}})
+    asked = build_transform(
+        "train", crop_size=32, augment={"GaussianBlur": {"p": 1.0}, "ImageCompression": {"p": 0.5}}
+    )
     assert {A.GaussianBlur, A.ImageCompression} <= {type(op) for op in asked.transforms}
     evaluation = build_transform("test", crop_size=32, hflip=True, augment={"GaussianBlur": {}})
-    assert {type(op) for op in evaluation.transforms} == {A.CenterCrop, A.ToFloat,
-                                                           ToTensorV2}
+    assert {type(op) for op in evaluation.transforms} == {A.CenterCrop, A.ToFloat, ToTensorV2}
     with pytest.raises(ValueError, match="'Blurry' is not an albumentations transform"):
         build_transform("train", augment={"Blurry": {}})
 
 
 def test_hflip_flips_half_the_time_at_train_only():
     image = ramp(8, 8)
-    outputs = [as_array(build_transform("train", hflip=True)(image=image)["image"])
-               for _ in range(40)]
+    outputs = [
+        as_array(build_transform("train", hflip=True)(image=image)["image"]) for _ in range(40)
+    ]
     flipped = sum(np.array_equal(out, image[:, ::-1]) for out in outputs)
     assert 5 <= flipped <= 35 and flipped + sum(np.array_equal(o, image) for o in outputs) == 40
 
@@ -112,7 +135,9 @@ def test_pad_collate_pads_to_the_largest_with_a_mask():
     batch = IQACollate("pad")([item(a, 0), item(b, 1)])
     assert batch["image"].shape == (2, 3, 5, 6) and batch["mask"].shape == (2, 5, 6)
     assert batch["mask"][0].sum() == 24 and batch["mask"][1].sum() == 15
-    assert torch.equal(batch["image"][0][:, :4, :6], a) and batch["image"][0][:, 4:].abs().sum() == 0
+    assert (
+        torch.equal(batch["image"][0][:, :4, :6], a) and batch["image"][0][:, 4:].abs().sum() == 0
+    )
     assert torch.equal(batch["image"][1][:, :5, :3], b) and batch["image"][1][:, :, 3:].sum() == 0
     assert torch.equal(batch["mask"][1][:, :3], torch.ones(5, 3, dtype=torch.bool))
     assert torch.equal(batch["index"], torch.tensor([0, 1])) and batch["bad_inputs"] == []
@@ -132,14 +157,17 @@ def test_collate_leaves_out_bad_items_and_passes_them_on():
     batch = IQACollate("stack")([item(torch.ones(3, 2, 2), 0), bad])
     assert batch["image"].shape == (1, 3, 2, 2) and batch["bad_inputs"] == [bad["bad"]]
     empty = IQACollate("stack")([bad])
-    assert len(empty["mos"]) == 0 and len(empty["image"]) == 0 and empty["index"].dtype == torch.long
+    assert (
+        len(empty["mos"]) == 0 and len(empty["image"]) == 0 and empty["index"].dtype == torch.long
+    )
 
 
 def test_model_scores_five_crops_as_their_mean_and_skips_empty_batches():
     model = MeanColour()
     crops = torch.rand(2, 5, 3, 8, 8)
-    expected = torch.stack([torch.stack([model(c[None])[0] for c in crops[b]]).mean()
-                            for b in range(2)])
+    expected = torch.stack(
+        [torch.stack([model(c[None])[0] for c in crops[b]]).mean() for b in range(2)]
+    )
     torch.testing.assert_close(model.score(crops), expected)
     loss, pred = model.model_step({"image": crops, "mos": torch.tensor([0.2, 0.4])}, "val")
     torch.testing.assert_close(pred, expected)
@@ -151,8 +179,14 @@ def test_model_scores_five_crops_as_their_mean_and_skips_empty_batches():
 def test_presets_compose_into_the_data_config(make_cfg):
     cfg = make_cfg(overrides=["+transforms=stairiqa"])
     assert dict(cfg.data.transforms.train) == {
-        "resize_short_side": 380, "resize": None, "crop_size": 320, "crop": "random",
-        "hflip": True, "vflip": False, "augment": None}
+        "resize_short_side": 380,
+        "resize": None,
+        "crop_size": 320,
+        "crop": "random",
+        "hflip": True,
+        "vflip": False,
+        "augment": None,
+    }
     assert cfg.data.transforms.eval.crop == "five"
     for preset in ("full", "random_crop", "resize"):
         cfg = make_cfg(overrides=[f"+transforms={preset}"])
@@ -163,10 +197,13 @@ def test_presets_compose_into_the_data_config(make_cfg):
 def test_native_resolution_loader_pads_images_of_different_sizes(tmp_path):
     sizes = [(30, 40), (44, 20), (30, 40), (16, 16), (50, 24), (20, 60), (36, 36), (28, 30)]
     names = [f"img{i}.png" for i in range(len(sizes))]
-    plant(tmp_path, {n: png_bytes(pattern(h, w, seed=i)) for i, (n, (h, w)) in
-                     enumerate(zip(names, sizes))})
-    datamodule = FolderDataModule(labels(names), tmp_path, collate="pad", batch_size=4,
-                                  eval_batch_size=4)
+    plant(
+        tmp_path,
+        {n: png_bytes(pattern(h, w, seed=i)) for i, (n, (h, w)) in enumerate(zip(names, sizes))},
+    )
+    datamodule = FolderDataModule(
+        labels(names), tmp_path, collate="pad", batch_size=4, eval_batch_size=4
+    )
     datamodule.setup()
     [batch] = list(datamodule._loader("test", shuffle=False))
     shapes = [sizes[names.index(datamodule.records.at[int(i), "image"])] for i in batch["index"]]

@@ -56,8 +56,10 @@ def features(image: np.ndarray) -> np.ndarray:
     package = _package()
     grey = rgb2gray(image)
     half = cv2.resize(grey, None, fx=1 / 2, fy=1 / 2, interpolation=cv2.INTER_CUBIC)
-    values = [package.calculate_brisque_features(scale, kernel_size=7, sigma=7 / 6)
-              for scale in (grey, half)]
+    values = [
+        package.calculate_brisque_features(scale, kernel_size=7, sigma=7 / 6)
+        for scale in (grey, half)
+    ]
     return np.array([float(np.ravel(v)[0]) for v in np.concatenate(values)])
 
 
@@ -100,8 +102,15 @@ def live_score(image: np.ndarray) -> float:
     return float(live_model().predict(features(image)[None])[0])
 
 
-def fit_svr(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-            C: Sequence[float], gamma: Sequence[float], epsilon: float):
+def fit_svr(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    C: Sequence[float],
+    gamma: Sequence[float],
+    epsilon: float,
+):
     """RBF SVR on [-1, 1]-scaled features, fitted on the training split; (C, γ) = the grid point
     with the best validation SRCC. Returns (pipeline, {"C", "gamma", "val_srcc", "grid"})."""
     from sklearn.impute import SimpleImputer
@@ -111,14 +120,19 @@ def fit_svr(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: 
 
     train_x, val_x = (np.where(np.isfinite(x), x, np.nan) for x in (train_x, val_x))
     if len(train_x) < 2 or len(val_x) < 2:
-        raise ValueError(f"brisque_svr needs training and validation images; got {len(train_x)} "
-                         f"and {len(val_x)} (protocol.val_fraction must be > 0)")
+        raise ValueError(
+            f"brisque_svr needs training and validation images; got {len(train_x)} "
+            f"and {len(val_x)} (protocol.val_fraction must be > 0)"
+        )
     best, grid = None, []
     for c in C:
         for g in gamma:
             # Features the fits could not estimate (flat images) take the training median.
-            model = make_pipeline(SimpleImputer(strategy="median"), MinMaxScaler((-1, 1)),
-                                  SVR(C=c, gamma=g, epsilon=epsilon))
+            model = make_pipeline(
+                SimpleImputer(strategy="median"),
+                MinMaxScaler((-1, 1)),
+                SVR(C=c, gamma=g, epsilon=epsilon),
+            )
             model.fit(train_x, train_y)
             srcc = float(spearmanr(model.predict(val_x), val_y).statistic)
             srcc = srcc if np.isfinite(srcc) else -1.0

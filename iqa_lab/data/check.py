@@ -28,8 +28,8 @@ from rich.table import Table
 
 from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.images import BadImageError
-from iqa_lab.data.records import check_schema
 from iqa_lab.data.leakage import pixel_hash
+from iqa_lab.data.records import check_schema
 
 USABLE, UNUSABLE, UNPARSABLE = 0, 1, 2
 
@@ -69,12 +69,16 @@ class CheckReport:
         if self.usable == 0:
             return UNUSABLE, "UNUSABLE: no usable record"
         if self.bad and self.on_bad == "raise":
-            return UNUSABLE, (f"UNUSABLE under data.on_bad=raise: {len(self.bad)} bad records "
-                              f"would stop a run; fix them, or train with data.on_bad=skip to "
-                              f"drop them ({self.usable} records left)")
+            return UNUSABLE, (
+                f"UNUSABLE under data.on_bad=raise: {len(self.bad)} bad records "
+                f"would stop a run; fix them, or train with data.on_bad=skip to "
+                f"drop them ({self.usable} records left)"
+            )
         if self.bad:
-            return USABLE, (f"usable with data.on_bad=skip: {self.usable} records "
-                            f"({len(self.bad)} dropped and listed in results.json)")
+            return USABLE, (
+                f"usable with data.on_bad=skip: {self.usable} records "
+                f"({len(self.bad)} dropped and listed in results.json)"
+            )
         return USABLE, f"usable: {self.usable} records"
 
 
@@ -86,15 +90,17 @@ def _hash_or_error(path) -> tuple[str | None, str | None]:
         return None, str(err)
 
 
-def check_database(datamodule: IQADataModule, decode: bool = True,
-                   workers: int | None = None) -> CheckReport:
+def check_database(
+    datamodule: IQADataModule, decode: bool = True, workers: int | None = None
+) -> CheckReport:
     """Screen every record of ``datamodule`` (as its setup would) and, with ``decode``, decode
     every image once to find unreadable and identical images."""
     records = check_schema(datamodule.load_records().reset_index(drop=True))
     bad, notes, resolved = datamodule.find_bad_inputs(records)
     records.loc[resolved.index, "image"] = resolved
-    report = CheckReport(datamodule.name, str(datamodule.data_dir), datamodule.on_bad,
-                         len(records), notes=notes)
+    report = CheckReport(
+        datamodule.name, str(datamodule.data_dir), datamodule.on_bad, len(records), notes=notes
+    )
     report.bad = [{k: v for k, v in item.items() if k != "index"} for item in bad]
     good = records.drop(index=[item["index"] for item in bad])
     if decode and len(good):
@@ -128,9 +134,11 @@ def histogram_lines(values: np.ndarray, bins: int = 10, width: int = 40) -> list
         return []
     counts, edges = np.histogram(values, bins=bins)
     peak = max(counts.max(), 1)
-    return [f"[{lo:9.4g}, {hi:9.4g}{']' if i == bins - 1 else ')'} {count:7d} "
-            f"{'█' * int(round(width * count / peak))}"
-            for i, (lo, hi, count) in enumerate(zip(edges[:-1], edges[1:], counts))]
+    return [
+        f"[{lo:9.4g}, {hi:9.4g}{']' if i == bins - 1 else ')'} {count:7d} "
+        f"{'█' * int(round(width * count / peak))}"
+        for i, (lo, hi, count) in enumerate(zip(edges[:-1], edges[1:], counts))
+    ]
 
 
 def render(report: CheckReport, console: Console, show: int = 20) -> None:
@@ -140,24 +148,28 @@ def render(report: CheckReport, console: Console, show: int = 20) -> None:
     table.add_column("count", justify="right")
     found = report.records - report.count("label") - report.count("missing")
     duplicated = sum(len(group) for group in report.duplicates)
-    rows = [("records in the label files", report.records),
-            ("found (files present)", found),
-            ("  of which case-resolved", len(report.case_resolved)),
-            ("  of which wrong extension (decoded by content)", len(report.wrong_extension)),
-            ("missing", report.count("missing")),
-            ("unreadable (header, size, truncation)", report.count("unreadable")),
-            ("unreadable (full decode)", report.count("decode")),
-            (f"duplicated (identical pixels, {len(report.duplicates)} groups)", duplicated),
-            ("label problems (MOS not finite, listed twice)", report.count("label")),
-            ("usable", report.usable)]
+    rows = [
+        ("records in the label files", report.records),
+        ("found (files present)", found),
+        ("  of which case-resolved", len(report.case_resolved)),
+        ("  of which wrong extension (decoded by content)", len(report.wrong_extension)),
+        ("missing", report.count("missing")),
+        ("unreadable (header, size, truncation)", report.count("unreadable")),
+        ("unreadable (full decode)", report.count("decode")),
+        (f"duplicated (identical pixels, {len(report.duplicates)} groups)", duplicated),
+        ("label problems (MOS not finite, listed twice)", report.count("label")),
+        ("usable", report.usable),
+    ]
     for label, count in rows:
         table.add_row(label, f"{count:,}")
     console.print(table)
     if len(report.mos_raw):
-        console.print(f"MOS as published: min {report.mos_raw.min():.4g}, max "
-                      f"{report.mos_raw.max():.4g}, mean {report.mos_raw.mean():.4g}; normalised "
-                      f"to [0, 1] (higher = better): min {report.mos.min():.4f}, max "
-                      f"{report.mos.max():.4f}")
+        console.print(
+            f"MOS as published: min {report.mos_raw.min():.4g}, max "
+            f"{report.mos_raw.max():.4g}, mean {report.mos_raw.mean():.4g}; normalised "
+            f"to [0, 1] (higher = better): min {report.mos.min():.4f}, max "
+            f"{report.mos.max():.4f}"
+        )
         console.print("\n".join(histogram_lines(report.mos_raw)), markup=False)
 
     def listing(title: str, lines: list[str]) -> None:
@@ -184,8 +196,11 @@ def run_check(cfg: DictConfig, console: Console | None = None) -> int:
         datamodule.prepare_data()
         report = check_database(datamodule, decode=cfg.decode, workers=cfg.workers)
     except (OSError, ValueError, KeyError) as err:
-        console.print(f"cannot parse the label files of '{datamodule.name}': {err}",
-                      style="bold red", markup=False)
+        console.print(
+            f"cannot parse the label files of '{datamodule.name}': {err}",
+            style="bold red",
+            markup=False,
+        )
         return UNPARSABLE
     render(report, console, show=cfg.show)
     return report.verdict[0]

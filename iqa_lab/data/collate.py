@@ -16,11 +16,15 @@ def pad_images(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     Returns the batch ``(B, ..., H, W)`` and a ``(B, H, W)`` boolean mask, True on real pixels."""
     height = max(image.shape[-2] for image in images)
     width = max(image.shape[-1] for image in images)
-    batch = torch.stack([F.pad(image, (0, width - image.shape[-1], 0, height - image.shape[-2]))
-                         for image in images])
+    batch = torch.stack(
+        [
+            F.pad(image, (0, width - image.shape[-1], 0, height - image.shape[-2]))
+            for image in images
+        ]
+    )
     mask = torch.zeros(len(images), height, width, dtype=torch.bool)
     for i, image in enumerate(images):
-        mask[i, :image.shape[-2], :image.shape[-1]] = True
+        mask[i, : image.shape[-2], : image.shape[-1]] = True
     return batch, mask
 
 
@@ -44,10 +48,15 @@ class IQACollate:
     def __call__(self, items: list[dict]) -> dict:
         bad = [item["bad"] for item in items if "bad" in item]
         good = [item for item in items if "bad" not in item]
-        batch = {"mos": torch.stack([item["mos"] for item in good]) if good else torch.empty(0),
-                 "index": (torch.stack([item["index"] for item in good]) if good
-                           else torch.empty(0, dtype=torch.long)),
-                 "bad_inputs": bad}
+        batch = {
+            "mos": torch.stack([item["mos"] for item in good]) if good else torch.empty(0),
+            "index": (
+                torch.stack([item["index"] for item in good])
+                if good
+                else torch.empty(0, dtype=torch.long)
+            ),
+            "bad_inputs": bad,
+        }
         if not good:
             batch["image"] = torch.empty(0)
         for key in PIXEL_KEYS if good else ():
@@ -64,7 +73,9 @@ class IQACollate:
             return pad_images(images)
         shapes = {tuple(image.shape) for image in images}
         if len(shapes) > 1:
-            raise ValueError(f"images of different sizes in one batch {sorted(shapes)}: use a "
-                             f"crop or resize policy (data.transforms), a batch size of 1, or "
-                             f"data.collate=pad for a model that takes a mask")
+            raise ValueError(
+                f"images of different sizes in one batch {sorted(shapes)}: use a "
+                f"crop or resize policy (data.transforms), a batch size of 1, or "
+                f"data.collate=pad for a model that takes a mask"
+            )
         return torch.stack(images), None

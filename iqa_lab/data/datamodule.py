@@ -69,9 +69,12 @@ def with_box_ids(records: pd.DataFrame) -> pd.DataFrame:
     boxes = records[list(BOX_COLUMNS)]
     has_box = boxes.notna().all(axis=1)
     view = records.copy()
-    view.loc[has_box, "image"] = (view.loc[has_box, "image"].astype(str) + " [box "
-                                  + boxes[has_box].astype(int).astype(str).agg(",".join, axis=1)
-                                  + "]")
+    view.loc[has_box, "image"] = (
+        view.loc[has_box, "image"].astype(str)
+        + " [box "
+        + boxes[has_box].astype(int).astype(str).agg(",".join, axis=1)
+        + "]"
+    )
     return view
 
 
@@ -82,9 +85,16 @@ class IQADataset(Dataset):
     An image that fails to decode raises ``BadImageError`` (``on_bad=raise``) or becomes a
     ``{"bad": {"image", "reason", "split"}}`` marker that ``IQACollate`` drops (``skip``)."""
 
-    def __init__(self, records: pd.DataFrame, data_dir: str | Path, transform,
-                 bad_inputs: BadInputs | None = None, max_pixels: int | None = None,
-                 split: str = "", db: str | None = None):
+    def __init__(
+        self,
+        records: pd.DataFrame,
+        data_dir: str | Path,
+        transform,
+        bad_inputs: BadInputs | None = None,
+        max_pixels: int | None = None,
+        split: str = "",
+        db: str | None = None,
+    ):
         self.images = records["image"].tolist()
         self.references = records["reference"].tolist() if "reference" in records else None
         self.mos = torch.tensor(records["mos"].to_numpy(), dtype=torch.float32)
@@ -94,8 +104,11 @@ class IQADataset(Dataset):
         self.bad_inputs = bad_inputs or BadInputs()
         self.max_pixels = max_pixels
         self.split = split
-        self.boxes = (records[list(BOX_COLUMNS)].to_numpy(dtype=float)
-                      if set(BOX_COLUMNS) <= set(records.columns) else None)
+        self.boxes = (
+            records[list(BOX_COLUMNS)].to_numpy(dtype=float)
+            if set(BOX_COLUMNS) <= set(records.columns)
+            else None
+        )
         # The database name each item carries (data=mixed: which regressor head scores it).
         self.db = db
         # What the model asks for beyond the image (``IQADataModule.provide``).
@@ -121,22 +134,27 @@ class IQADataset(Dataset):
             return image
         top, left, bottom, right = self.boxes[i].astype(int)
         if not (0 <= top < bottom <= image.shape[0] and 0 <= left < right <= image.shape[1]):
-            raise BadImageError(f"{self.data_dir / self.images[i]}: box (top, left, bottom, "
-                                f"right) = {(top, left, bottom, right)} does not fit in the "
-                                f"{image.shape[1]}x{image.shape[0]} image")
+            raise BadImageError(
+                f"{self.data_dir / self.images[i]}: box (top, left, bottom, "
+                f"right) = {(top, left, bottom, right)} does not fit in the "
+                f"{image.shape[1]}x{image.shape[0]} image"
+            )
         return image[top:bottom, left:right]
 
     def _decode(self, i: int) -> dict[str, np.ndarray]:
-        pixels = {"image": self.crop_box(i, load_rgb(self.data_dir / self.images[i],
-                                                     self.max_pixels))}
+        pixels = {
+            "image": self.crop_box(i, load_rgb(self.data_dir / self.images[i], self.max_pixels))
+        }
         if "reference" in self.needs:
             path = self.data_dir / self.references[i]
             reference = self.crop_box(i, load_rgb(path, self.max_pixels))
             if reference.shape != pixels["image"].shape:
-                raise BadImageError(f"{path}: the reference is {reference.shape[1]}x"
-                                    f"{reference.shape[0]}, its image {self.images[i]} is "
-                                    f"{pixels['image'].shape[1]}x{pixels['image'].shape[0]}; "
-                                    f"a full-reference model needs them aligned")
+                raise BadImageError(
+                    f"{path}: the reference is {reference.shape[1]}x"
+                    f"{reference.shape[0]}, its image {self.images[i]} is "
+                    f"{pixels['image'].shape[1]}x{pixels['image'].shape[0]}; "
+                    f"a full-reference model needs them aligned"
+                )
             pixels["reference"] = reference
         return pixels
 
@@ -145,8 +163,7 @@ class IQADataset(Dataset):
             pixels = self._decode(i)
         except BadImageError as err:
             fields = {} if self.db is None else {"db": self.db}
-            return {"bad": self.bad_inputs.decode_failed(self.images[i], err, self.split,
-                                                         **fields)}
+            return {"bad": self.bad_inputs.decode_failed(self.images[i], err, self.split, **fields)}
         self._seed_transform(i)
         item = {**self.transform(**pixels), "mos": self.mos[i], "index": self.index[i]}
         if self.db is not None:
@@ -158,16 +175,19 @@ def resolve_parser(parser: str | Callable | None, options: Mapping) -> Callable 
     """The parser function a config names, checked against its options before any file is read."""
     if parser is None:
         if options:
-            raise TypeError(f"unknown data config keys {sorted(options)} (no data.parser takes "
-                            f"them)")
+            raise TypeError(
+                f"unknown data config keys {sorted(options)} (no data.parser takes them)"
+            )
         return None
     function = get_method(parser) if isinstance(parser, str) else parser
     try:
-        inspect.signature(function).bind("data_dir", mos_range=(0, 1), lower_better=False,
-                                         db="db", **options)
+        inspect.signature(function).bind(
+            "data_dir", mos_range=(0, 1), lower_better=False, db="db", **options
+        )
     except TypeError as err:
-        raise TypeError(f"data.parser={parser} does not take the data config's keys "
-                        f"{sorted(options)}: {err}") from None
+        raise TypeError(
+            f"data.parser={parser} does not take the data config's keys {sorted(options)}: {err}"
+        ) from None
     return function
 
 
@@ -175,18 +195,34 @@ class IQADataModule(L.LightningDataModule):
     """The DataModule of every database. ``records`` after ``setup`` holds every record with its
     ``split``; ``bad_inputs`` the items ``on_bad=skip`` dropped."""
 
-    def __init__(self, name: str, data_dir: str, transforms: Mapping,
-                 parser: str | Callable | None = None, protocol: Mapping | None = None,
-                 batch_size: int = 16, eval_batch_size: int | None = None, num_workers: int = 0,
-                 pin_memory: bool = False, mos_range: tuple = (0.0, 1.0), lower_better: bool = False,
-                 on_bad: str = "raise", max_pixels: int | None = 100_000_000,
-                 collate: str = "stack", std_range: tuple | None = None, **parser_options):
+    def __init__(
+        self,
+        name: str,
+        data_dir: str,
+        transforms: Mapping,
+        parser: str | Callable | None = None,
+        protocol: Mapping | None = None,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        mos_range: tuple = (0.0, 1.0),
+        lower_better: bool = False,
+        on_bad: str = "raise",
+        max_pixels: int | None = 100_000_000,
+        collate: str = "stack",
+        std_range: tuple | None = None,
+        **parser_options,
+    ):
         super().__init__()
         self.name = name
         self.data_dir = Path(data_dir).expanduser()
-        self.parser_options = {key: OmegaConf.to_container(value, resolve=True)
-                               if isinstance(value, (DictConfig, ListConfig)) else value
-                               for key, value in parser_options.items()}
+        self.parser_options = {
+            key: OmegaConf.to_container(value, resolve=True)
+            if isinstance(value, (DictConfig, ListConfig))
+            else value
+            for key, value in parser_options.items()
+        }
         self.parser = resolve_parser(parser, self.parser_options)
         self.protocol = Protocol(**protocol) if protocol is not None else None
         self.transform_cfg = {stage: dict(cfg) for stage, cfg in transforms.items()}
@@ -205,7 +241,7 @@ class IQADataModule(L.LightningDataModule):
         # Notes on records kept as they are (case-resolved names, wrong extensions).
         self.input_notes: list[dict] = []
         self.records: pd.DataFrame | None = None
-        # Where the leakage guard caches pixel hashes (the runs set paths.cache_dir); None: no cache.
+        # Where the leakage guard caches pixel hashes (runs set paths.cache_dir); None: no cache.
         self.hash_cache_dir: str | None = None
         self.datasets: dict[str, IQADataset] = {}
 
@@ -226,17 +262,26 @@ class IQADataModule(L.LightningDataModule):
     def load_records(self) -> pd.DataFrame:
         """Parse the database's files into the record schema (``data.records``)."""
         if self.parser is None:
-            raise NotImplementedError(f"'{self.name}' has no parser: give data.parser="
-                                      f"<module.parse_function>, or override load_records()")
-        return self.parser(self.data_dir, mos_range=self.mos_range, lower_better=self.lower_better,
-                           db=self.name, **self.parser_options)
+            raise NotImplementedError(
+                f"'{self.name}' has no parser: give data.parser="
+                f"<module.parse_function>, or override load_records()"
+            )
+        return self.parser(
+            self.data_dir,
+            mos_range=self.mos_range,
+            lower_better=self.lower_better,
+            db=self.name,
+            **self.parser_options,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.records is not None:
             return
         if self.protocol is None:
-            raise ValueError(f"data '{self.name}' has no protocol to split by: the entry points "
-                             f"give it (hydra.utils.instantiate(cfg.data, protocol=cfg.protocol))")
+            raise ValueError(
+                f"data '{self.name}' has no protocol to split by: the entry points "
+                f"give it (hydra.utils.instantiate(cfg.data, protocol=cfg.protocol))"
+            )
         records = check_schema(self.load_records().reset_index(drop=True))
         records = self.screen_inputs(records)
         validate_records(with_box_ids(records))
@@ -256,8 +301,10 @@ class IQADataModule(L.LightningDataModule):
         records.loc[kept, "image"] = resolved[kept]
         self.input_notes.extend(notes)
         if records.empty:
-            raise BadInputError(f"no usable records left in '{self.name}' ({self.data_dir}): "
-                                f"{bad_inputs_message(bad, len(bad), self.name)}")
+            raise BadInputError(
+                f"no usable records left in '{self.name}' ({self.data_dir}): "
+                f"{bad_inputs_message(bad, len(bad), self.name)}"
+            )
         return records
 
     def find_bad_inputs(self, records: pd.DataFrame) -> tuple[list[dict], list[dict], pd.Series]:
@@ -273,8 +320,14 @@ class IQADataModule(L.LightningDataModule):
                 continue
             found = resolver.resolve(path)
             if found.path is None:
-                bad.append({"index": index, "image": image, "kind": "missing",
-                            "reason": f"{path}: {found.reason}"})
+                bad.append(
+                    {
+                        "index": index,
+                        "image": image,
+                        "kind": "missing",
+                        "reason": f"{path}: {found.reason}",
+                    }
+                )
                 continue
             if found.note:
                 depth = len(Path(image).parts)
@@ -283,8 +336,9 @@ class IQADataModule(L.LightningDataModule):
             try:
                 note = probe_image(found.path, self.max_pixels)
             except BadImageError as err:
-                bad.append({"index": index, "image": image, "kind": "unreadable",
-                            "reason": str(err)})
+                bad.append(
+                    {"index": index, "image": image, "kind": "unreadable", "reason": str(err)}
+                )
                 continue
             if note:
                 notes.append({"image": image, "note": note})
@@ -293,8 +347,12 @@ class IQADataModule(L.LightningDataModule):
     def check_splits(self, records: pd.DataFrame) -> None:
         """Refuse splits that leak files, identical images or references across train / val /
         test (``data.leakage``); pixel hashes are cached in ``hash_cache_dir`` if set."""
-        check_leakage(records, self.image_paths(records), cache_dir=self.hash_cache_dir,
-                      where=f"'{self.name}' under protocol={self.protocol.name}")
+        check_leakage(
+            records,
+            self.image_paths(records),
+            cache_dir=self.hash_cache_dir,
+            where=f"'{self.name}' under protocol={self.protocol.name}",
+        )
 
     def image_paths(self, records: pd.DataFrame) -> pd.Series:
         """The file of each record."""
@@ -309,22 +367,27 @@ class IQADataModule(L.LightningDataModule):
         """Refuse, naming the database, records without a reference image."""
         has = records["reference"].notna() if "reference" in records else None
         if has is None or not has.any():
-            raise ValueError(f"database '{self.name}' gives no reference images, and the model "
-                             f"needs them (a full-reference model or metric). Databases with "
-                             f"references: {', '.join(WITH_REFERENCES)}; or use a no-reference "
-                             f"model")
+            raise ValueError(
+                f"database '{self.name}' gives no reference images, and the model "
+                f"needs them (a full-reference model or metric). Databases with "
+                f"references: {', '.join(WITH_REFERENCES)}; or use a no-reference "
+                f"model"
+            )
         if not has.all():
             missing = records.loc[~has, "image"].tolist()
-            raise ValueError(f"{len(missing)} records of '{self.name}' have no reference image, "
-                             f"e.g. {missing[:5]}")
+            raise ValueError(
+                f"{len(missing)} records of '{self.name}' have no reference image, "
+                f"e.g. {missing[:5]}"
+            )
 
     def provide(self, needs) -> None:
         """Give every batch what the model needs beyond the image (``NEEDS``), or refuse."""
         needs = frozenset(needs or ())
         unknown = sorted(needs - set(NEEDS))
         if unknown:
-            raise ValueError(f"a model needs {unknown} from its batches; a DataModule provides "
-                             f"{list(NEEDS)}")
+            raise ValueError(
+                f"a model needs {unknown} from its batches; a DataModule provides {list(NEEDS)}"
+            )
         if "reference" in needs:
             self.require_references(self.records)
             self._check_reference_files()
@@ -338,25 +401,35 @@ class IQADataModule(L.LightningDataModule):
         missing = [str(path) for path in paths if not Path(path).is_file()]
         if not missing:
             return
-        message = (f"{len(missing)} reference image(s) of '{self.name}' are missing, e.g. "
-                   f"{missing[:5]}")
+        message = (
+            f"{len(missing)} reference image(s) of '{self.name}' are missing, e.g. {missing[:5]}"
+        )
         if not self.bad.skip:
-            raise BadInputError(f"{message}; fix data.data_dir or set data.on_bad=skip to drop "
-                                f"their records")
+            raise BadInputError(
+                f"{message}; fix data.data_dir or set data.on_bad=skip to drop their records"
+            )
         log.warning("%s; their records will be dropped when read (data.on_bad=skip)", message)
 
     def all_datasets(self) -> list[IQADataset]:
         """Every per-split dataset (the parts of a concatenated one included)."""
-        return [part for dataset in self.datasets.values()
-                for part in getattr(dataset, "datasets", [dataset])]
+        return [
+            part
+            for dataset in self.datasets.values()
+            for part in getattr(dataset, "datasets", [dataset])
+        ]
 
     def build_datasets(self) -> None:
         for split in ("train", "val", "test"):
             rows = self.records[self.records["split"] == split]
             cfg = self.transform_cfg["train" if split == "train" else "eval"]
-            self.datasets[split] = IQADataset(rows, self.data_dir, build_transform(split, **cfg),
-                                              bad_inputs=self.bad, max_pixels=self.max_pixels,
-                                              split=split)
+            self.datasets[split] = IQADataset(
+                rows,
+                self.data_dir,
+                build_transform(split, **cfg),
+                bad_inputs=self.bad,
+                max_pixels=self.max_pixels,
+                split=split,
+            )
 
     @property
     def synthetic_labels(self) -> bool:
@@ -385,8 +458,9 @@ class IQADataModule(L.LightningDataModule):
         from an epoch's checkpoint therefore continues exactly as the uninterrupted one."""
         dataset = self.datasets[split] if dataset is None else dataset
         size = self.batch_size if split == "train" else self.eval_batch_size
-        reloading = bool(self.trainer is not None
-                         and self.trainer.reload_dataloaders_every_n_epochs)
+        reloading = bool(
+            self.trainer is not None and self.trainer.reload_dataloaders_every_n_epochs
+        )
         sampler = None
         if shuffle:
             seed = self._epoch_seed()
@@ -395,11 +469,16 @@ class IQADataModule(L.LightningDataModule):
             for part in getattr(dataset, "datasets", [dataset]):
                 part.set_augment_seed(seed if reloading else None)
             sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-        return DataLoader(dataset, batch_size=self._per_device(size), sampler=sampler,
-                          collate_fn=self.collate,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0 and not reloading,
-                          drop_last=False)
+        return DataLoader(
+            dataset,
+            batch_size=self._per_device(size),
+            sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0 and not reloading,
+            drop_last=False,
+        )
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         """Move the items that failed to decode (``on_bad=skip``) from the batch into

@@ -30,9 +30,11 @@ class Distortion:
 
 def _albu(make: Callable[[float], A.BasicTransform], params: tuple) -> Callable:
     """A distortion from one albumentations transform built with the level's parameter."""
+
     def apply(image: np.ndarray, level: int, seed: int) -> np.ndarray:
         pipeline = A.Compose([make(params[level - 1])], seed=seed)
         return pipeline(image=image)["image"]
+
     return apply
 
 
@@ -62,8 +64,9 @@ def _color_quantization(image, level, seed):
 def _jpeg2000(image, level, seed):
     ratio = (16, 32, 64, 128, 256)[level - 1]
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG2000", quality_mode="rates",
-                                quality_layers=[ratio], irreversible=True)
+    Image.fromarray(image).save(
+        buffer, format="JPEG2000", quality_mode="rates", quality_layers=[ratio], irreversible=True
+    )
     buffer.seek(0)
     return np.asarray(Image.open(buffer).convert("RGB"))
 
@@ -92,54 +95,140 @@ def _tone_curve(gamma_pct: tuple) -> Callable:
 
 _NEAREST = {"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_NEAREST}
 
-DISTORTIONS: dict[str, Distortion] = {d.name: d for d in [
-    Distortion("gaussian_blur", 1, _albu(
-        lambda s: A.GaussianBlur(blur_limit=0, sigma_limit=(s, s), p=1.0), (0.6, 1.2, 2.0, 3.0, 5.0))),
-    Distortion("lens_blur", 2, _albu(
-        lambda r: A.Defocus(radius=(r, r), alias_blur=(0.1, 0.1), p=1.0), (1, 2, 4, 6, 8))),
-    Distortion("motion_blur", 3, _albu(
-        lambda k: A.MotionBlur(blur_limit=(k, k), allow_shifted=False, p=1.0), (3, 5, 9, 13, 19))),
-    Distortion("color_diffusion", 4, _color_diffusion),
-    Distortion("color_shift", 5, _color_shift),
-    Distortion("color_quantization", 6, _color_quantization),
-    Distortion("color_saturation_1", 7, _albu(
-        lambda s: A.HueSaturationValue(hue_shift_limit=0, sat_shift_limit=(s, s),
-                                       val_shift_limit=0, p=1.0), (-30, -60, -90, -130, -180))),
-    Distortion("color_saturation_2", 8, _albu(
-        lambda s: A.ColorJitter(brightness=(1, 1), contrast=(1, 1), saturation=(s, s),
-                                hue=(0, 0), p=1.0), (1.5, 2.0, 2.8, 3.8, 5.0))),
-    Distortion("jpeg2000", 9, _jpeg2000),
-    Distortion("jpeg", 10, _albu(
-        lambda q: A.ImageCompression(quality_range=(q, q), p=1.0), (60, 35, 20, 10, 4))),
-    Distortion("white_noise", 11, _albu(
-        lambda s: A.GaussNoise(std_range=(s, s), p=1.0), (0.02, 0.04, 0.07, 0.11, 0.17))),
-    Distortion("white_noise_color_component", 12, _white_noise_color),
-    Distortion("impulse_noise", 13, _albu(
-        lambda a: A.SaltAndPepper(amount=(a, a), p=1.0), (0.005, 0.015, 0.03, 0.06, 0.1))),
-    Distortion("multiplicative_noise", 14, _albu(
-        lambda s: A.MultiplicativeNoise(multiplier=(1 - s, 1 + s), elementwise=True, p=1.0),
-        (0.05, 0.1, 0.2, 0.3, 0.45))),
-    Distortion("brighten", 16, _tone_curve((85, 70, 55, 42, 30))),
-    Distortion("darken", 17, _tone_curve((120, 145, 175, 215, 270))),
-    Distortion("mean_shift", 18, _albu(
-        lambda b: A.RandomBrightnessContrast(brightness_limit=(b, b), contrast_limit=(0, 0), p=1.0),
-        (0.04, 0.08, 0.13, 0.19, 0.26))),
-    Distortion("jitter", 19, _jitter),
-    Distortion("pixelate", 21, _albu(
-        lambda s: A.Downscale(scale_range=(s, s), interpolation_pair=_NEAREST, p=1.0),
-        (0.5, 0.33, 0.25, 0.17, 0.1))),
-    Distortion("quantization", 22, _albu(
-        lambda b: A.Posterize(num_bits=(b, b), p=1.0), (5, 4, 3, 2, 1))),
-    Distortion("color_block", 23, _albu(
-        lambda n: A.CoarseDropout(num_holes_range=(n, n), hole_height_range=(0.06, 0.1),
-                                  hole_width_range=(0.06, 0.1), fill="random_uniform", p=1.0),
-        (1, 3, 6, 10, 16))),
-    Distortion("high_sharpen", 24, _albu(
-        lambda a: A.Sharpen(alpha=(a, a), lightness=(1.0, 1.0), p=1.0), (0.2, 0.4, 0.6, 0.8, 1.0))),
-    Distortion("contrast_change", 25, _albu(
-        lambda c: A.RandomBrightnessContrast(brightness_limit=(0, 0), contrast_limit=(c, c), p=1.0),
-        (-0.1, -0.2, -0.35, -0.5, -0.65))),
-]}
+DISTORTIONS: dict[str, Distortion] = {
+    d.name: d
+    for d in [
+        Distortion(
+            "gaussian_blur",
+            1,
+            _albu(
+                lambda s: A.GaussianBlur(blur_limit=0, sigma_limit=(s, s), p=1.0),
+                (0.6, 1.2, 2.0, 3.0, 5.0),
+            ),
+        ),
+        Distortion(
+            "lens_blur",
+            2,
+            _albu(
+                lambda r: A.Defocus(radius=(r, r), alias_blur=(0.1, 0.1), p=1.0), (1, 2, 4, 6, 8)
+            ),
+        ),
+        Distortion(
+            "motion_blur",
+            3,
+            _albu(
+                lambda k: A.MotionBlur(blur_limit=(k, k), allow_shifted=False, p=1.0),
+                (3, 5, 9, 13, 19),
+            ),
+        ),
+        Distortion("color_diffusion", 4, _color_diffusion),
+        Distortion("color_shift", 5, _color_shift),
+        Distortion("color_quantization", 6, _color_quantization),
+        Distortion(
+            "color_saturation_1",
+            7,
+            _albu(
+                lambda s: A.HueSaturationValue(
+                    hue_shift_limit=0, sat_shift_limit=(s, s), val_shift_limit=0, p=1.0
+                ),
+                (-30, -60, -90, -130, -180),
+            ),
+        ),
+        Distortion(
+            "color_saturation_2",
+            8,
+            _albu(
+                lambda s: A.ColorJitter(
+                    brightness=(1, 1), contrast=(1, 1), saturation=(s, s), hue=(0, 0), p=1.0
+                ),
+                (1.5, 2.0, 2.8, 3.8, 5.0),
+            ),
+        ),
+        Distortion("jpeg2000", 9, _jpeg2000),
+        Distortion(
+            "jpeg",
+            10,
+            _albu(lambda q: A.ImageCompression(quality_range=(q, q), p=1.0), (60, 35, 20, 10, 4)),
+        ),
+        Distortion(
+            "white_noise",
+            11,
+            _albu(lambda s: A.GaussNoise(std_range=(s, s), p=1.0), (0.02, 0.04, 0.07, 0.11, 0.17)),
+        ),
+        Distortion("white_noise_color_component", 12, _white_noise_color),
+        Distortion(
+            "impulse_noise",
+            13,
+            _albu(lambda a: A.SaltAndPepper(amount=(a, a), p=1.0), (0.005, 0.015, 0.03, 0.06, 0.1)),
+        ),
+        Distortion(
+            "multiplicative_noise",
+            14,
+            _albu(
+                lambda s: A.MultiplicativeNoise(multiplier=(1 - s, 1 + s), elementwise=True, p=1.0),
+                (0.05, 0.1, 0.2, 0.3, 0.45),
+            ),
+        ),
+        Distortion("brighten", 16, _tone_curve((85, 70, 55, 42, 30))),
+        Distortion("darken", 17, _tone_curve((120, 145, 175, 215, 270))),
+        Distortion(
+            "mean_shift",
+            18,
+            _albu(
+                lambda b: A.RandomBrightnessContrast(
+                    brightness_limit=(b, b), contrast_limit=(0, 0), p=1.0
+                ),
+                (0.04, 0.08, 0.13, 0.19, 0.26),
+            ),
+        ),
+        Distortion("jitter", 19, _jitter),
+        Distortion(
+            "pixelate",
+            21,
+            _albu(
+                lambda s: A.Downscale(scale_range=(s, s), interpolation_pair=_NEAREST, p=1.0),
+                (0.5, 0.33, 0.25, 0.17, 0.1),
+            ),
+        ),
+        Distortion(
+            "quantization",
+            22,
+            _albu(lambda b: A.Posterize(num_bits=(b, b), p=1.0), (5, 4, 3, 2, 1)),
+        ),
+        Distortion(
+            "color_block",
+            23,
+            _albu(
+                lambda n: A.CoarseDropout(
+                    num_holes_range=(n, n),
+                    hole_height_range=(0.06, 0.1),
+                    hole_width_range=(0.06, 0.1),
+                    fill="random_uniform",
+                    p=1.0,
+                ),
+                (1, 3, 6, 10, 16),
+            ),
+        ),
+        Distortion(
+            "high_sharpen",
+            24,
+            _albu(
+                lambda a: A.Sharpen(alpha=(a, a), lightness=(1.0, 1.0), p=1.0),
+                (0.2, 0.4, 0.6, 0.8, 1.0),
+            ),
+        ),
+        Distortion(
+            "contrast_change",
+            25,
+            _albu(
+                lambda c: A.RandomBrightnessContrast(
+                    brightness_limit=(0, 0), contrast_limit=(c, c), p=1.0
+                ),
+                (-0.1, -0.2, -0.35, -0.5, -0.65),
+            ),
+        ),
+    ]
+}
 
 
 def distort(image: np.ndarray, name: str, level: int, seed: int) -> np.ndarray:

@@ -19,7 +19,8 @@ Decoding (``load_rgb``) always yields an ``(H, W, 3)`` uint8 array:
 
 Everything unusable raises ``BadImageError`` whose message names the file and the fix.
 ``resolve_file`` finds a label's file when only the case of its name differs (BIQ2021 labels
-``ss02 (1014).jpg`` for the file ``ss02 (1014).JPG``) and ``probe_image`` checks a file at setup cost
+``ss02 (1014).jpg`` for the file ``ss02 (1014).JPG``) and ``probe_image`` checks a file at setup
+cost
 (header and the last bytes, no decoding).
 """
 
@@ -38,11 +39,20 @@ BACKGROUND = (255, 255, 255)  # what transparent pixels are composited over
 # The bytes a complete file ends with (some writers append a trailer, hence a search window).
 _END_MARKERS = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND"}
 _TAIL_BYTES = 4096
-_EXTENSIONS = {"JPEG": {".jpg", ".jpeg", ".jpe", ".jfif"}, "MPO": {".jpg", ".jpeg", ".mpo"},
-               "PNG": {".png"}, "BMP": {".bmp", ".dib"}, "TIFF": {".tif", ".tiff"},
-               "GIF": {".gif"}, "WEBP": {".webp"}, "PPM": {".ppm", ".pgm", ".pbm", ".pnm"}}
-_FIX = "replace the file with a good copy, or set data.on_bad=skip to drop it (it is then listed " \
-       "in results.json)"
+_EXTENSIONS = {
+    "JPEG": {".jpg", ".jpeg", ".jpe", ".jfif"},
+    "MPO": {".jpg", ".jpeg", ".mpo"},
+    "PNG": {".png"},
+    "BMP": {".bmp", ".dib"},
+    "TIFF": {".tif", ".tiff"},
+    "GIF": {".gif"},
+    "WEBP": {".webp"},
+    "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
+}
+_FIX = (
+    "replace the file with a good copy, or set data.on_bad=skip to drop it (it is then listed "
+    "in results.json)"
+)
 
 # Our own size check (max_pixels) replaces PIL's warning; PIL's hard error is still caught below.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -57,8 +67,8 @@ class Resolution:
     """Where a label's file is: ``path`` (None when missing), how it was found, why it is bad."""
 
     path: Path | None
-    note: str | None = None     # e.g. the case-insensitive match that was used
-    reason: str | None = None   # set when ``path`` is None
+    note: str | None = None  # e.g. the case-insensitive match that was used
+    reason: str | None = None  # set when ``path`` is None
 
 
 @dataclass
@@ -87,7 +97,7 @@ class FileResolver:
             return Resolution(path)
         current = Path(path.anchor) if path.is_absolute() else Path()
         renamed: list[str] = []
-        for part in path.parts[len(current.parts):]:
+        for part in path.parts[len(current.parts) :]:
             if part in ("", ".", ".."):
                 current = current / part
                 continue
@@ -98,8 +108,11 @@ class FileResolver:
                 current = current / candidates[0]
                 renamed.append(f"'{part}' → '{candidates[0]}'")
             elif candidates:
-                return Resolution(None, reason=f"missing as written; names differing only in case "
-                                               f"are ambiguous: {sorted(candidates)} in {current}")
+                return Resolution(
+                    None,
+                    reason=f"missing as written; names differing only in case "
+                    f"are ambiguous: {sorted(candidates)} in {current}",
+                )
             else:
                 return Resolution(None, reason=self._missing_reason(path, current))
         if not current.is_file():
@@ -130,19 +143,24 @@ def _open(path: Path, max_pixels: int | None) -> Image.Image:
             raise BadImageError(f"{path}: empty file (0 bytes); {_FIX}")
         image = Image.open(path)
     except FileNotFoundError:
-        raise BadImageError(f"{path}: file not found; check data.data_dir and the label "
-                            f"file") from None
+        raise BadImageError(
+            f"{path}: file not found; check data.data_dir and the label file"
+        ) from None
     except Image.DecompressionBombError as err:
-        raise BadImageError(f"{path}: refused as a decompression bomb ({err}); raise "
-                            f"data.max_pixels if this image is genuine, else {_FIX}") from None
+        raise BadImageError(
+            f"{path}: refused as a decompression bomb ({err}); raise "
+            f"data.max_pixels if this image is genuine, else {_FIX}"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise BadImageError(f"{path}: not an image PIL can read ({err}); {_FIX}") from None
     pixels = image.width * image.height
     if max_pixels and pixels > max_pixels:
         image.close()
-        raise BadImageError(f"{path}: {image.width}x{image.height} = {pixels:,} pixels exceeds "
-                            f"data.max_pixels={max_pixels:,} (decompression-bomb guard); raise "
-                            f"data.max_pixels if this image is genuine, else {_FIX}")
+        raise BadImageError(
+            f"{path}: {image.width}x{image.height} = {pixels:,} pixels exceeds "
+            f"data.max_pixels={max_pixels:,} (decompression-bomb guard); raise "
+            f"data.max_pixels if this image is genuine, else {_FIX}"
+        )
     return image
 
 
@@ -156,8 +174,10 @@ def _tail_has_end_marker(path: Path, image_format: str | None) -> bool:
 
 
 def _truncation_error(path: Path, image_format: str | None) -> BadImageError:
-    return BadImageError(f"{path}: truncated {image_format} file (no end marker; the download or "
-                         f"copy was cut short); {_FIX}")
+    return BadImageError(
+        f"{path}: truncated {image_format} file (no end marker; the download or "
+        f"copy was cut short); {_FIX}"
+    )
 
 
 def _check_complete(path: Path, image_format: str | None) -> None:

@@ -34,21 +34,26 @@ class Step:
 
     loop: int
     database: str
-    epoch: int   # within this database's block of the loop
+    epoch: int  # within this database's block of the loop
 
 
 class IMDTSchedule:
     """Algorithm 1's order: ``loops`` times, each database in turn for its E_i epochs."""
 
-    def __init__(self, sizes: dict[str, int], loops: int, epochs_upper: int,
-                 epochs_rule: str = "min"):
+    def __init__(
+        self, sizes: dict[str, int], loops: int, epochs_upper: int, epochs_rule: str = "min"
+    ):
         if loops < 1:
             raise ValueError(f"data.imdt.loops must be at least 1, got {loops}")
         self.sizes = dict(sizes)
         self.loops = loops
         self.epochs = epochs_per_database(self.sizes, epochs_upper, epochs_rule)
-        self.steps = [Step(loop, name, epoch) for loop in range(loops)
-                      for name in self.sizes for epoch in range(self.epochs[name])]
+        self.steps = [
+            Step(loop, name, epoch)
+            for loop in range(loops)
+            for name in self.sizes
+            for epoch in range(self.epochs[name])
+        ]
 
     @property
     def total_epochs(self) -> int:
@@ -60,11 +65,13 @@ class IMDTSchedule:
 
     def at(self, epoch: int) -> Step:
         if not 0 <= epoch < len(self.steps):
-            raise IndexError(f"epoch {epoch} is outside the IMDT schedule of "
-                             f"{len(self.steps)} epochs")
+            raise IndexError(
+                f"epoch {epoch} is outside the IMDT schedule of {len(self.steps)} epochs"
+            )
         return self.steps[epoch]
 
     def describe(self) -> str:
-        blocks = ", ".join(f"{name} x{self.epochs[name]} (N={self.sizes[name]})"
-                           for name in self.sizes)
+        blocks = ", ".join(
+            f"{name} x{self.epochs[name]} (N={self.sizes[name]})" for name in self.sizes
+        )
         return f"{self.loops} loops of [{blocks}] = {self.total_epochs} epochs"

@@ -26,8 +26,10 @@ def require_file(path: str | Path, what: str) -> Path:
     """``path`` if it exists, else a LabelFileError saying which database file is expected."""
     path = Path(path)
     if not path.is_file():
-        raise LabelFileError(f"{path}: {what} not found; set data.data_dir to the folder the "
-                             f"database's authors distribute (it holds this file)")
+        raise LabelFileError(
+            f"{path}: {what} not found; set data.data_dir to the folder the "
+            f"database's authors distribute (it holds this file)"
+        )
     return path
 
 
@@ -43,8 +45,12 @@ def decode_text(path: str | Path) -> str:
                 text = raw.decode(encoding)
             except UnicodeDecodeError:
                 continue
-            log.warning("%s is not UTF-8 (%s); read it as %s. Re-save it as UTF-8 to silence "
-                        "this warning.", path, err, encoding)
+            log.warning(
+                "%s is not UTF-8 (%s); read it as %s. Re-save it as UTF-8 to silence this warning.",
+                path,
+                err,
+                encoding,
+            )
             return text
     raise LabelFileError(f"{path}: cannot decode as UTF-8 or {_FALLBACK_ENCODINGS}")
 
@@ -72,8 +78,10 @@ def require_columns(frame: pd.DataFrame, columns, path: str | Path) -> pd.DataFr
     frame = frame.rename(columns=lambda c: str(c).strip())
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise LabelFileError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}. "
-                             f"Is this the database's original label file?")
+        raise LabelFileError(
+            f"{path}: missing column(s) {missing}; found {list(frame.columns)}. "
+            f"Is this the database's original label file?"
+        )
     return frame
 
 
@@ -104,15 +112,17 @@ def first_present(data_dir: str | Path, names, what: str) -> Path:
         path = Path(data_dir) / name
         if path.is_file():
             return path
-    raise LabelFileError(f"{Path(data_dir)}: {what} not found (looked for {names}); set "
-                         f"data.data_dir to the folder the database's authors distribute")
+    raise LabelFileError(
+        f"{Path(data_dir)}: {what} not found (looked for {names}); set "
+        f"data.data_dir to the folder the database's authors distribute"
+    )
 
 
 def image_paths_under(folder: str | None, names: pd.Series) -> pd.Series:
     """``folder/name`` for each name (names stripped of spaces), POSIX style; ``folder`` of
     None, "" or "." leaves the names as they are (images beside the label file)."""
     names = names.astype(str).str.strip()
-    folder = (str(folder).strip().strip("/") if folder is not None else "")
+    folder = str(folder).strip().strip("/") if folder is not None else ""
     if folder in ("", "."):
         return names
     return folder + "/" + names

@@ -57,8 +57,10 @@ class PixelHashCache:
         self.known: dict[tuple[str, int, int], str] = {}
         if self.path is not None and self.path.is_file():
             frame = pd.read_csv(self.path, dtype={"path": str, "hash": str})
-            self.known = {(r.path, int(r.size), int(r.mtime_ns)): r.hash
-                          for r in frame.itertuples(index=False)}
+            self.known = {
+                (r.path, int(r.size), int(r.mtime_ns)): r.hash
+                for r in frame.itertuples(index=False)
+            }
         self.added = 0
 
     @staticmethod
@@ -81,8 +83,9 @@ class PixelHashCache:
                 return None  # unreadable files are the bad-input policy's business
 
         if todo:
-            log.info("hashing the pixels of %d images for the leakage guard (cached after)",
-                     len(todo))
+            log.info(
+                "hashing the pixels of %d images for the leakage guard (cached after)", len(todo)
+            )
             with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
                 for i, value in zip(todo, pool.map(compute, todo)):
                     if value is not None:
@@ -95,8 +98,10 @@ class PixelHashCache:
         if self.path is None or not self.added:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        frame = pd.DataFrame([(p, s, m, h) for (p, s, m), h in self.known.items()],
-                             columns=["path", "size", "mtime_ns", "hash"])
+        frame = pd.DataFrame(
+            [(p, s, m, h) for (p, s, m), h in self.known.items()],
+            columns=["path", "size", "mtime_ns", "hash"],
+        )
         with atomic_path(self.path) as tmp:
             frame.to_csv(tmp, index=False)
         self.added = 0
@@ -117,13 +122,19 @@ def _describe(rows: pd.DataFrame, key: str, label: str) -> str:
         if i == SHOWN:
             lines.append(f"  … and {groups.ngroups - SHOWN} more")
             break
-        lines.append("  " + "; ".join(f"{split}: {image}" for split, image
-                                      in zip(group["split"], group["image"])))
+        lines.append(
+            "  "
+            + "; ".join(f"{split}: {image}" for split, image in zip(group["split"], group["image"]))
+        )
     return "\n".join(lines)
 
 
-def find_leaks(records: pd.DataFrame, paths: pd.Series, cache_dir: str | Path | None = None,
-               pixels: bool = True) -> dict[str, pd.DataFrame]:
+def find_leaks(
+    records: pd.DataFrame,
+    paths: pd.Series,
+    cache_dir: str | Path | None = None,
+    pixels: bool = True,
+) -> dict[str, pd.DataFrame]:
     """Offending rows per kind (``file``, ``pixels``, ``ref``); empty frames when clean.
 
     ``records`` carry ``image``, ``ref`` and ``split``; ``paths`` the absolute file of each row."""
@@ -139,19 +150,31 @@ def find_leaks(records: pd.DataFrame, paths: pd.Series, cache_dir: str | Path | 
     return leaks
 
 
-def check_leakage(records: pd.DataFrame, paths: pd.Series, cache_dir: str | Path | None = None,
-                  pixels: bool = True, where: str = "") -> None:
+def check_leakage(
+    records: pd.DataFrame,
+    paths: pd.Series,
+    cache_dir: str | Path | None = None,
+    pixels: bool = True,
+    where: str = "",
+) -> None:
     """Raise ``LeakageError`` listing every file, identical image and reference that crosses
     train / val / test."""
     leaks = find_leaks(records, paths, cache_dir, pixels)
-    labels = {"file": ("file_id", "files in more than one split"),
-              "pixels": ("pixels", "identical images (same decoded pixels) in more than one split"),
-              "ref": ("ref", "references / contents in more than one split")}
-    parts = [_describe(rows, labels[kind][0], labels[kind][1])
-             for kind, rows in leaks.items() if len(rows)]
+    labels = {
+        "file": ("file_id", "files in more than one split"),
+        "pixels": ("pixels", "identical images (same decoded pixels) in more than one split"),
+        "ref": ("ref", "references / contents in more than one split"),
+    }
+    parts = [
+        _describe(rows, labels[kind][0], labels[kind][1])
+        for kind, rows in leaks.items()
+        if len(rows)
+    ]
     if parts:
         raise LeakageError(
             f"the split of {where or 'this database'} leaks between train / val / test, so its "
-            f"test numbers would not be held-out numbers:\n" + "\n".join(parts) +
-            "\nFix the label file (remove duplicates, give copies of one photo the same ref) or "
-            "use a protocol that keeps references together (protocol=content).")
+            f"test numbers would not be held-out numbers:\n"
+            + "\n".join(parts)
+            + "\nFix the label file (remove duplicates, give copies of one photo the same ref) or "
+            "use a protocol that keeps references together (protocol=content)."
+        )

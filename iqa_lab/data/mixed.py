@@ -33,22 +33,31 @@ log = logging.getLogger(__name__)
 
 
 class MixedDataModule(IQADataModule):
-    def __init__(self, databases: Mapping[str, IQADataModule], imdt: Mapping | None = None,
-                 **kwargs):
+    def __init__(
+        self, databases: Mapping[str, IQADataModule], imdt: Mapping | None = None, **kwargs
+    ):
         if not databases:
-            raise ValueError("data=mixed needs data.databases: name → database config "
-                             "(e.g. an experiment with `- /data@data.databases.koniq10k: koniq10k`)")
+            raise ValueError(
+                "data=mixed needs data.databases: name → database config "
+                "(e.g. an experiment with `- /data@data.databases.koniq10k: koniq10k`)"
+            )
         kwargs.setdefault("transforms", {})
         super().__init__(**kwargs)
         self.databases: dict[str, IQADataModule] = dict(databases)
         for name, member in self.databases.items():
             if member.name != name:
-                raise ValueError(f"data.databases.{name} is named '{member.name}'; set its "
-                                 f"`name: {name}` so records and heads agree")
+                raise ValueError(
+                    f"data.databases.{name} is named '{member.name}'; set its "
+                    f"`name: {name}` so records and heads agree"
+                )
             if member.on_bad != self.on_bad:
-                log.warning("data.databases.%s.on_bad=%s is overridden by data.on_bad=%s: one "
-                            "setting governs every database of data=mixed", name, member.on_bad,
-                            self.on_bad)
+                log.warning(
+                    "data.databases.%s.on_bad=%s is overridden by data.on_bad=%s: one "
+                    "setting governs every database of data=mixed",
+                    name,
+                    member.on_bad,
+                    self.on_bad,
+                )
             member.bad = self.bad
         self.imdt = dict(imdt) if imdt else None
         self.schedule: IMDTSchedule | None = None
@@ -62,8 +71,9 @@ class MixedDataModule(IQADataModule):
     def load_records(self) -> pd.DataFrame:
         frames = []
         for name, member in self.databases.items():
-            records = member.screen_inputs(check_schema(member.load_records()
-                                                        .reset_index(drop=True)))
+            records = member.screen_inputs(
+                check_schema(member.load_records().reset_index(drop=True))
+            )
             records = records.assign(db=name, ref=name + "/" + records["ref"].astype(str))
             frames.append(records)
         return pd.concat(frames, ignore_index=True)
@@ -74,9 +84,13 @@ class MixedDataModule(IQADataModule):
         return records
 
     def image_paths(self, records: pd.DataFrame) -> pd.Series:
-        return pd.Series([self.databases[db].data_dir / image
-                          for db, image in zip(records["db"], records["image"])],
-                         index=records.index)
+        return pd.Series(
+            [
+                self.databases[db].data_dir / image
+                for db, image in zip(records["db"], records["image"])
+            ],
+            index=records.index,
+        )
 
     def reference_paths(self, records: pd.DataFrame) -> pd.Series:
         """Each record's reference under its own database's folder."""
@@ -95,9 +109,15 @@ class MixedDataModule(IQADataModule):
                 rows = self.records[(self.records["split"] == split) & (self.records["db"] == name)]
                 if len(rows):
                     cfg = member.transform_cfg["train" if split == "train" else "eval"]
-                    parts[name] = IQADataset(rows, member.data_dir, build_transform(split, **cfg),
-                                             bad_inputs=self.bad, max_pixels=member.max_pixels,
-                                             split=split, db=name)
+                    parts[name] = IQADataset(
+                        rows,
+                        member.data_dir,
+                        build_transform(split, **cfg),
+                        bad_inputs=self.bad,
+                        max_pixels=member.max_pixels,
+                        split=split,
+                        db=name,
+                    )
             self.db_datasets[split] = parts
             self.datasets[split] = ConcatDataset(list(parts.values())) if parts else []
         if self.imdt is not None:
@@ -115,9 +135,11 @@ class MixedDataModule(IQADataModule):
         step = self.schedule.at(self.trainer.current_epoch if self.trainer is not None else 0)
         dataset = self.db_datasets[split].get(step.database)
         if dataset is None:
-            raise ValueError(f"IMDT: '{step.database}' has no {split} images under "
-                             f"protocol={self.protocol.name}; each database needs its own "
-                             f"validation split (protocol.val_fraction > 0)")
+            raise ValueError(
+                f"IMDT: '{step.database}' has no {split} images under "
+                f"protocol={self.protocol.name}; each database needs its own "
+                f"validation split (protocol.val_fraction > 0)"
+            )
         return dataset
 
     def train_dataloader(self):

@@ -14,6 +14,7 @@ def _skimage(name: str) -> Callable[[], np.ndarray]:
 
         image = getattr(skimage.data, name)()
         return image[0] if name == "stereo_motorcycle" else image
+
     return load
 
 
@@ -22,6 +23,7 @@ def _sklearn(name: str) -> Callable[[], np.ndarray]:
         from sklearn.datasets import load_sample_image
 
         return load_sample_image(name)
+
     return load
 
 
@@ -32,6 +34,7 @@ def _matplotlib(name: str) -> Callable[[], np.ndarray]:
 
         with matplotlib.cbook.get_sample_data(name) as handle:
             return np.asarray(Image.open(handle).convert("RGB"))
+
     return load
 
 

@@ -2,14 +2,14 @@
 
 - ``official``: the database's own split (the record column ``set``: train / val / test). When the
   database publishes no validation set, validation is carved from the official training set.
-- ``random``: contents drawn at random into train / test with a seed per repeat (seed 003: 10
+- ``random``: contents drawn at random into train / test with a seed per repeat (StairIQA: 10
   repeats of 80/20, median reported). A content is a ``ref``: the image itself for in-the-wild
   databases, the reference photo for synthetic ones, the parent image for patch databases — so
   random splits never put two versions of one content on both sides.
 - ``content``: the same draw, named for what synthetic databases require (all distortions of one
   reference on one side); it refuses a database whose references are all distinct only in name.
 - ``cross``: train on the databases ``train_dbs``, test on ``test_dbs`` (``data=mixed``).
-- ``leave_one_out``: train on every database but ``held_out``, test on it (seed 003 Table V).
+- ``leave_one_out``: train on every database but ``held_out``, test on it (StairIQA Table V).
 
 Validation is always carved from the training side (``val_fraction`` of its contents), content-
 separated. The split seed of repeat ``r`` is ``seed + r``. ``selection=val`` picks the checkpoint on
@@ -45,7 +45,9 @@ class Protocol:
         if self.name not in PROTOCOLS:
             raise ValueError(f"unknown protocol '{self.name}'; known: {sorted(PROTOCOLS)}")
         if not 0 < self.train_fraction < 1:
-            raise ValueError(f"protocol.train_fraction must be in (0, 1), got {self.train_fraction}")
+            raise ValueError(
+                f"protocol.train_fraction must be in (0, 1), got {self.train_fraction}"
+            )
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"protocol.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.selection not in ("val", "test"):
@@ -55,11 +57,15 @@ class Protocol:
         object.__setattr__(self, "train_dbs", tuple(self.train_dbs or ()))
         object.__setattr__(self, "test_dbs", tuple(self.test_dbs or ()))
         if self.name == "cross" and not (self.train_dbs and self.test_dbs):
-            raise ValueError("protocol=cross needs protocol.train_dbs and protocol.test_dbs "
-                             "(database names of data=mixed)")
+            raise ValueError(
+                "protocol=cross needs protocol.train_dbs and protocol.test_dbs "
+                "(database names of data=mixed)"
+            )
         if self.name == "cross" and set(self.train_dbs) & set(self.test_dbs):
-            raise ValueError(f"protocol=cross: {sorted(set(self.train_dbs) & set(self.test_dbs))} "
-                             f"is both a training and a test database")
+            raise ValueError(
+                f"protocol=cross: {sorted(set(self.train_dbs) & set(self.test_dbs))} "
+                f"is both a training and a test database"
+            )
         if self.name == "leave_one_out" and not self.held_out:
             raise ValueError("protocol=leave_one_out needs protocol.held_out (a database name)")
 
@@ -81,8 +87,9 @@ def _draw(groups, fraction: float, rng: np.random.Generator) -> set:
     return set(rng.permutation(unique)[:count])
 
 
-def carve_validation(records: pd.DataFrame, split: pd.Series, protocol: Protocol,
-                     rng: np.random.Generator) -> pd.Series:
+def carve_validation(
+    records: pd.DataFrame, split: pd.Series, protocol: Protocol, rng: np.random.Generator
+) -> pd.Series:
     """Move ``val_fraction`` of the training side's contents (``ref`` groups) to ``val``, for
     each database on its own (each database's model is selected on its own validation split)."""
     split = split.copy()
@@ -98,14 +105,13 @@ def carve_validation(records: pd.DataFrame, split: pd.Series, protocol: Protocol
 
 def _random_by_content(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
     """``train_fraction`` of the contents to the training side, the rest to test; with several
-    databases (``data=mixed``) each database is split on its own, as seed 003 splits each of its
+    databases (``data=mixed``) each database is split on its own, as StairIQA splits each of its
     databases 80/20."""
     rng = np.random.default_rng(protocol.split_seed)
     parts = []
     for _, rows in records.groupby("db", sort=True) if "db" in records else [(None, records)]:
         train_side = _draw(rows["ref"].to_numpy(), protocol.train_fraction, rng)
-        split = pd.Series(np.where(rows["ref"].isin(train_side), "train", "test"),
-                          index=rows.index)
+        split = pd.Series(np.where(rows["ref"].isin(train_side), "train", "test"), index=rows.index)
         parts.append(carve_validation(rows, split, protocol, rng))
     return pd.concat(parts).reindex(records.index)
 
@@ -116,28 +122,42 @@ def random_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
 
 def content_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
     if records["ref"].nunique() == len(records) and len(records) > 1:
-        raise ValueError(f"protocol=content needs references shared by several images, but every "
-                         f"one of the {len(records)} records has its own ref; this database has "
-                         f"no references: use protocol=random or protocol=official")
+        raise ValueError(
+            f"protocol=content needs references shared by several images, but every "
+            f"one of the {len(records)} records has its own ref; this database has "
+            f"no references: use protocol=random or protocol=official"
+        )
     return _random_by_content(records, protocol)
 
 
-_OFFICIAL_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                   "validation": "val", "test": "test", "testing": "test"}
+_OFFICIAL_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def official_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
     sets = records["set"].fillna("").astype(str).str.strip().str.lower()
     if (sets == "").all():
-        raise ValueError(f"protocol=official: database '{records['db'].iloc[0]}' publishes no "
-                         f"official split (the records' `set` is empty); use protocol=random")
+        raise ValueError(
+            f"protocol=official: database '{records['db'].iloc[0]}' publishes no "
+            f"official split (the records' `set` is empty); use protocol=random"
+        )
     unknown = sorted(set(sets) - set(_OFFICIAL_NAMES))
     if unknown:
-        raise ValueError(f"protocol=official: unknown set label(s) {unknown}; expected "
-                         f"train / val / test")
+        raise ValueError(
+            f"protocol=official: unknown set label(s) {unknown}; expected train / val / test"
+        )
     split = sets.map(_OFFICIAL_NAMES)
     if not (split == "val").any():
-        split = carve_validation(records, split, protocol, np.random.default_rng(protocol.split_seed))
+        split = carve_validation(
+            records, split, protocol, np.random.default_rng(protocol.split_seed)
+        )
     return split
 
 
@@ -145,8 +165,10 @@ def _by_database(records: pd.DataFrame, protocol: Protocol, train_dbs, test_dbs)
     known = set(records["db"])
     missing = sorted((set(train_dbs) | set(test_dbs)) - known)
     if missing:
-        raise ValueError(f"protocol={protocol.name}: database(s) {missing} are not in the data; "
-                         f"data=mixed holds {sorted(known)}")
+        raise ValueError(
+            f"protocol={protocol.name}: database(s) {missing} are not in the data; "
+            f"data=mixed holds {sorted(known)}"
+        )
     split = pd.Series("unused", index=records.index)
     split[records["db"].isin(train_dbs)] = "train"
     split[records["db"].isin(test_dbs)] = "test"
@@ -162,8 +184,13 @@ def leave_one_out_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
     return _by_database(records, protocol, others, [protocol.held_out])
 
 
-PROTOCOLS = {"official": official_split, "random": random_split, "content": content_split,
-             "cross": cross_split, "leave_one_out": leave_one_out_split}
+PROTOCOLS = {
+    "official": official_split,
+    "random": random_split,
+    "content": content_split,
+    "cross": cross_split,
+    "leave_one_out": leave_one_out_split,
+}
 
 
 def assign_splits(records: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
@@ -175,7 +202,9 @@ def assign_splits(records: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
     val_expected = protocol.val_fraction > 0 and not protocol.paper_parity
     empty = [s for s in SPLITS if not (out["split"] == s).any() and (s != "val" or val_expected)]
     if empty:
-        raise ValueError(f"protocol '{protocol.name}' left split(s) {empty} empty on {len(out)} "
-                         f"records with {out['ref'].nunique()} references; use more data or "
-                         f"change protocol.train_fraction / val_fraction")
+        raise ValueError(
+            f"protocol '{protocol.name}' left split(s) {empty} empty on {len(out)} "
+            f"records with {out['ref'].nunique()} references; use more data or "
+            f"change protocol.train_fraction / val_fraction"
+        )
     return out

@@ -1,9 +1,9 @@
 """The record schema every database is parsed into (one row per image).
 
 Columns: ``image`` (path relative to ``data_dir``), ``mos`` (normalised to [0, 1], higher = better),
-``mos_raw`` (as published), ``mos_std`` (NaN if not given), ``ref`` (reference / content id; the image
-itself when none), ``dist_type``, ``dist_level`` (empty / NaN if not given), ``set`` (official split
-label, if any), ``db`` (database name).
+``mos_raw`` (as published), ``mos_std`` (NaN if not given), ``ref`` (reference / content id; the
+image itself when none), ``dist_type``, ``dist_level`` (empty / NaN if not given), ``set`` (official
+split label, if any), ``db`` (database name).
 
 Optional columns (``OPTIONAL_COLUMNS``): ``reference``, the path of the pristine reference image
 under ``data_dir`` (databases that have references fill it: full-reference models and metrics read
@@ -17,7 +17,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-RECORD_COLUMNS = ["image", "mos", "mos_raw", "mos_std", "ref", "dist_type", "dist_level", "set", "db"]
+RECORD_COLUMNS = [
+    "image",
+    "mos",
+    "mos_raw",
+    "mos_std",
+    "ref",
+    "dist_type",
+    "dist_level",
+    "set",
+    "db",
+]
 BOX_COLUMNS = ("top", "left", "bottom", "right")
 OPTIONAL_COLUMNS = ("reference", *BOX_COLUMNS)
 
@@ -31,15 +41,23 @@ def normalise_mos(raw, mos_range: tuple[float, float], lower_better: bool = Fals
     return 1.0 - mos if lower_better else mos
 
 
-def make_records(frame: pd.DataFrame, db: str, mos_range, lower_better: bool = False) -> pd.DataFrame:
+def make_records(
+    frame: pd.DataFrame, db: str, mos_range, lower_better: bool = False
+) -> pd.DataFrame:
     """Complete a frame holding at least ``image`` and ``mos_raw`` into the full record schema."""
     missing = {"image", "mos_raw"} - set(frame.columns)
     if missing:
         raise ValueError(f"records of '{db}' lack columns {sorted(missing)}")
     out = frame.copy()
     out["mos"] = normalise_mos(out["mos_raw"], mos_range, lower_better)
-    defaults = {"mos_std": np.nan, "ref": out["image"], "dist_type": "", "dist_level": np.nan,
-                "set": "", "db": db}
+    defaults = {
+        "mos_std": np.nan,
+        "ref": out["image"],
+        "dist_type": "",
+        "dist_level": np.nan,
+        "set": "",
+        "db": db,
+    }
     for column, value in defaults.items():
         if column not in out:
             out[column] = value
@@ -62,17 +80,27 @@ def label_problems(records: pd.DataFrame) -> list[dict]:
     problems = []
     mos = pd.to_numeric(records["mos"], errors="coerce").astype(float)
     for index in records.index[~np.isfinite(mos.to_numpy())]:
-        problems.append({"index": index, "image": records.at[index, "image"],
-                         "reason": f"label: MOS is not a finite number "
-                                   f"(mos_raw={records.at[index, 'mos_raw']})"})
+        problems.append(
+            {
+                "index": index,
+                "image": records.at[index, "image"],
+                "reason": f"label: MOS is not a finite number "
+                f"(mos_raw={records.at[index, 'mos_raw']})",
+            }
+        )
     keys = [records[c].astype(str) for c in ("db", "image")]
     dup = records[pd.concat(keys, axis=1).duplicated(keep=False)]
     for (_, image), group in dup.groupby(["db", "image"], sort=False):
         scores = ", ".join(str(v) for v in group["mos_raw"].tolist())
         for index in group.index:
-            problems.append({"index": index, "image": image,
-                             "reason": f"label: image listed twice or more ({len(group)} rows, "
-                                       f"MOS {scores})"})
+            problems.append(
+                {
+                    "index": index,
+                    "image": image,
+                    "reason": f"label: image listed twice or more ({len(group)} rows, "
+                    f"MOS {scores})",
+                }
+            )
     return problems
 
 
@@ -81,11 +109,15 @@ def validate_records(records: pd.DataFrame) -> pd.DataFrame:
     check_schema(records)
     bad = records[~np.isfinite(pd.to_numeric(records["mos"], errors="coerce").astype(float))]
     if len(bad):
-        raise ValueError(f"{len(bad)} records have no finite MOS, e.g. {bad['image'].head(5).tolist()}")
+        raise ValueError(
+            f"{len(bad)} records have no finite MOS, e.g. {bad['image'].head(5).tolist()}"
+        )
     dup = records[records[["db", "image"]].astype(str).duplicated(keep=False)]
     if len(dup):
-        raise ValueError(f"{dup['image'].nunique()} images are listed twice, e.g. "
-                         f"{dup['image'].head(5).tolist()}")
+        raise ValueError(
+            f"{dup['image'].nunique()} images are listed twice, e.g. "
+            f"{dup['image'].head(5).tolist()}"
+        )
     return records
 
 
@@ -98,8 +130,12 @@ def write_records_csv(records: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_records_csv(path: str | Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""],
-                        dtype={"image": str, "ref": str, "dist_type": str, "set": str, "db": str})
+    frame = pd.read_csv(
+        path,
+        keep_default_na=False,
+        na_values=[""],
+        dtype={"image": str, "ref": str, "dist_type": str, "set": str, "db": str},
+    )
     for column in ("dist_type", "set"):
         frame[column] = frame[column].fillna("")
     return validate_records(frame)

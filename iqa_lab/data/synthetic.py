@@ -23,9 +23,9 @@ import piq
 import torch
 from PIL import Image
 
+from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.distortions import distort
 from iqa_lab.data.pristine import load_pristine
-from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.records import make_records, read_records_csv, write_records_csv
 
 BUILD_VERSION = 1  # bump when the generation procedure changes, so old caches are not reused
@@ -39,8 +39,9 @@ def _ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     side = min(x.shape[-2:])
     scales = int(np.clip(np.floor(np.log2((side - 1) / (_MS_SSIM_KERNEL - 1))) + 1, 1, 5))
     weights = torch.tensor(_MS_SSIM_WEIGHTS[:scales])
-    return piq.multi_scale_ssim(x, y, data_range=1.0, reduction="none",
-                                scale_weights=weights / weights.sum())
+    return piq.multi_scale_ssim(
+        x, y, data_range=1.0, reduction="none", scale_weights=weights / weights.sum()
+    )
 
 
 FR_METRICS = {
@@ -52,13 +53,17 @@ FR_METRICS = {
 }
 
 
-def pseudo_mos(distorted: np.ndarray, reference: np.ndarray,
-               label_metrics: Mapping[str, Mapping[str, float]]) -> tuple[np.ndarray, dict]:
+def pseudo_mos(
+    distorted: np.ndarray, reference: np.ndarray, label_metrics: Mapping[str, Mapping[str, float]]
+) -> tuple[np.ndarray, dict]:
     """Pseudo-MOS on 1..5 for a batch ``(N, H, W, 3)`` of distorted crops of one reference.
 
     ``label_metrics`` maps a metric name to ``{weight, worst, best}``; returns the scores and the
     raw metric values (for the record)."""
-    to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255
+
+    def to_tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255
+
     x = to_tensor(distorted)
     y = to_tensor(np.broadcast_to(reference, distorted.shape))
     raw, blend, total = {}, np.zeros(len(distorted)), 0.0
@@ -78,14 +83,17 @@ def _crops(image: np.ndarray, count: int, size: int, rng: np.random.Generator) -
     h, w = image.shape[:2]
     scale = 2 * size / min(h, w)
     if scale < 1:
-        image = np.asarray(Image.fromarray(image).resize((round(w * scale), round(h * scale)),
-                                                         Image.Resampling.LANCZOS))
+        image = np.asarray(
+            Image.fromarray(image).resize(
+                (round(w * scale), round(h * scale)), Image.Resampling.LANCZOS
+            )
+        )
     h, w = image.shape[:2]
     if min(h, w) < size:
         raise ValueError(f"photo of {h}x{w} is smaller than crop_size={size}")
     tops = rng.integers(0, h - size + 1, count)
     lefts = rng.integers(0, w - size + 1, count)
-    return [image[t:t + size, l:l + size].copy() for t, l in zip(tops, lefts)]
+    return [image[top : top + size, left : left + size].copy() for top, left in zip(tops, lefts)]
 
 
 def synthetic_key(params: Mapping) -> str:
@@ -93,10 +101,18 @@ def synthetic_key(params: Mapping) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def build_synthetic(out_dir: str | Path, photos: Sequence[str], crops_per_photo: int,
-                    crop_size: int, distortions: Sequence[str], levels: Sequence[int],
-                    label_metrics: Mapping[str, Mapping[str, float]], include_pristine: bool,
-                    seed: int, progress: bool = True) -> pd.DataFrame:
+def build_synthetic(
+    out_dir: str | Path,
+    photos: Sequence[str],
+    crops_per_photo: int,
+    crop_size: int,
+    distortions: Sequence[str],
+    levels: Sequence[int],
+    label_metrics: Mapping[str, Mapping[str, float]],
+    include_pristine: bool,
+    seed: int,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Generate the database into ``out_dir`` (atomically) and return its records."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
@@ -106,14 +122,17 @@ def build_synthetic(out_dir: str | Path, photos: Sequence[str], crops_per_photo:
     iterator = enumerate(photos)
     if progress:
         from rich.progress import track
+
         iterator = track(list(iterator), description="building synthetic database")
     for p_idx, photo in iterator:
         rng = np.random.default_rng([seed, p_idx])
         for c_idx, crop in enumerate(_crops(load_pristine(photo), crops_per_photo, crop_size, rng)):
             crop_id = f"{photo}_c{c_idx}"
             variants = [(name, level) for name in distortions for level in levels]
-            images = [distort(crop, name, level, seed=hash_seed(seed, crop_id, name, level))
-                      for name, level in variants]
+            images = [
+                distort(crop, name, level, seed=hash_seed(seed, crop_id, name, level))
+                for name, level in variants
+            ]
             if include_pristine:
                 variants.append(("pristine", 0))
                 images.append(crop)
@@ -122,8 +141,15 @@ def build_synthetic(out_dir: str | Path, photos: Sequence[str], crops_per_photo:
                 file = f"images/{crop_id}_{name}_{level}.png"
                 Image.fromarray(image).save(tmp / file, compress_level=1)
                 # Content separation is by photo: every crop and distortion shares one ref.
-                rows.append({"image": file, "mos_raw": float(scores[i]), "ref": photo,
-                             "dist_type": name, "dist_level": level})
+                rows.append(
+                    {
+                        "image": file,
+                        "mos_raw": float(scores[i]),
+                        "ref": photo,
+                        "dist_type": name,
+                        "dist_level": level,
+                    }
+                )
                 raw_rows.append({"image": file, **{m: float(v[i]) for m, v in raw.items()}})
     records = make_records(pd.DataFrame(rows), db="synthetic", mos_range=MOS_RANGE)
     write_records_csv(records, tmp / "labels.csv")
@@ -136,10 +162,20 @@ def build_synthetic(out_dir: str | Path, photos: Sequence[str], crops_per_photo:
 def pristine_references(records: pd.DataFrame) -> pd.Series:
     """Each record's reference: the pristine image of its crop (``build_synthetic`` names files
     ``images/<crop>_<dist_type>_<level>.png``; the pristine one is ``<crop>_pristine_0.png``)."""
-    suffix = "_" + records["dist_type"].astype(str) + "_" + records["dist_level"].astype(int) \
-        .astype(str) + ".png"
-    return pd.Series([image[:-len(end)] + "_pristine_0.png" if image.endswith(end) else None
-                      for image, end in zip(records["image"], suffix)], index=records.index)
+    suffix = (
+        "_"
+        + records["dist_type"].astype(str)
+        + "_"
+        + records["dist_level"].astype(int).astype(str)
+        + ".png"
+    )
+    return pd.Series(
+        [
+            image[: -len(end)] + "_pristine_0.png" if image.endswith(end) else None
+            for image, end in zip(records["image"], suffix)
+        ],
+        index=records.index,
+    )
 
 
 def hash_seed(*parts) -> int:
@@ -151,23 +187,39 @@ def hash_seed(*parts) -> int:
 class SyntheticDataModule(IQADataModule):
     """``data=synthetic``: builds the database into ``cache_dir`` on first use, then reuses it."""
 
-    def __init__(self, cache_dir: str, photos: Sequence[str], crops_per_photo: int,
-                 crop_size: int, distortions: Sequence[str], levels: Sequence[int],
-                 label_metrics: Mapping[str, Mapping[str, float]], include_pristine: bool,
-                 seed: int, label_scale: Mapping[str, float] | None = None, **kwargs):
+    def __init__(
+        self,
+        cache_dir: str,
+        photos: Sequence[str],
+        crops_per_photo: int,
+        crop_size: int,
+        distortions: Sequence[str],
+        levels: Sequence[int],
+        label_metrics: Mapping[str, Mapping[str, float]],
+        include_pristine: bool,
+        seed: int,
+        label_scale: Mapping[str, float] | None = None,
+        **kwargs,
+    ):
         # How this database's scores relate to the pseudo-MOS q in [0, 1]:
         # mos = low + (high - low) * q ** gamma. Identity by default; other values imitate databases
-        # whose MOS scales disagree (iterative mixed-database training, seed 003 §III-C).
+        # whose MOS scales disagree (iterative mixed-database training, StairIQA §III-C).
         self.label_scale = {"low": 0.0, "high": 1.0, "gamma": 1.0, **dict(label_scale or {})}
-        if not (self.label_scale["gamma"] > 0 and self.label_scale["high"] > self.label_scale["low"]):
-            raise ValueError(f"data.label_scale needs gamma > 0 and high > low, got "
-                             f"{self.label_scale}")
+        if not (
+            self.label_scale["gamma"] > 0 and self.label_scale["high"] > self.label_scale["low"]
+        ):
+            raise ValueError(
+                f"data.label_scale needs gamma > 0 and high > low, got {self.label_scale}"
+            )
         self.build_params = {
-            "photos": list(photos), "crops_per_photo": int(crops_per_photo),
-            "crop_size": int(crop_size), "distortions": list(distortions),
+            "photos": list(photos),
+            "crops_per_photo": int(crops_per_photo),
+            "crop_size": int(crop_size),
+            "distortions": list(distortions),
             "levels": [int(v) for v in levels],
             "label_metrics": {k: dict(v) for k, v in label_metrics.items()},
-            "include_pristine": bool(include_pristine), "seed": int(seed),
+            "include_pristine": bool(include_pristine),
+            "seed": int(seed),
         }
         data_dir = Path(cache_dir).expanduser() / f"synthetic-{synthetic_key(self.build_params)}"
         super().__init__(data_dir=str(data_dir), mos_range=MOS_RANGE, lower_better=False, **kwargs)

@@ -2,8 +2,8 @@
 
 A data config's ``transforms: {train: {...}, eval: {...}}`` blocks are the keyword arguments of
 ``build_transform``. Presets in ``conf/transforms/`` replace them: ``+transforms=stairiqa`` on the
-command line, or ``- /transforms: stairiqa`` in a model's (or experiment's) defaults list, so a model
-brings its own policy to any database:
+command line, or ``- /transforms: stairiqa`` in a model's (or experiment's) defaults list, so a
+model brings its own policy to any database:
 
 - full image: no ``crop_size``, no ``resize`` (native resolution; batches of different sizes need
   ``data.collate=pad`` or a batch size of 1);
@@ -51,7 +51,9 @@ def _augmentations(augment: Mapping | None) -> tuple[list, list]:
         cls = getattr(A, name, None)
         if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)):
             raise ValueError(f"transforms augment: '{name}' is not an albumentations transform")
-        (pixel if issubclass(cls, A.ImageOnlyTransform) else geometric).append(cls(**dict(kwargs or {})))
+        (pixel if issubclass(cls, A.ImageOnlyTransform) else geometric).append(
+            cls(**dict(kwargs or {}))
+        )
     return geometric, pixel
 
 
@@ -105,9 +107,14 @@ class FiveCrop:
         self.post = A.Compose(_to_tensor())
 
     def _crops(self, image: np.ndarray) -> torch.Tensor:
-        return torch.stack([self.post(image=np.ascontiguousarray(image[y:y + self.size,
-                                                                       x:x + self.size]))["image"]
-                            for y, x in five_crop_boxes(*image.shape[:2], self.size)])
+        return torch.stack(
+            [
+                self.post(image=np.ascontiguousarray(image[y : y + self.size, x : x + self.size]))[
+                    "image"
+                ]
+                for y, x in five_crop_boxes(*image.shape[:2], self.size)
+            ]
+        )
 
     def __call__(self, image: np.ndarray, reference: np.ndarray | None = None, **_) -> dict:
         pair = {"image": image} if reference is None else {"image": image, "reference": reference}
@@ -115,10 +122,18 @@ class FiveCrop:
         return {key: self._crops(out[key]) for key in pair}
 
 
-def build_transform(stage: str, crop_size: int | None = None, hflip: bool = False,
-                    resize_short_side: int | None = None, resize: Sequence[int] | None = None,
-                    crop: str | None = None, vflip: bool = False,
-                    augment: Mapping | None = None, pad_to: int | None = None, pad_fill: int = 0):
+def build_transform(
+    stage: str,
+    crop_size: int | None = None,
+    hflip: bool = False,
+    resize_short_side: int | None = None,
+    resize: Sequence[int] | None = None,
+    crop: str | None = None,
+    vflip: bool = False,
+    augment: Mapping | None = None,
+    pad_to: int | None = None,
+    pad_fill: int = 0,
+):
     """The pipeline for ``stage`` (``train``, ``val`` or ``test``).
 
     ``resize_short_side`` scales the short side to that length; ``resize: [H, W]`` scales to a
@@ -138,11 +153,17 @@ def build_transform(stage: str, crop_size: int | None = None, hflip: bool = Fals
         height, width = resize
         ops.append(A.Resize(height, width, area_for_downscale="image"))
     if pad_to:
-        ops.append(A.PadIfNeeded(pad_to, pad_to, position="center",
-                                 border_mode=cv2.BORDER_CONSTANT, fill=pad_fill))
+        ops.append(
+            A.PadIfNeeded(
+                pad_to, pad_to, position="center", border_mode=cv2.BORDER_CONSTANT, fill=pad_fill
+            )
+        )
     if crop_size and crop == "five":
-        ops.append(A.PadIfNeeded(crop_size, crop_size, position="center",
-                                 border_mode=cv2.BORDER_CONSTANT, fill=0))
+        ops.append(
+            A.PadIfNeeded(
+                crop_size, crop_size, position="center", border_mode=cv2.BORDER_CONSTANT, fill=0
+            )
+        )
         return FiveCrop(ops, crop_size)
     if crop_size:
         kind = A.RandomCrop if crop == "random" else A.CenterCrop

@@ -46,10 +46,15 @@ def describe(values) -> dict[str, float]:
     if len(values) == 0:
         return {"n": 0, **{s: float("nan") for s in STATS[1:]}}
     q25, q75 = np.percentile(values, [25, 75])
-    return {"n": int(len(values)), "median": float(np.median(values)),
-            "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "q25": float(q25), "q75": float(q75), "iqr": float(q75 - q25)}
+    return {
+        "n": int(len(values)),
+        "median": float(np.median(values)),
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "q25": float(q25),
+        "q75": float(q75),
+        "iqr": float(q75 - q25),
+    }
 
 
 def _flat(config: dict, prefix: str = "") -> dict[str, str]:
@@ -67,12 +72,13 @@ def settings(groups: dict[str, list[dict]]) -> dict[str, str]:
     differ between groups but not between the repeats of one group, e.g. output folders)."""
     flat = {g: [_flat(r["config"]) for r in members] for g, members in groups.items()}
     keys = set().union(*(f for runs in flat.values() for f in runs)) if flat else set()
-    per_run = {k for runs in flat.values() for k in keys
-               if len({f.get(k) for f in runs}) > 1}
-    varying = sorted(k for k in keys - per_run
-                     if len({runs[0].get(k) for runs in flat.values()}) > 1)
-    return {g: ", ".join(f"{k}={runs[0].get(k, 'unset')}" for k in varying)
-            for g, runs in flat.items()}
+    per_run = {k for runs in flat.values() for k in keys if len({f.get(k) for f in runs}) > 1}
+    varying = sorted(
+        k for k in keys - per_run if len({runs[0].get(k) for runs in flat.values()}) > 1
+    )
+    return {
+        g: ", ".join(f"{k}={runs[0].get(k, 'unset')}" for k in varying) for g, runs in flat.items()
+    }
 
 
 def summarise(runs: list[dict], metrics: list[str] | None = None) -> pd.DataFrame:
@@ -89,25 +95,37 @@ def summarise(runs: list[dict], metrics: list[str] | None = None) -> pd.DataFram
             by_repeat[results["split"]["repeat"]] = results
         members = list(by_repeat.values())
         first = members[0]
-        keys = metrics or sorted({k for r in members for k in r["metrics"] if k.startswith("test/")})
+        keys = metrics or sorted(
+            {k for r in members for k in r["metrics"] if k.startswith("test/")}
+        )
         for key in keys:
-            rows.append({"group": group, "setting": setting[group], "data": first["data"]["name"],
-                         "model": first["config"].get("model", {}).get("_target_", ""),
-                         "protocol": first["protocol"]["name"],
-                         "paper_parity": any(r.get("paper_parity") for r in members),
-                         "repeats": sorted(int(r["split"]["repeat"]) for r in members),
-                         "metric": key,
-                         **describe([r["metrics"].get(key) for r in members])})
+            rows.append(
+                {
+                    "group": group,
+                    "setting": setting[group],
+                    "data": first["data"]["name"],
+                    "model": first["config"].get("model", {}).get("_target_", ""),
+                    "protocol": first["protocol"]["name"],
+                    "paper_parity": any(r.get("paper_parity") for r in members),
+                    "repeats": sorted(int(r["split"]["repeat"]) for r in members),
+                    "metric": key,
+                    **describe([r["metrics"].get(key) for r in members]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def to_markdown(frame: pd.DataFrame, metrics=("test/srcc", "test/plcc")) -> str:
-    lines = ["| setting | data | protocol | metric | n | median | mean | std | IQR |",
-             "|" + "---|" * 9]
+    lines = [
+        "| setting | data | protocol | metric | n | median | mean | std | IQR |",
+        "|" + "---|" * 9,
+    ]
     for row in frame[frame["metric"].isin(metrics)].itertuples():
         stamp = " (paper-parity)" if row.paper_parity else ""
-        lines.append(f"| {row.setting or '—'} | {row.data} | {row.protocol}{stamp} | {row.metric} | {row.n} | "
-                     f"{row.median:.4f} | {row.mean:.4f} | {row.std:.4f} | {row.iqr:.4f} |")
+        lines.append(
+            f"| {row.setting or '—'} | {row.data} | {row.protocol}{stamp} | {row.metric} | "
+            f"{row.n} | {row.median:.4f} | {row.mean:.4f} | {row.std:.4f} | {row.iqr:.4f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -118,8 +136,9 @@ def write_aggregate(folders, out: str | Path | None = None) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "aggregate.csv", frame.to_csv(index=False))
     atomic_write_text(out / "aggregate.json", frame.to_json(orient="records", indent=1))
-    atomic_write_text(out / "aggregate.md",
-                      to_markdown(frame) if len(frame) else "no finished runs\n")
+    atomic_write_text(
+        out / "aggregate.md", to_markdown(frame) if len(frame) else "no finished runs\n"
+    )
     return frame
 
 
@@ -138,8 +157,9 @@ class AggregateRepeats(Callback):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", help="folders searched for results.json")
-    parser.add_argument("--out", default=None,
-                        help="where aggregate.{csv,json,md} go (default: the first folder)")
+    parser.add_argument(
+        "--out", default=None, help="where aggregate.{csv,json,md} go (default: the first folder)"
+    )
     args = parser.parse_args(argv)
     frame = write_aggregate(args.folders, args.out)
     print(to_markdown(frame) if len(frame) else "no results.json found")

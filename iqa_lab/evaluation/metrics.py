@@ -4,9 +4,9 @@
 - Correlations: SRCC, KRCC, PLCC (raw), and PLCC / RMSE after the VQEG 4- or 5-parameter logistic
   mapping of predictions onto MOS (``plcc_fitted``, ``rmse_fitted``).
 - Errors: RMSE, MAE, explained variance (EVS, scikit-learn's definition ``1 - Var(y-ŷ)/Var(y)``),
-  R² (``1 - SSE/SST``: what seed 001 prints under the name EVS), pinball (quantile) loss at a
-  quantile τ, the slope / intercept of a least-squares line from prediction to MOS, and the VQEG
-  outlier ratio (needs each image's MOS standard deviation).
+  R² (``1 - SSE/SST``: what QualityNet (2024) prints under the name EVS), pinball (quantile)
+  loss at a quantile τ, the slope / intercept of a least-squares line from prediction to MOS, and
+  the VQEG outlier ratio (needs each image's MOS standard deviation).
 - Uncertainty: percentile bootstrap confidence intervals for SRCC / PLCC (seeded, vectorised), and
   paired tests between two models' predictions on the same images: a paired bootstrap, Williams' t
   and Steiger's Z for dependent correlations sharing the MOS.
@@ -23,10 +23,31 @@ from collections.abc import Callable
 import numpy as np
 from scipy import optimize, stats
 
-__all__ = ["srcc", "krcc", "plcc", "rmse", "mae", "evs", "r2", "pinball", "linear_fit",
-           "logistic_4", "logistic_5", "fit_logistic", "map_logistic", "plcc_fitted",
-           "rmse_fitted", "outlier_ratio", "bootstrap_ci", "paired_bootstrap", "williams_test",
-           "steiger_z_test", "compare_models", "summary", "full_summary"]
+__all__ = [
+    "srcc",
+    "krcc",
+    "plcc",
+    "rmse",
+    "mae",
+    "evs",
+    "r2",
+    "pinball",
+    "linear_fit",
+    "logistic_4",
+    "logistic_5",
+    "fit_logistic",
+    "map_logistic",
+    "plcc_fitted",
+    "rmse_fitted",
+    "outlier_ratio",
+    "bootstrap_ci",
+    "paired_bootstrap",
+    "williams_test",
+    "steiger_z_test",
+    "compare_models",
+    "summary",
+    "full_summary",
+]
 
 
 def _pair(pred, mos) -> tuple[np.ndarray, np.ndarray]:
@@ -45,8 +66,10 @@ def _degenerate(pred: np.ndarray, mos: np.ndarray, metric: str) -> bool:
         _warn(f"{metric} is undefined for fewer than two or non-finite values; returning NaN")
         return True
     if np.ptp(pred) == 0 or np.ptp(mos) == 0:
-        _warn(f"{metric} is undefined for constant input (all predictions or all MOS equal); "
-              f"returning NaN")
+        _warn(
+            f"{metric} is undefined for constant input (all predictions or all MOS equal); "
+            f"returning NaN"
+        )
         return True
     return False
 
@@ -54,6 +77,7 @@ def _degenerate(pred: np.ndarray, mos: np.ndarray, metric: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Correlations and errors
 # ---------------------------------------------------------------------------------------------
+
 
 def srcc(pred, mos) -> float:
     """Spearman rank-order correlation (ties get average ranks)."""
@@ -82,8 +106,11 @@ def _finite_or_nan(pred: np.ndarray, mos: np.ndarray, metric: str) -> bool:
 
 def rmse(pred, mos) -> float:
     pred, mos = _pair(pred, mos)
-    return float(np.sqrt(np.mean((pred - mos) ** 2))) if _finite_or_nan(pred, mos, "RMSE") \
+    return (
+        float(np.sqrt(np.mean((pred - mos) ** 2)))
+        if _finite_or_nan(pred, mos, "RMSE")
         else float("nan")
+    )
 
 
 def mae(pred, mos) -> float:
@@ -102,7 +129,7 @@ def evs(pred, mos) -> float:
 
 
 def r2(pred, mos) -> float:
-    """Coefficient of determination ``1 - SSE / SST`` (seed 001's "EVS" formula)."""
+    """Coefficient of determination ``1 - SSE / SST`` (QualityNet's "EVS" formula)."""
     pred, mos = _pair(pred, mos)
     if not _finite_or_nan(pred, mos, "R2") or np.var(mos) == 0:
         if len(mos) and np.var(mos) == 0:
@@ -125,8 +152,12 @@ def pinball(pred, mos, quantile: float = 0.5) -> float:
 def linear_fit(pred, mos) -> tuple[float, float]:
     """Slope and intercept of the least-squares line ``mos ≈ slope * pred + intercept``."""
     pred, mos = _pair(pred, mos)
-    if len(pred) < 2 or not np.isfinite(pred).all() or not np.isfinite(mos).all() \
-            or np.ptp(pred) == 0:
+    if (
+        len(pred) < 2
+        or not np.isfinite(pred).all()
+        or not np.isfinite(mos).all()
+        or np.ptp(pred) == 0
+    ):
         _warn("linear fit is undefined for constant, short or non-finite predictions; NaN")
         return float("nan"), float("nan")
     fit = stats.linregress(pred, mos)
@@ -136,6 +167,7 @@ def linear_fit(pred, mos) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------
 # VQEG logistic mappings
 # ---------------------------------------------------------------------------------------------
+
 
 def logistic_4(x, beta1, beta2, beta3, beta4):
     """VQEG 4-parameter: ``(β1 - β2) / (1 + exp(-(x - β3) / |β4|)) + β2``."""
@@ -161,12 +193,17 @@ def _initial_guesses(pred: np.ndarray, mos: np.ndarray, params: int) -> list[lis
     lo, hi = float(mos.min()), float(mos.max())
     if params == 4:
         top, bottom = (hi, lo) if direction > 0 else (lo, hi)
-        return [[top, bottom, centre, spread], [top, bottom, float(np.mean(pred)), 3 * spread],
-                [top, bottom, centre, spread / 3]]
+        return [
+            [top, bottom, centre, spread],
+            [top, bottom, float(np.mean(pred)), 3 * spread],
+            [top, bottom, centre, spread / 3],
+        ]
     slope = direction * (hi - lo) / max(float(np.ptp(pred)), 1e-6)
-    return [[direction * (hi - lo), 1.0 / spread, centre, 0.0, float(np.mean(mos))],
-            [float(np.ptp(mos)), direction / spread, centre, slope * 0.1, float(np.mean(mos))],
-            [0.0, 1.0 / spread, centre, slope, float(np.mean(mos) - slope * np.mean(pred))]]
+    return [
+        [direction * (hi - lo), 1.0 / spread, centre, 0.0, float(np.mean(mos))],
+        [float(np.ptp(mos)), direction / spread, centre, slope * 0.1, float(np.mean(mos))],
+        [0.0, 1.0 / spread, centre, slope, float(np.mean(mos) - slope * np.mean(pred))],
+    ]
 
 
 def _bounds(pred: np.ndarray, params: int) -> tuple[list[float], list[float]]:
@@ -189,8 +226,10 @@ def fit_logistic(pred, mos, params: int = 4) -> np.ndarray | None:
     if _degenerate(pred, mos, "logistic fit"):
         return None
     if len(pred) <= params:
-        _warn(f"a {params}-parameter logistic needs more than {params} images, got {len(pred)}; "
-              f"using raw predictions")
+        _warn(
+            f"a {params}-parameter logistic needs more than {params} images, got {len(pred)}; "
+            f"using raw predictions"
+        )
         return None
     func, best, best_sse = LOGISTICS[params], None, np.inf
     guesses = _initial_guesses(pred, mos, params)
@@ -253,6 +292,7 @@ def outlier_ratio(pred, mos, mos_std, params: int = 4, k: float = 2.0) -> float:
 # Uncertainty and significance
 # ---------------------------------------------------------------------------------------------
 
+
 def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson correlation of each row of ``a`` with the same row of ``b`` (NaN when constant)."""
     a = a - a.mean(axis=1, keepdims=True)
@@ -262,8 +302,9 @@ def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, (a * b).sum(axis=1) / np.where(denom > 0, denom, 1), np.nan)
 
 
-def _resampled_correlations(pred: np.ndarray, mos: np.ndarray, method: str,
-                            indices: np.ndarray) -> np.ndarray:
+def _resampled_correlations(
+    pred: np.ndarray, mos: np.ndarray, method: str, indices: np.ndarray
+) -> np.ndarray:
     x, y = pred[indices], mos[indices]
     if method == "srcc":
         x, y = stats.rankdata(x, axis=1), stats.rankdata(y, axis=1)
@@ -276,22 +317,31 @@ def _bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def bootstrap_ci(pred, mos, metric: str = "srcc", resamples: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> dict[str, float]:
+def bootstrap_ci(
+    pred, mos, metric: str = "srcc", resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
     """Percentile bootstrap interval of SRCC or PLCC over images: ``{value, low, high}``."""
     pred, mos = _pair(pred, mos)
     value = {"srcc": srcc, "plcc": plcc}[metric](pred, mos)
     if not np.isfinite(value) or resamples < 1:
         return {"value": value, "low": float("nan"), "high": float("nan")}
-    samples = _resampled_correlations(pred, mos, metric,
-                                      _bootstrap_indices(len(pred), resamples, seed))
+    samples = _resampled_correlations(
+        pred, mos, metric, _bootstrap_indices(len(pred), resamples, seed)
+    )
     alpha = (1 - level) / 2
     low, high = np.nanquantile(samples, [alpha, 1 - alpha])
     return {"value": value, "low": float(low), "high": float(high)}
 
 
-def paired_bootstrap(pred_a, pred_b, mos, metric: str = "srcc", resamples: int = 1000,
-                     seed: int = 0, level: float = 0.95) -> dict[str, float]:
+def paired_bootstrap(
+    pred_a,
+    pred_b,
+    mos,
+    metric: str = "srcc",
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
     """Paired bootstrap of ``metric(a) - metric(b)`` on the same resampled images.
 
     Returns the observed difference, its percentile interval and a two-sided p-value (twice the
@@ -301,12 +351,17 @@ def paired_bootstrap(pred_a, pred_b, mos, metric: str = "srcc", resamples: int =
     func = {"srcc": srcc, "plcc": plcc}[metric]
     diff = func(pred_a, mos) - func(pred_b, mos)
     indices = _bootstrap_indices(len(mos), resamples, seed)
-    samples = (_resampled_correlations(pred_a, mos, metric, indices)
-               - _resampled_correlations(pred_b, mos, metric, indices))
+    samples = _resampled_correlations(pred_a, mos, metric, indices) - _resampled_correlations(
+        pred_b, mos, metric, indices
+    )
     samples = samples[np.isfinite(samples)]
     if not np.isfinite(diff) or len(samples) == 0:
-        return {"diff": float("nan"), "low": float("nan"), "high": float("nan"),
-                "p_value": float("nan")}
+        return {
+            "diff": float("nan"),
+            "low": float("nan"),
+            "high": float("nan"),
+            "p_value": float("nan"),
+        }
     alpha = (1 - level) / 2
     low, high = np.quantile(samples, [alpha, 1 - alpha])
     p = min(1.0, 2 * min(np.mean(samples <= 0), np.mean(samples >= 0)))
@@ -325,9 +380,9 @@ def williams_test(r12: float, r13: float, r23: float, n: int) -> dict[str, float
     """Williams' t (Steiger 1980, eq. 7) for ``r12 == r13`` where variable 1 (the MOS) is shared
     and ``r23`` is the correlation between the two models' predictions; df = n - 3, two-sided."""
     _check_dependent(r12, r13, r23, n)
-    det = 1 - r12 ** 2 - r13 ** 2 - r23 ** 2 + 2 * r12 * r13 * r23
+    det = 1 - r12**2 - r13**2 - r23**2 + 2 * r12 * r13 * r23
     rbar = (r12 + r13) / 2
-    denom = 2 * (n - 1) / (n - 3) * det + rbar ** 2 * (1 - r23) ** 3
+    denom = 2 * (n - 1) / (n - 3) * det + rbar**2 * (1 - r23) ** 3
     if denom <= 0:
         _warn("Williams' test is undefined here (the two predictions are identical); NaN")
         return {"statistic": float("nan"), "p_value": float("nan"), "df": n - 3}
@@ -339,8 +394,8 @@ def steiger_z_test(r12: float, r13: float, r23: float, n: int) -> dict[str, floa
     """Steiger's (1980) Z for ``r12 == r13`` with Fisher z and the pooled covariance, two-sided."""
     _check_dependent(r12, r13, r23, n)
     rbar = (r12 + r13) / 2
-    psi = r23 * (1 - 2 * rbar ** 2) - 0.5 * rbar ** 2 * (1 - 2 * rbar ** 2 - r23 ** 2)
-    cov = psi / (1 - rbar ** 2) ** 2
+    psi = r23 * (1 - 2 * rbar**2) - 0.5 * rbar**2 * (1 - 2 * rbar**2 - r23**2)
+    cov = psi / (1 - rbar**2) ** 2
     if cov >= 1 or abs(r12) == 1 or abs(r13) == 1:
         _warn("Steiger's Z is undefined here (perfect or identical correlations); NaN")
         return {"statistic": float("nan"), "p_value": float("nan")}
@@ -348,8 +403,9 @@ def steiger_z_test(r12: float, r13: float, r23: float, n: int) -> dict[str, floa
     return {"statistic": float(z), "p_value": float(2 * stats.norm.sf(abs(z)))}
 
 
-def compare_models(pred_a, pred_b, mos, metric: str = "srcc", resamples: int = 1000,
-                   seed: int = 0) -> dict[str, dict]:
+def compare_models(
+    pred_a, pred_b, mos, metric: str = "srcc", resamples: int = 1000, seed: int = 0
+) -> dict[str, dict]:
     """Is model A's correlation with MOS different from model B's on the same images?
 
     ``metric='srcc'`` runs the dependent-correlation tests on ranks (Spearman), ``'plcc'`` on the
@@ -358,24 +414,38 @@ def compare_models(pred_a, pred_b, mos, metric: str = "srcc", resamples: int = 1
     pred_b, _ = _pair(pred_b, mos)
     corr = {"srcc": srcc, "plcc": plcc}[metric]
     r12, r13, r23 = corr(pred_a, mos), corr(pred_b, mos), corr(pred_a, pred_b)
-    return {"paired_bootstrap": paired_bootstrap(pred_a, pred_b, mos, metric, resamples, seed),
-            "williams": williams_test(r12, r13, r23, len(mos)),
-            "steiger": steiger_z_test(r12, r13, r23, len(mos))}
+    return {
+        "paired_bootstrap": paired_bootstrap(pred_a, pred_b, mos, metric, resamples, seed),
+        "williams": williams_test(r12, r13, r23, len(mos)),
+        "steiger": steiger_z_test(r12, r13, r23, len(mos)),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Summaries
 # ---------------------------------------------------------------------------------------------
 
+
 def summary(pred, mos) -> dict[str, float]:
     """The headline metrics (SRCC, PLCC raw, KRCC, RMSE raw) under the project's keys, without
     stage prefix; the model's epoch metrics report exactly these."""
-    return {"srcc": srcc(pred, mos), "plcc": plcc(pred, mos), "krcc": krcc(pred, mos),
-            "rmse": rmse(pred, mos)}
+    return {
+        "srcc": srcc(pred, mos),
+        "plcc": plcc(pred, mos),
+        "krcc": krcc(pred, mos),
+        "rmse": rmse(pred, mos),
+    }
 
 
-def full_summary(pred, mos, mos_std=None, quantile: float = 0.5, resamples: int = 1000,
-                 seed: int = 0, level: float = 0.95) -> dict[str, float]:
+def full_summary(
+    pred,
+    mos,
+    mos_std=None,
+    quantile: float = 0.5,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
     """Every metric of a test set, flat, for results.json and tables.
 
     Keys: the headline ones, ``plcc_l4/l5``, ``rmse_l4/l5``, ``mae``, ``evs``, ``r2``,
@@ -387,8 +457,14 @@ def full_summary(pred, mos, mos_std=None, quantile: float = 0.5, resamples: int 
         mapped = map_logistic(pred, mos, params)
         out[f"plcc_l{params}"] = plcc(mapped, mos)
         out[f"rmse_l{params}"] = rmse(mapped, mos)
-    out.update({"mae": mae(pred, mos), "evs": evs(pred, mos), "r2": r2(pred, mos),
-                f"pinball_q{quantile:g}": pinball(pred, mos, quantile)})
+    out.update(
+        {
+            "mae": mae(pred, mos),
+            "evs": evs(pred, mos),
+            "r2": r2(pred, mos),
+            f"pinball_q{quantile:g}": pinball(pred, mos, quantile),
+        }
+    )
     out["slope"], out["intercept"] = linear_fit(pred, mos)
     if mos_std is not None and np.isfinite(np.asarray(mos_std, dtype=float)).all():
         out["outlier_ratio"] = outlier_ratio(pred, mos, mos_std)

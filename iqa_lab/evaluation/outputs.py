@@ -18,7 +18,12 @@ from iqa_lab.data.protocols import PAPER_PARITY
 from iqa_lab.evaluation.epoch_metrics import HEADLINE
 from iqa_lab.evaluation.metrics import full_summary
 from iqa_lab.evaluation.report import run_figures, run_report
-from iqa_lab.evaluation.results import git_commit, machine, write_predictions_csv, write_results_json
+from iqa_lab.evaluation.results import (
+    git_commit,
+    machine,
+    write_predictions_csv,
+    write_results_json,
+)
 from iqa_lab.evaluation.runstore import record_finished
 
 
@@ -34,7 +39,7 @@ def test_predictions(model, datamodule: IQADataModule) -> pd.DataFrame:
 
 def per_head_metrics(predictions: pd.DataFrame, compute) -> dict[str, float]:
     """``test/<db>/by_<head>/<metric>`` for databases scored by a head that is not their own
-    (seed 003 Table V: one column per training database's regressor)."""
+    (StairIQA Table V: one column per training database's regressor)."""
     metrics = {}
     cross = predictions[predictions["db"] != predictions["head"]]
     for (db, head), frame in cross.groupby(["db", "head"], sort=True):
@@ -48,36 +53,54 @@ def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> di
 
     Predictions of a multi-head model carry ``head``: rows scored by their own database's head make
     the metrics above; rows scored by another database's head (a held-out database) give
-    ``test/<db>/by_<head>/…`` (seed 003 Table V), and when no database has its own head their
+    ``test/<db>/by_<head>/…`` (StairIQA Table V), and when no database has its own head their
     median over the heads is the headline ``test/…``."""
     options = dict(evaluation or {})
 
     def compute(frame: pd.DataFrame) -> dict:
         # The outlier ratio compares errors on the normalised scale with the std on that scale.
-        std = (frame["mos_std_norm"] if "mos_std_norm" in frame
-               and frame["mos_std_norm"].notna().all() else None)
+        std = (
+            frame["mos_std_norm"]
+            if "mos_std_norm" in frame and frame["mos_std_norm"].notna().all()
+            else None
+        )
         return full_summary(frame["prediction"], frame["mos"], mos_std=std, **options)
 
     cross = {}
     if "head" in test:
-        cross = per_head_metrics(test, lambda frame: {k: v for k, v in compute(frame).items()
-                                                      if k in HEADLINE})
+        cross = per_head_metrics(
+            test, lambda frame: {k: v for k, v in compute(frame).items() if k in HEADLINE}
+        )
         test = test[test["db"] == test["head"]]
     if test.empty:
-        return {**{f"test/{k}": float(np.median([v for key, v in cross.items()
-                                                 if key.endswith(f"/{k}")]))
-                   for k in HEADLINE}, **cross}
+        return {
+            **{
+                f"test/{k}": float(
+                    np.median([v for key, v in cross.items() if key.endswith(f"/{k}")])
+                )
+                for k in HEADLINE
+            },
+            **cross,
+        }
     metrics = {f"test/{k}": v for k, v in compute(test).items()}
     if "db" in test and test["db"].nunique() > 1:
         for db, frame in test.groupby("db"):
-            metrics.update({f"test/{db}/{k}": v for k, v in compute(frame).items()
-                            if k in HEADLINE})
+            metrics.update(
+                {f"test/{db}/{k}": v for k, v in compute(frame).items() if k in HEADLINE}
+            )
     return {**metrics, **cross}
 
 
-def write_run_outputs(output_dir: str | Path, cfg: DictConfig, datamodule: IQADataModule,
-                      predictions: pd.DataFrame, extra_metrics: dict, wall_s: float,
-                      trainer: L.Trainer | None = None, checkpoint: str | None = None) -> dict:
+def write_run_outputs(
+    output_dir: str | Path,
+    cfg: DictConfig,
+    datamodule: IQADataModule,
+    predictions: pd.DataFrame,
+    extra_metrics: dict,
+    wall_s: float,
+    trainer: L.Trainer | None = None,
+    checkpoint: str | None = None,
+) -> dict:
     """results.json, predictions.csv, the figures and report.md; returns the results dict.
 
     A run whose checkpoint was picked on the test set (``selection=test``) is stamped
@@ -98,12 +121,16 @@ def write_run_outputs(output_dir: str | Path, cfg: DictConfig, datamodule: IQADa
         "paper_parity": parity,
         "metrics": metrics,
         "metric_scale": "MOS normalised to [0, 1], higher = better (rmse on that scale)",
-        "data": {"name": datamodule.name, "data_dir": str(datamodule.data_dir),
-                 "synthetic_labels": synthetic, "mos_range": list(datamodule.mos_range),
-                 "lower_better": datamodule.lower_better,
-                 "flipped": {"dmos_flipped_to_higher_better": datamodule.lower_better},
-                 "databases": sorted(predictions["db"].unique()) if "db" in predictions else [],
-                 "split_sizes": datamodule.split_sizes()},
+        "data": {
+            "name": datamodule.name,
+            "data_dir": str(datamodule.data_dir),
+            "synthetic_labels": synthetic,
+            "mos_range": list(datamodule.mos_range),
+            "lower_better": datamodule.lower_better,
+            "flipped": {"dmos_flipped_to_higher_better": datamodule.lower_better},
+            "databases": sorted(predictions["db"].unique()) if "db" in predictions else [],
+            "split_sizes": datamodule.split_sizes(),
+        },
         "protocol": OmegaConf.to_container(cfg.protocol, resolve=True),
         "split": {"seed": datamodule.protocol.split_seed, "repeat": datamodule.protocol.repeat},
         "seed": cfg.get("seed"),
@@ -123,8 +150,9 @@ def write_run_outputs(output_dir: str | Path, cfg: DictConfig, datamodule: IQADa
     predictions = predictions.assign(stamp=PAPER_PARITY) if parity else predictions
     write_predictions_csv(output_dir / "predictions.csv", predictions)
     label = "synthetic pseudo-MOS (normalised)" if synthetic else "MOS (normalised)"
-    title = (f"{cfg.get('task_name', 'run')}: {datamodule.name} test split"
-             + (" [paper-parity]" if parity else ""))
+    title = f"{cfg.get('task_name', 'run')}: {datamodule.name} test split" + (
+        " [paper-parity]" if parity else ""
+    )
     figures = run_figures(test, output_dir, title=title, mos_label=label)
     write_results_json(output_dir / "results.json", results)
     run_report(results, figures, output_dir / "report.md")
@@ -135,7 +163,7 @@ def write_run_outputs(output_dir: str | Path, cfg: DictConfig, datamodule: IQADa
 def _log_figures_to_wandb(trainer: L.Trainer | None, figures: dict[str, Path]) -> None:
     from lightning.pytorch.loggers import WandbLogger
 
-    for logger in (trainer.loggers if trainer is not None else []):
+    for logger in trainer.loggers if trainer is not None else []:
         if isinstance(logger, WandbLogger):
             for name, path in figures.items():
                 logger.log_image(key=f"test/{name}", images=[str(path)])
@@ -151,13 +179,17 @@ def print_summary(results: dict, output_dir: str | Path) -> None:
     from rich.table import Table
 
     metrics = results["metrics"]
-    title = ("test metrics" + (" — SYNTHETIC labels" if results["data"]["synthetic_labels"] else "")
-             + (" — PAPER-PARITY (checkpoint picked on test)" if results["paper_parity"] else ""))
+    title = (
+        "test metrics"
+        + (" — SYNTHETIC labels" if results["data"]["synthetic_labels"] else "")
+        + (" — PAPER-PARITY (checkpoint picked on test)" if results["paper_parity"] else "")
+    )
     table = Table(title=title)
     keys = ("srcc", "plcc", "krcc", "rmse")
     # Several databases: the pooled row mixes their scales, so each is shown on its own too.
-    databases = [db for db in results["data"].get("databases") or []
-                 if f"test/{db}/srcc" in metrics]
+    databases = [
+        db for db in results["data"].get("databases") or [] if f"test/{db}/srcc" in metrics
+    ]
     if len(databases) > 1:
         table.add_column("test set")
     for key in keys:
@@ -170,17 +202,34 @@ def print_summary(results: dict, output_dir: str | Path) -> None:
     console.print(table)
     sizes = results["data"]["split_sizes"]
     console.print(f"data: {results['data']['name']} ({sizes}), wall time {results['wall_s']:.0f} s")
-    console.print(f"outputs: {Path(output_dir).resolve()}  (results.json, predictions.csv, "
-                  f"report.md and its figures)")
+    console.print(
+        f"outputs: {Path(output_dir).resolve()}  (results.json, predictions.csv, "
+        f"report.md and its figures)"
+    )
 
 
-def finish_run(cfg: DictConfig, datamodule: IQADataModule, predictions: pd.DataFrame,
-               extra_metrics: dict, wall_s: float, trainer: L.Trainer | None = None,
-               checkpoint=None, remember: bool = True) -> dict:
+def finish_run(
+    cfg: DictConfig,
+    datamodule: IQADataModule,
+    predictions: pd.DataFrame,
+    extra_metrics: dict,
+    wall_s: float,
+    trainer: L.Trainer | None = None,
+    checkpoint=None,
+    remember: bool = True,
+) -> dict:
     """Write the run's outputs into ``cfg.paths.output_dir``, record it in the run store (unless
     ``remember`` is false) and print the summary; returns the results dict."""
-    results = write_run_outputs(cfg.paths.output_dir, cfg, datamodule, predictions, extra_metrics,
-                                wall_s=wall_s, trainer=trainer, checkpoint=checkpoint)
+    results = write_run_outputs(
+        cfg.paths.output_dir,
+        cfg,
+        datamodule,
+        predictions,
+        extra_metrics,
+        wall_s=wall_s,
+        trainer=trainer,
+        checkpoint=checkpoint,
+    )
     if remember:
         remember_run(cfg, results)
     print_summary(results, cfg.paths.output_dir)

@@ -17,8 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from iqa_lab.evaluation.metrics import (fit_logistic_4, logistic_4, map_logistic,  # noqa: E402
-                                        srcc, summary)
+from iqa_lab.evaluation.metrics import fit_logistic_4, logistic_4, map_logistic, srcc, summary  # noqa: E402
 from iqa_lab.files import atomic_path, atomic_write_text  # noqa: E402
 
 
@@ -45,8 +44,10 @@ def scatter_plot(pred, mos, path: str | Path, title: str, mos_label: str = "MOS"
         ax.legend(loc="lower right")
     ax.set_xlabel("prediction")
     ax.set_ylabel(mos_label)
-    ax.set_title(f"{title}\nSRCC {metrics['srcc']:.3f}  PLCC {metrics['plcc']:.3f}  "
-                 f"n={len(pred)}", fontsize=9)
+    ax.set_title(
+        f"{title}\nSRCC {metrics['srcc']:.3f}  PLCC {metrics['plcc']:.3f}  n={len(pred)}",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -58,8 +59,9 @@ def _mapped(pred: np.ndarray, mos: np.ndarray) -> np.ndarray:
         return map_logistic(pred, mos, 4)
 
 
-def residual_plot(pred, mos, path: str | Path, title: str, mos_label: str = "MOS",
-                  mapped=None) -> Path:
+def residual_plot(
+    pred, mos, path: str | Path, title: str, mos_label: str = "MOS", mapped=None
+) -> Path:
     """MOS minus the logistic-mapped prediction, against MOS (bias across the quality range).
     ``mapped``: the mapped predictions when the caller already has them."""
     pred, mos = np.asarray(pred, dtype=float), np.asarray(mos, dtype=float)
@@ -80,8 +82,9 @@ def residual_plot(pred, mos, path: str | Path, title: str, mos_label: str = "MOS
     return _save(fig, path)
 
 
-def distribution_plot(pred, mos, path: str | Path, title: str, mos_label: str = "MOS",
-                      mapped=None) -> Path:
+def distribution_plot(
+    pred, mos, path: str | Path, title: str, mos_label: str = "MOS", mapped=None
+) -> Path:
     """Histograms of MOS and of the (logistic-mapped) predictions on the same axis."""
     pred, mos = np.asarray(pred, dtype=float), np.asarray(mos, dtype=float)
     mapped = _mapped(pred, mos) if mapped is None else np.asarray(mapped, dtype=float)
@@ -100,8 +103,11 @@ def per_type_srcc(predictions: pd.DataFrame) -> pd.Series:
     """SRCC per distortion type (types with at least 3 images), sorted."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        values = {t: srcc(g["prediction"], g["mos"])
-                  for t, g in predictions.groupby("dist_type") if t and len(g) >= 3}
+        values = {
+            t: srcc(g["prediction"], g["mos"])
+            for t, g in predictions.groupby("dist_type")
+            if t and len(g) >= 3
+        }
     return pd.Series(values, dtype=float).sort_values()
 
 
@@ -121,18 +127,21 @@ def per_type_plot(predictions: pd.DataFrame, path: str | Path, title: str) -> Pa
     return _save(fig, path)
 
 
-def run_figures(test: pd.DataFrame, out_dir: str | Path, title: str,
-                mos_label: str = "MOS") -> dict[str, Path]:
+def run_figures(
+    test: pd.DataFrame, out_dir: str | Path, title: str, mos_label: str = "MOS"
+) -> dict[str, Path]:
     """Every per-run figure of the test predictions, written into ``out_dir``."""
     out_dir = Path(out_dir)
     pred = test["prediction"].to_numpy(dtype=float)
     mos = test["mos"].to_numpy(dtype=float)
     mapped = _mapped(pred, mos)  # fitted once for both plots that show it
-    figures = {"scatter": scatter_plot(pred, mos, out_dir / "scatter.png", title, mos_label),
-               "residuals": residual_plot(pred, mos, out_dir / "residuals.png", title, mos_label,
-                                          mapped),
-               "distributions": distribution_plot(pred, mos, out_dir / "distributions.png", title,
-                                                  mos_label, mapped)}
+    figures = {
+        "scatter": scatter_plot(pred, mos, out_dir / "scatter.png", title, mos_label),
+        "residuals": residual_plot(pred, mos, out_dir / "residuals.png", title, mos_label, mapped),
+        "distributions": distribution_plot(
+            pred, mos, out_dir / "distributions.png", title, mos_label, mapped
+        ),
+    }
     per_type = per_type_plot(test, out_dir / "per_type_srcc.png", title)
     if per_type is not None:
         figures["per_type_srcc"] = per_type
@@ -142,19 +151,27 @@ def run_figures(test: pd.DataFrame, out_dir: str | Path, title: str,
 def run_report(results: dict, figures: dict[str, Path], path: str | Path) -> Path:
     """``report.md``: the stamp, the command's config summary, every metric and the figures."""
     metrics = results["metrics"]
-    lines = [f"# {results.get('task_name', 'run')}: {results['data']['name']}"
-             + (" — PAPER-PARITY (checkpoint picked on test)" if results["paper_parity"] else ""),
-             ""]
+    lines = [
+        f"# {results.get('task_name', 'run')}: {results['data']['name']}"
+        + (" — PAPER-PARITY (checkpoint picked on test)" if results["paper_parity"] else ""),
+        "",
+    ]
     if results["data"].get("synthetic_labels"):
         lines += ["Labels are SYNTHETIC (a pseudo-MOS from full-reference metrics).", ""]
-    lines += [f"- protocol: `{results['protocol']['name']}`, repeat {results['split']['repeat']}"
-              f" (split seed {results['split']['seed']}), selection `{results['selection']}`",
-              f"- split sizes: {results['data']['split_sizes']}",
-              f"- git commit `{results['git_commit']}`, wall time {results['wall_s']:.0f} s",
-              f"- bad inputs: {results['bad_inputs']['count']}", "",
-              "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-              for k, v in metrics.items()]
+    lines += [
+        f"- protocol: `{results['protocol']['name']}`, repeat {results['split']['repeat']}"
+        f" (split seed {results['split']['seed']}), selection `{results['selection']}`",
+        f"- split sizes: {results['data']['split_sizes']}",
+        f"- git commit `{results['git_commit']}`, wall time {results['wall_s']:.0f} s",
+        f"- bad inputs: {results['bad_inputs']['count']}",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+        for k, v in metrics.items()
+    ]
     lines.append("")
     lines += [f"![{name}]({Path(p).name})" for name, p in figures.items()]
     return atomic_write_text(path, "\n".join(lines) + "\n")

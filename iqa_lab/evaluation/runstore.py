@@ -18,13 +18,35 @@ from omegaconf import DictConfig, OmegaConf
 
 from iqa_lab.files import atomic_write_text, is_temporary
 
-KEY_PARTS = ("data", "model", "protocol", "trainer", "seed", "evaluation", "train", "test",
-             "ckpt_path")
+KEY_PARTS = (
+    "data",
+    "model",
+    "protocol",
+    "trainer",
+    "seed",
+    "evaluation",
+    "train",
+    "test",
+    "ckpt_path",
+)
 CALLBACKS_THAT_DECIDE = ("model_checkpoint", "early_stopping")
 # Keys that only say where files go or how much is printed.
-IGNORED_KEYS = {"default_root_dir", "cache_dir", "dirpath", "save_dir", "num_workers",
-                "pin_memory", "enable_progress_bar", "enable_model_summary", "log_every_n_steps",
-                "filename", "verbose", "auto_insert_metric_name", "save_last", "save_top_k"}
+IGNORED_KEYS = {
+    "default_root_dir",
+    "cache_dir",
+    "dirpath",
+    "save_dir",
+    "num_workers",
+    "pin_memory",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "log_every_n_steps",
+    "filename",
+    "verbose",
+    "auto_insert_metric_name",
+    "save_last",
+    "save_top_k",
+}
 
 
 def _strip(node):
@@ -41,11 +63,15 @@ def identity(cfg: DictConfig, with_repeat: bool = True) -> dict:
     for part in KEY_PARTS:
         if part in cfg:
             value = cfg[part]
-            ident[part] = (OmegaConf.to_container(value, resolve=True)
-                           if OmegaConf.is_config(value) else value)
+            ident[part] = (
+                OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+            )
     callbacks = cfg.get("callbacks") or {}
-    ident["callbacks"] = {name: OmegaConf.to_container(callbacks[name], resolve=True)
-                          for name in CALLBACKS_THAT_DECIDE if callbacks.get(name) is not None}
+    ident["callbacks"] = {
+        name: OmegaConf.to_container(callbacks[name], resolve=True)
+        for name in CALLBACKS_THAT_DECIDE
+        if callbacks.get(name) is not None
+    }
     ident = _strip(ident)
     return ident if with_repeat else _drop_repeat(ident)
 
@@ -53,9 +79,14 @@ def identity(cfg: DictConfig, with_repeat: bool = True) -> dict:
 def _drop_repeat(node):
     """Remove ``repeat`` from every protocol node (data configs carry a copy of the protocol)."""
     if isinstance(node, dict):
-        return {k: ({kk: vv for kk, vv in v.items() if kk != "repeat"}
-                    if k == "protocol" and isinstance(v, dict) else _drop_repeat(v))
-                for k, v in node.items()}
+        return {
+            k: (
+                {kk: vv for kk, vv in v.items() if kk != "repeat"}
+                if k == "protocol" and isinstance(v, dict)
+                else _drop_repeat(v)
+            )
+            for k, v in node.items()
+        }
     return node
 
 
@@ -90,8 +121,13 @@ def record_finished(cfg: DictConfig, output_dir: str | Path, results: dict) -> P
     folder = store_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{run_key(cfg)}.json"
-    entry = {"key": run_key(cfg), "group": group_key(cfg), "output_dir": str(Path(output_dir)
-             .resolve()), "repeat": results.get("split", {}).get("repeat"), "results": results}
+    entry = {
+        "key": run_key(cfg),
+        "group": group_key(cfg),
+        "output_dir": str(Path(output_dir).resolve()),
+        "repeat": results.get("split", {}).get("repeat"),
+        "results": results,
+    }
     return atomic_write_text(path, json.dumps(entry, indent=1, default=str))
 
 

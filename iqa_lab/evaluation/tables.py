@@ -2,17 +2,17 @@
 beside theirs.
 
 A spec ``<paths.tables_dir>/<name>.yaml`` (``experiments/tables/`` of the project, see
-``conf/paths``) holds ``title``, ``source`` (seed file + table number),
-``protocol`` (overrides), ``repeats``, ``metrics``, ``base`` (overrides of every cell), ``rows`` and
-``columns`` (label → overrides, optionally ``{overrides: [...], entry: eval, base: false}``; ``base:
-false`` leaves the table's ``base`` out of that row's / column's cells, e.g. a classical-metric row
-of a table whose base sets training options; a row's ``columns: [...]`` limits it to those columns,
-e.g. a full-reference metric to databases with references; a row's ``column_overrides: false``
-makes one run serve all its columns, each column then naming the database whose metrics it shows
-(``test/srcc`` is read as ``test/<database>/srcc``), e.g. one IMDT run over six databases) and ``published`` (row → column → {metric: value}). A metric
-may name its cell: ``{row}`` and ``{column}`` are replaced by the labels, or by their entry in the
-spec's ``names`` (label → database name), e.g. ``test/{column}/srcc`` or
-``test/{row}/by_{column}/srcc``. For each cell the driver
+``conf/paths``) holds ``title``, ``source`` (paper + table number), ``protocol`` (overrides),
+``repeats``, ``metrics``, ``base`` (overrides of every cell), ``rows`` and ``columns`` (label →
+overrides, optionally ``{overrides: [...], entry: eval, base: false}``; ``base: false`` leaves the
+table's ``base`` out of that row's / column's cells, e.g. a classical-metric row of a table whose
+base sets training options; a row's ``columns: [...]`` limits it to those columns, e.g. a
+full-reference metric to databases with references; a row's ``column_overrides: false`` makes one
+run serve all its columns, each column then naming the database whose metrics it shows
+(``test/srcc`` is read as ``test/<database>/srcc``), e.g. one IMDT run over six databases) and
+``published`` (row → column → {metric: value}). A metric may name its cell: ``{row}`` and
+``{column}`` are replaced by the labels, or by their entry in the spec's ``names`` (label → database
+name), e.g. ``test/{column}/srcc`` or ``test/{row}/by_{column}/srcc``. For each cell the driver
 
 1. composes the cell's config for every repeat and looks its run up in the run store
    (``logs/store``, see ``runstore``): finished repeats are not run again;
@@ -60,11 +60,11 @@ class Cell:
     column: str
     overrides: list[str]
     entry: str = "train"
-    status: str = "pending"          # ok | absent | failed | partial
+    status: str = "pending"  # ok | absent | failed | partial
     detail: str = ""
     keys: list[str] = field(default_factory=list)
     missing: list[int] = field(default_factory=list)
-    values: dict = field(default_factory=dict)   # metric -> describe() dict
+    values: dict = field(default_factory=dict)  # metric -> describe() dict
     paper_parity: bool = False
 
 
@@ -154,9 +154,13 @@ def plan(spec: dict, extra: list[str]) -> list[Cell]:
             base = spec.get("base", []) if _uses_base(row_value) and _uses_base(col_value) else []
             if not _uses_columns(row_value):
                 col_overrides = []
-            overrides = (list(base)
-                         + ([] if own_protocol else list(spec.get("protocol", [])))
-                         + row_overrides + col_overrides + list(extra))
+            overrides = (
+                list(base)
+                + ([] if own_protocol else list(spec.get("protocol", [])))
+                + row_overrides
+                + col_overrides
+                + list(extra)
+            )
             cell = Cell(row, column, overrides, entry=col_entry if col_entry != "train" else entry)
             only = row_value.get("columns") if isinstance(row_value, dict) else None
             if only is not None and column not in only:
@@ -166,7 +170,10 @@ def plan(spec: dict, extra: list[str]) -> list[Cell]:
             try:
                 cfg = compose_cell(cell.entry, overrides)
             except Exception as err:  # a config this checkout cannot compose is a cell, not a crash
-                cell.status, cell.detail = "unavailable", f"config does not compose: {str(err).splitlines()[0]}"
+                cell.status, cell.detail = (
+                    "unavailable",
+                    f"config does not compose: {str(err).splitlines()[0]}",
+                )
                 cells.append(cell)
                 continue
             absent = data_absent(cfg.data)
@@ -191,11 +198,20 @@ def launch(cell: Cell, spec: dict, sweep_root: Path) -> int:
     """Run the cell's missing repeats as one Hydra multirun; returns the exit code."""
     # Hydra's override grammar rejects brackets and spaces in a value: keep a plain folder name.
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cell.row}__{cell.column}").strip("_")
-    command = [sys.executable, "-m", f"iqa_lab.{cell.entry}", "-m", *cell.overrides,
-               f"protocol.repeat={','.join(map(str, cell.missing))}",
-               f"hydra.sweep.dir={sweep_root / slug}"]
-    print(f"\n[{spec['name']}] {cell.row} × {cell.column}: running repeats {cell.missing}\n  "
-          + shlex.join(command[1:]), flush=True)
+    command = [
+        sys.executable,
+        "-m",
+        f"iqa_lab.{cell.entry}",
+        "-m",
+        *cell.overrides,
+        f"protocol.repeat={','.join(map(str, cell.missing))}",
+        f"hydra.sweep.dir={sweep_root / slug}",
+    ]
+    print(
+        f"\n[{spec['name']}] {cell.row} × {cell.column}: running repeats {cell.missing}\n  "
+        + shlex.join(command[1:]),
+        flush=True,
+    )
     return subprocess.run(command, check=False).returncode
 
 
@@ -206,8 +222,10 @@ def collect(cell: Cell, store: Path, spec: dict) -> None:
         path = store / f"{key}.json"
         if path.is_file():
             runs.append(json.loads(path.read_text())["results"])
-    cell.values = {m: describe([r["metrics"].get(metric_key(m, spec, cell.row, cell.column))
-                                for r in runs]) for m in spec["metrics"]}
+    cell.values = {
+        m: describe([r["metrics"].get(metric_key(m, spec, cell.row, cell.column)) for r in runs])
+        for m in spec["metrics"]
+    }
     cell.paper_parity = cell.paper_parity or any(r.get("paper_parity") for r in runs)
     if cell.status in ("absent", "unavailable"):
         return
@@ -233,15 +251,27 @@ def cell_frame(cells: list[Cell], spec: dict) -> pd.DataFrame:
     for cell in cells:
         for metric in spec["metrics"]:
             stats = cell.values.get(metric, {})
-            ours = stats.get("median", float("nan")) if cell.status in ("ok", "partial") \
+            ours = (
+                stats.get("median", float("nan"))
+                if cell.status in ("ok", "partial")
                 else float("nan")
+            )
             published = _published(spec, cell.row, cell.column, metric)
-            lines.append({"row": cell.row, "column": cell.column, "metric": metric,
-                          "ours": ours, "n": stats.get("n", 0), "iqr": stats.get("iqr"),
-                          "published": published,
-                          "diff": ours - published if published is not None else float("nan"),
-                          "status": cell.status, "detail": cell.detail,
-                          "stamp": "paper-parity" if cell.paper_parity else ""})
+            lines.append(
+                {
+                    "row": cell.row,
+                    "column": cell.column,
+                    "metric": metric,
+                    "ours": ours,
+                    "n": stats.get("n", 0),
+                    "iqr": stats.get("iqr"),
+                    "published": published,
+                    "diff": ours - published if published is not None else float("nan"),
+                    "status": cell.status,
+                    "detail": cell.detail,
+                    "stamp": "paper-parity" if cell.paper_parity else "",
+                }
+            )
     return pd.DataFrame(lines)
 
 
@@ -257,48 +287,78 @@ def _cell_text(line) -> str:
 
 
 def render_markdown(frame: pd.DataFrame, spec: dict, header: dict) -> str:
-    out = [f"# {spec['title']}", "",
-           f"- source of the published numbers: {spec['source']}",
-           f"- protocol: `{' '.join(spec.get('protocol', [])) or 'config default'}`, "
-           f"{spec['repeats']} repeat(s), ours = median over repeats",
-           f"- command: `{header['command']}`",
-           f"- git commit `{header['git_commit']}`, machine: {header['machine']}, "
-           f"rendered {header['date']}"]
+    out = [
+        f"# {spec['title']}",
+        "",
+        f"- source of the published numbers: {spec['source']}",
+        f"- protocol: `{' '.join(spec.get('protocol', [])) or 'config default'}`, "
+        f"{spec['repeats']} repeat(s), ours = median over repeats",
+        f"- command: `{header['command']}`",
+        f"- git commit `{header['git_commit']}`, machine: {header['machine']}, "
+        f"rendered {header['date']}",
+    ]
     if spec.get("note"):
         out.append(f"- note: {spec['note'].strip()}")
     for metric in spec["metrics"]:
-        out += ["", f"## {metric}", "", "| row | column | ours | published | Δ (ours − pub.) |",
-                "|---|---|---|---|---|"]
+        out += [
+            "",
+            f"## {metric}",
+            "",
+            "| row | column | ours | published | Δ (ours − pub.) |",
+            "|---|---|---|---|---|",
+        ]
         for line in frame[frame["metric"] == metric].itertuples():
-            pub = f"{line.published:.4f}" if line.published is not None \
-                and np.isfinite(line.published) else "—"
+            pub = (
+                f"{line.published:.4f}"
+                if line.published is not None and np.isfinite(line.published)
+                else "—"
+            )
             diff = f"{line.diff:+.4f}" if np.isfinite(line.diff) else "—"
             out.append(f"| {line.row} | {line.column} | {_cell_text(line)} | {pub} | {diff} |")
     return "\n".join(out) + "\n"
 
 
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
-                 ("#", r"\#")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("#", r"\#"),
+    ):
         text = text.replace(a, b)
     return text
 
 
 def render_latex(frame: pd.DataFrame, spec: dict) -> str:
-    lines = [r"\begin{tabular}{llllll}", r"\hline",
-             r"Row & Column & Metric & Ours (median) & Published & $\Delta$ \\", r"\hline"]
+    lines = [
+        r"\begin{tabular}{llllll}",
+        r"\hline",
+        r"Row & Column & Metric & Ours (median) & Published & $\Delta$ \\",
+        r"\hline",
+    ]
     for line in frame.itertuples():
         ours = f"{line.ours:.4f}" if np.isfinite(line.ours) else line.status
         if line.stamp:
             ours += r"$^\dagger$"
-        pub = f"{line.published:.4f}" if line.published is not None \
-            and np.isfinite(line.published) else "--"
+        pub = (
+            f"{line.published:.4f}"
+            if line.published is not None and np.isfinite(line.published)
+            else "--"
+        )
         diff = f"{line.diff:+.4f}" if np.isfinite(line.diff) else "--"
-        lines.append(" & ".join(_latex_escape(str(v)) for v in
-                                (line.row, line.column, line.metric, ours, pub, diff)) + r" \\")
-    lines += [r"\hline", r"\end{tabular}",
-              f"% {_latex_escape(spec['title'])}; source: {_latex_escape(spec['source'])}",
-              r"% $^\dagger$ paper-parity: checkpoint picked on the test split"]
+        lines.append(
+            " & ".join(
+                _latex_escape(str(v)) for v in (line.row, line.column, line.metric, ours, pub, diff)
+            )
+            + r" \\"
+        )
+    lines += [
+        r"\hline",
+        r"\end{tabular}",
+        f"% {_latex_escape(spec['title'])}; source: {_latex_escape(spec['source'])}",
+        r"% $^\dagger$ paper-parity: checkpoint picked on the test split",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -306,29 +366,52 @@ def render(cells: list[Cell], spec: dict, out_dir: Path, command: str) -> pd.Dat
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = cell_frame(cells, spec)
     info = machine()
-    header = {"command": command, "git_commit": git_commit(),
-              "machine": f"{info['cpus']} CPUs, {info['gpu'] or 'no GPU'}, torch {info['torch']}",
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    header = {
+        "command": command,
+        "git_commit": git_commit(),
+        "machine": f"{info['cpus']} CPUs, {info['gpu'] or 'no GPU'}, torch {info['torch']}",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
     atomic_write_text(out_dir / "table.csv", frame.to_csv(index=False))
     atomic_write_text(out_dir / "table.md", render_markdown(frame, spec, header))
     atomic_write_text(out_dir / "table.tex", render_latex(frame, spec))
-    atomic_write_text(out_dir / "provenance.json", json.dumps(
-        {**header, "spec": spec, "cells": [{"row": c.row, "column": c.column,
-                                            "overrides": c.overrides, "entry": c.entry,
-                                            "status": c.status, "run_keys": c.keys}
-                                           for c in cells]}, indent=1))
-    plotted = frame[np.isfinite(frame["ours"].astype(float))
-                    & frame["published"].notna()]
+    atomic_write_text(
+        out_dir / "provenance.json",
+        json.dumps(
+            {
+                **header,
+                "spec": spec,
+                "cells": [
+                    {
+                        "row": c.row,
+                        "column": c.column,
+                        "overrides": c.overrides,
+                        "entry": c.entry,
+                        "status": c.status,
+                        "run_keys": c.keys,
+                    }
+                    for c in cells
+                ],
+            },
+            indent=1,
+        ),
+    )
+    plotted = frame[np.isfinite(frame["ours"].astype(float)) & frame["published"].notna()]
     if len(plotted):
         metric = spec["metrics"][0]
-        table_plot(plotted[plotted["metric"] == metric], out_dir / "table.png", spec["title"],
-                   metric)
+        table_plot(
+            plotted[plotted["metric"] == metric], out_dir / "table.png", spec["title"], metric
+        )
     return frame
 
 
-def reproduce(name: str, extra: list[str] | None = None, results_dir: str | Path | None = None,
-              dry_run: bool = False, tables_dir: str | Path | None = None
-              ) -> tuple[pd.DataFrame, int]:
+def reproduce(
+    name: str,
+    extra: list[str] | None = None,
+    results_dir: str | Path | None = None,
+    dry_run: bool = False,
+    tables_dir: str | Path | None = None,
+) -> tuple[pd.DataFrame, int]:
     """Plan, launch what is missing, aggregate and render; returns (table, runs launched).
     ``tables_dir`` and ``results_dir`` default to ``paths.tables_dir`` and ``paths.results_dir``
     (``extra`` may set them)."""
@@ -343,7 +426,9 @@ def reproduce(name: str, extra: list[str] | None = None, results_dir: str | Path
     launched = 0
     for cell in cells:
         # Cells that share a run (column_overrides: false) find it finished by an earlier cell.
-        cell.missing = [r for r, key in enumerate(cell.keys) if not (store / f"{key}.json").is_file()]
+        cell.missing = [
+            r for r, key in enumerate(cell.keys) if not (store / f"{key}.json").is_file()
+        ]
         if cell.status in ("absent", "unavailable") or not cell.missing or dry_run:
             continue
         launched += len(cell.missing)
@@ -351,8 +436,11 @@ def reproduce(name: str, extra: list[str] | None = None, results_dir: str | Path
             cell.status, cell.detail = "failed", f"multirun failed; logs in {sweep_root}"
     for cell in cells:
         collect(cell, store, spec)
-    command = "make reproduce-table TABLE=" + spec["name"] + (
-        " ARGS=" + shlex.quote(" ".join(extra)) if extra else "")
+    command = (
+        "make reproduce-table TABLE="
+        + spec["name"]
+        + (" ARGS=" + shlex.quote(" ".join(extra)) if extra else "")
+    )
     out_dir = Path(results_dir or configured["results_dir"]) / spec["name"]
     frame = render(cells, spec, out_dir, command)
     print("\n" + (out_dir / "table.md").read_text())
@@ -363,20 +451,26 @@ def reproduce(name: str, extra: list[str] | None = None, results_dir: str | Path
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description="Reproduce a paper table: run its missing cells, render ours beside the "
-                    "published values. Runs and the run store go under logs/ of the folder you "
-                    "launch from.")
+        "published values. Runs and the run store go under logs/ of the folder you "
+        "launch from."
+    )
     parser.add_argument("table", help="a spec's name in the tables folder, or a path to a spec")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every cell")
-    parser.add_argument("--tables-dir", default=None,
-                        help="where named specs are (default: paths.tables_dir, "
-                             "experiments/tables of the project)")
-    parser.add_argument("--results-dir", default=None,
-                        help="where tables render (default: paths.results_dir, "
-                             "experiments/results of the project)")
+    parser.add_argument(
+        "--tables-dir",
+        default=None,
+        help="where named specs are (default: paths.tables_dir, experiments/tables of the project)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="where tables render (default: paths.results_dir, experiments/results of the project)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="plan and render, launch nothing")
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides
-    frame, _ = reproduce(args.table, args.overrides, args.results_dir, args.dry_run,
-                         args.tables_dir)
+    frame, _ = reproduce(
+        args.table, args.overrides, args.results_dir, args.dry_run, args.tables_dir
+    )
     failed = frame[frame["status"] == "failed"]
     sys.exit(1 if len(failed) else 0)
 

@@ -53,8 +53,14 @@ class IQAModule(L.LightningModule):
     needs: frozenset[str] = frozenset()
     pretrained_modules: tuple[str, ...] = ()
 
-    def __init__(self, optimizer: Mapping, scheduler: Mapping | None = None, loss: str = "mse",
-                 freeze_bn: bool = False, head_lr_multiplier: float = 1.0):
+    def __init__(
+        self,
+        optimizer: Mapping,
+        scheduler: Mapping | None = None,
+        loss: str = "mse",
+        freeze_bn: bool = False,
+        head_lr_multiplier: float = 1.0,
+    ):
         super().__init__()
         self.save_hyperparameters(logger=False)
         # Plain containers only: checkpoints stay readable and load with weights_only=True.
@@ -73,8 +79,14 @@ class IQAModule(L.LightningModule):
         self.head_names: list[str] | None = None
         self.active_head: str | None = None
 
-    def forward(self, image: torch.Tensor, *, reference: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, heads: list[str] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        image: torch.Tensor,
+        *,
+        reference: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        heads: list[str] | None = None,
+    ) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def setup(self, stage: str) -> None:
@@ -85,16 +97,24 @@ class IQAModule(L.LightningModule):
     def _stage_metrics(self, stage: str) -> tuple[IQAEpochMetrics, MeanMetric]:
         return getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
 
-    def score(self, image: torch.Tensor, *, reference: torch.Tensor | None = None,
-              mask: torch.Tensor | None = None, heads: list[str] | None = None) -> torch.Tensor:
+    def score(
+        self,
+        image: torch.Tensor,
+        *,
+        reference: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        heads: list[str] | None = None,
+    ) -> torch.Tensor:
         """(B,) scores, or (B, len(heads)) from the named heads of a multi-head model; a
         ``(B, V, C, H, W)`` batch of views (e.g. five crops; a reference has the same views) is
         scored as the mean over its views."""
         if not len(image):
             return torch.empty(0, device=image.device)
         if "reference" in self.needs and reference is None:
-            raise ValueError(f"{type(self).__name__} needs a reference image in every batch; the "
-                             f"DataModule provides it once told (datamodule.provide(model.needs))")
+            raise ValueError(
+                f"{type(self).__name__} needs a reference image in every batch; the "
+                f"DataModule provides it once told (datamodule.provide(model.needs))"
+            )
         if image.dim() == 5:
             batch, views = image.shape[:2]
             if mask is not None:
@@ -121,15 +141,18 @@ class IQAModule(L.LightningModule):
         dbs = batch.get("db")
         unknown = sorted({db for db in dbs or [] if db not in names})
         if dbs is None or unknown:
-            raise ValueError(f"cannot choose among the heads {names} for images of "
-                             f"{unknown or 'an unnamed database'}: pick one with head=<name>")
+            raise ValueError(
+                f"cannot choose among the heads {names} for images of "
+                f"{unknown or 'an unnamed database'}: pick one with head=<name>"
+            )
         return [name for name in names if name in set(dbs)]
 
     def predict_batch(self, batch: dict) -> torch.Tensor:
         """(B,) scores, each image by its own database's head in a multi-head model."""
         heads = self.heads_for(batch)
-        scores = self.score(batch["image"], reference=batch.get("reference"),
-                            mask=batch.get("mask"), heads=heads)
+        scores = self.score(
+            batch["image"], reference=batch.get("reference"), mask=batch.get("mask"), heads=heads
+        )
         if heads is None or not len(scores):
             return scores
         if len(heads) == 1:
@@ -226,8 +249,10 @@ class IQAModule(L.LightningModule):
         if self.hparams.scheduler is None:
             return optimizer
         scheduler = hydra.utils.instantiate(self.hparams.scheduler, optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
-                                                         "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
 
     def pretrained_parts(self, required_by: str | None = None) -> dict[str, torch.nn.Module]:
         """The declared pretrained submodules (``pretrained_modules``) by name."""
@@ -236,23 +261,30 @@ class IQAModule(L.LightningModule):
             try:
                 parts[name] = self.get_submodule(name)
             except AttributeError:
-                raise ValueError(f"{type(self).__name__}.pretrained_modules names '{name}', "
-                                 f"which is not one of its submodules") from None
+                raise ValueError(
+                    f"{type(self).__name__}.pretrained_modules names '{name}', "
+                    f"which is not one of its submodules"
+                ) from None
         if required_by and not parts:
-            raise ValueError(f"{required_by} needs pretrained submodules, and "
-                             f"{type(self).__name__} declares none (pretrained_modules)")
+            raise ValueError(
+                f"{required_by} needs pretrained submodules, and "
+                f"{type(self).__name__} declares none (pretrained_modules)"
+            )
         return parts
 
     def param_groups(self) -> list[dict]:
         """Parameters of the pretrained submodules at the optimizer's learning rate, everything
         else (heads, fusion layers: randomly initialised) at ``head_lr_multiplier`` times it."""
-        pretrained_ids = {id(p) for part in self.pretrained_parts().values()
-                          for p in part.parameters()}
+        pretrained_ids = {
+            id(p) for part in self.pretrained_parts().values() for p in part.parameters()
+        }
         pretrained = [p for p in self.parameters() if id(p) in pretrained_ids]
         others = [p for p in self.parameters() if id(p) not in pretrained_ids]
         lr = self.hparams.optimizer["lr"]
-        groups = [{"params": pretrained, "lr": lr},
-                  {"params": others, "lr": lr * self.hparams.head_lr_multiplier}]
+        groups = [
+            {"params": pretrained, "lr": lr},
+            {"params": others, "lr": lr * self.hparams.head_lr_multiplier},
+        ]
         return [g for g in groups if g["params"]]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

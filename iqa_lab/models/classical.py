@@ -35,8 +35,14 @@ METRICS = tuple(fr.HIGHER_BETTER) + NR_METRICS
 class ClassicalIQA:
     """A classical measure (``metric``, see ``conf/model/classical.yaml``) as an evaluable model."""
 
-    def __init__(self, metric: str, cache_dir: str | None = None, fr: Mapping | None = None,
-                 brisque_svr: Mapping | None = None, niqe: Mapping | None = None):
+    def __init__(
+        self,
+        metric: str,
+        cache_dir: str | None = None,
+        fr: Mapping | None = None,
+        brisque_svr: Mapping | None = None,
+        niqe: Mapping | None = None,
+    ):
         if metric not in METRICS:
             raise ValueError(f"model.metric must be one of {list(METRICS)}, got '{metric}'")
         self.metric = metric
@@ -47,8 +53,9 @@ class ClassicalIQA:
         self.extra: dict[str, float] = {}
 
     # -- images ----------------------------------------------------------------------------
-    def _usable(self, datamodule, records: pd.DataFrame, paths: Sequence[Path],
-                compute) -> tuple[pd.DataFrame, np.ndarray]:
+    def _usable(
+        self, datamodule, records: pd.DataFrame, paths: Sequence[Path], compute
+    ) -> tuple[pd.DataFrame, np.ndarray]:
         """Per-record values of ``compute(path)``; a file that fails to decode raises, or is
         dropped and listed in ``bad_inputs`` under ``data.on_bad=skip``."""
         values, keep = [], []
@@ -58,28 +65,33 @@ class ClassicalIQA:
                 keep.append(position)
             except BadImageError as err:
                 row = records.iloc[position]
-                datamodule.bad.add(datamodule.bad.decode_failed(str(row["image"]), err,
-                                                                str(row["split"]),
-                                                                db=str(row["db"])))
+                datamodule.bad.add(
+                    datamodule.bad.decode_failed(
+                        str(row["image"]), err, str(row["split"]), db=str(row["db"])
+                    )
+                )
         return records.iloc[keep], np.asarray(values)
 
     def _cached(self, datamodule, records: pd.DataFrame, name: str, compute):
         cache = FeatureCache(self.cache_dir, name, datamodule.data_dir)
         paths = list(datamodule.image_paths(records))
         start = time.time()
-        kept, values = self._usable(datamodule, records, paths,
-                                    lambda path: cache.get(path, compute))
+        kept, values = self._usable(
+            datamodule, records, paths, lambda path: cache.get(path, compute)
+        )
         if cache.computed:
             cache.save()
         self.extra["classical/computed"] = self.extra.get("classical/computed", 0) + cache.computed
-        self.extra["classical/feature_s"] = round(self.extra.get("classical/feature_s", 0)
-                                                  + time.time() - start, 2)
+        self.extra["classical/feature_s"] = round(
+            self.extra.get("classical/feature_s", 0) + time.time() - start, 2
+        )
         return kept, values
 
     # -- measures --------------------------------------------------------------------------
     def _brisque_features(self, datamodule, records):
         def compute(path: Path) -> np.ndarray:
             return brisque.features(load_rgb(path, datamodule.max_pixels))
+
         return self._cached(datamodule, records, "brisque_v1", compute)
 
     def _niqe(self, datamodule, records):
@@ -87,13 +99,16 @@ class ClassicalIQA:
         patch = 96 if original else int(self.niqe_options.get("patch_size", 96))
         sharpness = float(self.niqe_options.get("sharpness", 0.75))
         photos = tuple(self.niqe_options.get("photos") or ())
-        tag = "original" if original else \
-            f"ours_p{patch}_s{sharpness}_{'-'.join(photos) or 'all'}"
-        model = niqe.original_model() if original else \
-            _pristine_model(patch, sharpness, photos, self.cache_dir, tag)
+        tag = "original" if original else f"ours_p{patch}_s{sharpness}_{'-'.join(photos) or 'all'}"
+        model = (
+            niqe.original_model()
+            if original
+            else _pristine_model(patch, sharpness, photos, self.cache_dir, tag)
+        )
 
         def compute(path: Path) -> np.ndarray:
             return np.array([niqe.score(load_rgb(path, datamodule.max_pixels), model, patch)])
+
         kept, values = self._cached(datamodule, records, f"niqe_v{niqe.VERSION}_{tag}", compute)
         scores = -values[:, 0]
         # Images without two textured patches (flat images) rank as the worst of the split.
@@ -108,8 +123,12 @@ class ClassicalIQA:
         options = self.fr_options.get(self.metric, {})
         loaded = lru_cache(maxsize=64)(lambda path: load_rgb(path, datamodule.max_pixels))
         pairs = dict(zip(datamodule.image_paths(records), references))
-        return self._usable(datamodule, records, list(pairs), lambda path: fr.fr_score(
-            self.metric, loaded(path), loaded(pairs[path]), options))
+        return self._usable(
+            datamodule,
+            records,
+            list(pairs),
+            lambda path: fr.fr_score(self.metric, loaded(path), loaded(pairs[path]), options),
+        )
 
     def predict(self, datamodule) -> pd.DataFrame:
         """The test records with their ``prediction`` (higher = better)."""
@@ -131,38 +150,63 @@ class ClassicalIQA:
     def _brisque_svr(self, datamodule, test: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         records = datamodule.records
         parts = {}
-        for split, frame in (("train", records[records["split"] == "train"]),
-                             ("val", records[records["split"] == "val"]), ("test", test)):
+        for split, frame in (
+            ("train", records[records["split"] == "train"]),
+            ("val", records[records["split"] == "val"]),
+            ("test", test),
+        ):
             parts[split] = self._brisque_features(datamodule, frame)
         (train, train_x), (val, val_x) = parts["train"], parts["val"]
         test_x = parts["test"][1]
-        self.extra["classical/nonfinite_images"] = int(sum(
-            (~np.isfinite(x)).any(axis=1).sum() for x in (train_x, val_x, test_x)))
-        model, chosen = brisque.fit_svr(train_x, train["mos"].to_numpy(), val_x,
-                                        val["mos"].to_numpy(), C=self.svr_options["C"],
-                                        gamma=self.svr_options["gamma"],
-                                        epsilon=float(self.svr_options["epsilon"]))
-        log.info("brisque_svr: C=%s gamma=%s (val SRCC %.4f)", chosen["C"], chosen["gamma"],
-                 chosen["val_srcc"])
-        self.extra.update({"val/srcc": chosen["val_srcc"], "classical/svr_C": chosen["C"],
-                           "classical/svr_gamma": chosen["gamma"]})
+        self.extra["classical/nonfinite_images"] = int(
+            sum((~np.isfinite(x)).any(axis=1).sum() for x in (train_x, val_x, test_x))
+        )
+        model, chosen = brisque.fit_svr(
+            train_x,
+            train["mos"].to_numpy(),
+            val_x,
+            val["mos"].to_numpy(),
+            C=self.svr_options["C"],
+            gamma=self.svr_options["gamma"],
+            epsilon=float(self.svr_options["epsilon"]),
+        )
+        log.info(
+            "brisque_svr: C=%s gamma=%s (val SRCC %.4f)",
+            chosen["C"],
+            chosen["gamma"],
+            chosen["val_srcc"],
+        )
+        self.extra.update(
+            {
+                "val/srcc": chosen["val_srcc"],
+                "classical/svr_C": chosen["C"],
+                "classical/svr_gamma": chosen["gamma"],
+            }
+        )
         test, test_x = parts["test"]
         return test, model.predict(np.where(np.isfinite(test_x), test_x, np.nan))
 
 
-def _pristine_model(patch_size: int, sharpness: float, photos: tuple[str, ...],
-                    cache_dir: str | None, tag: str) -> dict:
+def _pristine_model(
+    patch_size: int, sharpness: float, photos: tuple[str, ...], cache_dir: str | None, tag: str
+) -> dict:
     """Our NIQE pristine model, fitted once and kept in the cache directory."""
     from iqa_lab.data.pristine import PRISTINE_PHOTOS, load_pristine
 
-    path = Path(cache_dir) / "classical" / f"niqe_v{niqe.VERSION}_pristine_{tag}.npz" \
-        if cache_dir else None
+    path = (
+        Path(cache_dir) / "classical" / f"niqe_v{niqe.VERSION}_pristine_{tag}.npz"
+        if cache_dir
+        else None
+    )
     if path is not None and path.is_file():
         with np.load(path) as data:
             return {key: data[key] for key in data.files}
     names = photos or tuple(PRISTINE_PHOTOS)
-    log.info("NIQE: fitting the pristine model on %d shipped photos (%d px patches)", len(names),
-             patch_size)
+    log.info(
+        "NIQE: fitting the pristine model on %d shipped photos (%d px patches)",
+        len(names),
+        patch_size,
+    )
     model = niqe.fit_pristine_model([load_pristine(n) for n in names], patch_size, sharpness)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

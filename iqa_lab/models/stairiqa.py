@@ -1,12 +1,11 @@
 """``model=stairiqa``: the staircase network over any timm backbone with one quality regressor per
 database (StairIQA, Sun et al. 2023, §III-A/B, Fig. 2).
 
-backbone stages (``features_only``) → ``nn.staircase.Staircase`` → global average pooling (over
-real pixels only in a padded batch) → one head per database (FC 128 → FC 1). ``forward`` computes
-only the named ``heads``;
-``IQAModule.predict_batch`` asks for the heads of the batch's databases. ``heads: null`` in the config means
-one head per training database of the run's DataModule (``data=mixed``), or a single head named
-after the database.
+backbone stages (``features_only``) → ``nn.staircase.Staircase`` → global average pooling (over real
+pixels only in a padded batch) → one head per database (FC 128 → FC 1). ``forward`` computes only
+the named ``heads``; ``IQAModule.predict_batch`` asks for the heads of the batch's databases.
+``heads: null`` in the config means one head per training database of the run's DataModule
+(``data=mixed``), or a single head named after the database.
 
 Note on level 0: timm's ResNet features start at the stem's activation (stride 2), the official
 code at the max-pool output (stride 4); path 1 therefore has one more stride-2 bridge here.
@@ -29,22 +28,36 @@ from iqa_lab.nn.staircase import Staircase
 class StairIQA(IQAModule):
     pretrained_modules = ("backbone",)
 
-    def __init__(self, backbone: Mapping, staircase: Mapping, head: Mapping,
-                 heads: Sequence[str] | None = None, **kwargs):
+    def __init__(
+        self,
+        backbone: Mapping,
+        staircase: Mapping,
+        head: Mapping,
+        heads: Sequence[str] | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not heads:
-            raise ValueError("model=stairiqa needs model.heads (database names); the train entry "
-                             "point fills them from the DataModule when the config says null")
+            raise ValueError(
+                "model=stairiqa needs model.heads (database names); the train entry "
+                "point fills them from the DataModule when the config says null"
+            )
         self.backbone = Backbone(**{**backbone, "features_only": True})
         info = self.backbone.feature_info
         self.staircase = Staircase(info.channels(), info.reduction(), **staircase)
-        self.heads = nn.ModuleDict({name: MLPHead(self.staircase.out_channels, **head)
-                                    for name in heads})
+        self.heads = nn.ModuleDict(
+            {name: MLPHead(self.staircase.out_channels, **head) for name in heads}
+        )
         self.head_names = list(heads)
 
-    def forward(self, image: torch.Tensor, *, reference=None, mask: torch.Tensor | None = None,
-                heads: Sequence[str] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        image: torch.Tensor,
+        *,
+        reference=None,
+        mask: torch.Tensor | None = None,
+        heads: Sequence[str] | None = None,
+    ) -> torch.Tensor:
         """(N, len(heads)) scores, every head when ``heads`` is None."""
         pooled = masked_mean_pool(self.staircase(self.backbone(image)), mask)
-        return torch.stack([self.heads[name](pooled) for name in heads or self.head_names],
-                           dim=-1)
+        return torch.stack([self.heads[name](pooled) for name in heads or self.head_names], dim=-1)

@@ -61,20 +61,38 @@ SHIPPED_WEIGHTS: dict[str, ShippedWeights] = {
     ),
 }
 
-_TOP_LEVEL = {"_conv_stem.": "conv_stem.", "_bn0.": "bn1.", "_conv_head.": "conv_head.",
-              "_bn1.": "bn2.", "_fc.": "classifier."}
-_EXPANDED_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
-                   "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
-_DEPTHWISE_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
-                    "_bn2": "bn2"}
+_TOP_LEVEL = {
+    "_conv_stem.": "conv_stem.",
+    "_bn0.": "bn1.",
+    "_conv_head.": "conv_head.",
+    "_bn1.": "bn2.",
+    "_fc.": "classifier.",
+}
+_EXPANDED_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_DEPTHWISE_BLOCK = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
 _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(.+)$")
 
 
 def convert_lukemelas_efficientnet(state_dict: dict, stage_depths: tuple[int, ...]) -> dict:
     """Rename an EfficientNet-PyTorch (lukemelas) state dict to timm's EfficientNet layout."""
     stage_of = [(stage, j) for stage, depth in enumerate(stage_depths) for j in range(depth)]
-    expanded = {int(m.group(1)) for k in state_dict if (m := _BLOCK_KEY.match(k))
-                and m.group(2) == "_expand_conv"}
+    expanded = {
+        int(m.group(1))
+        for k in state_dict
+        if (m := _BLOCK_KEY.match(k)) and m.group(2) == "_expand_conv"
+    }
     converted = {}
     for key, value in state_dict.items():
         match = _BLOCK_KEY.match(key)
@@ -88,7 +106,7 @@ def convert_lukemelas_efficientnet(state_dict: dict, stage_depths: tuple[int, ..
             continue
         for old, new in _TOP_LEVEL.items():
             if key.startswith(old):
-                converted[new + key[len(old):]] = value
+                converted[new + key[len(old) :]] = value
                 break
         else:
             converted[key] = value
@@ -118,8 +136,10 @@ def load_weights(model: nn.Module, name: str, path: str | Path) -> None:
     if _looks_lukemelas(state_dict):
         shipped = SHIPPED_WEIGHTS.get(name)
         if shipped is None:
-            raise ValueError(f"{path} is in the lukemelas EfficientNet layout, which iqa_lab "
-                             f"converts only for {sorted(SHIPPED_WEIGHTS)}; not for {name}")
+            raise ValueError(
+                f"{path} is in the lukemelas EfficientNet layout, which iqa_lab "
+                f"converts only for {sorted(SHIPPED_WEIGHTS)}; not for {name}"
+            )
         state_dict = convert_lukemelas_efficientnet(state_dict, shipped.stage_depths)
     model.load_state_dict(state_dict, strict=True)
 
@@ -181,7 +201,9 @@ def no_pretrained_weights():
         _SKIP_WEIGHTS.reset(token)
 
 
-def create_timm_model(name: str, pretrained: bool = False, checkpoint: str | None = None) -> nn.Module:
+def create_timm_model(
+    name: str, pretrained: bool = False, checkpoint: str | None = None
+) -> nn.Module:
     """A full timm classifier model with the requested weights (see module docstring)."""
     if _SKIP_WEIGHTS.get():
         return timm.create_model(name, pretrained=False)
@@ -223,9 +245,15 @@ class Backbone(nn.Module):
     ``features_only=True`` returns a list of stage feature maps, described by ``feature_info``.
     """
 
-    def __init__(self, name: str, pretrained: bool = False, checkpoint: str | None = None,
-                 features_only: bool = False, out_indices: list[int] | None = None,
-                 drop_rate: float = 0.0):
+    def __init__(
+        self,
+        name: str,
+        pretrained: bool = False,
+        checkpoint: str | None = None,
+        features_only: bool = False,
+        out_indices: list[int] | None = None,
+        drop_rate: float = 0.0,
+    ):
         super().__init__()
         self.name = name
         model = create_timm_model(name, pretrained=pretrained, checkpoint=checkpoint)

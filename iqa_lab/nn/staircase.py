@@ -1,5 +1,5 @@
-"""The staircase: hierarchical fusion of a backbone's stage features (StairIQA, seed 003 §III-A,
-Fig. 2, Eqs. 2-5).
+"""The staircase: hierarchical fusion of a backbone's stage features (StairIQA, Sun et al. 2023,
+§III-A, Fig. 2, Eqs. 2-5).
 
 A backbone exposes ``n`` feature levels (timm ``features_only``: channels and reductions read from
 ``feature_info``; ResNet50 has five: the stem and layer1..layer4). Path ``k`` (1-based,
@@ -10,7 +10,7 @@ shape, where that level's features are added before the next bridge (Eq. 4). Eve
 the last level, where the fused features are the sum of the last level's features and every
 path's output (Eq. 5). This is the official code's order: ``bridge(path + F_level)``.
 
-``paths`` selects the paths (seed 003 Table VII): ``None`` = all, ``[4]`` = Path 4 only,
+``paths`` selects the paths (StairIQA Table VII): ``None`` = all, ``[4]`` = Path 4 only,
 ``[]`` = no staircase (the last level's features alone).
 """
 
@@ -50,32 +50,44 @@ def _match(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class Staircase(nn.Module):
     """Fuses a list of feature maps (levels 0..n-1) into one map shaped like the last level."""
 
-    def __init__(self, channels: Sequence[int], reductions: Sequence[int],
-                 paths: Sequence[int] | None = None):
+    def __init__(
+        self, channels: Sequence[int], reductions: Sequence[int], paths: Sequence[int] | None = None
+    ):
         super().__init__()
         if len(channels) != len(reductions) or len(channels) < 1:
-            raise ValueError(f"channels {list(channels)} and reductions {list(reductions)} must "
-                             f"describe the same (non-empty) levels")
+            raise ValueError(
+                f"channels {list(channels)} and reductions {list(reductions)} must "
+                f"describe the same (non-empty) levels"
+            )
         levels = len(channels)
         available = list(range(1, levels))
         paths = available if paths is None else sorted({int(p) for p in paths})
         unknown = [p for p in paths if p not in available]
         if unknown:
-            raise ValueError(f"staircase paths {unknown} do not exist: a backbone with {levels} "
-                             f"feature levels has paths {available} (path k starts at level k-1)")
+            raise ValueError(
+                f"staircase paths {unknown} do not exist: a backbone with {levels} "
+                f"feature levels has paths {available} (path k starts at level k-1)"
+            )
         self.levels = levels
         self.path_ids = list(paths)
         self.paths = nn.ModuleList(
-            nn.ModuleList(Bridge(channels[level], channels[level + 1],
-                                 _stride(reductions[level], reductions[level + 1]))
-                          for level in range(path - 1, levels - 1))
-            for path in self.path_ids)
+            nn.ModuleList(
+                Bridge(
+                    channels[level],
+                    channels[level + 1],
+                    _stride(reductions[level], reductions[level + 1]),
+                )
+                for level in range(path - 1, levels - 1)
+            )
+            for path in self.path_ids
+        )
         self.out_channels = channels[-1]
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(features) != self.levels:
-            raise ValueError(f"the staircase was built for {self.levels} feature levels, "
-                             f"got {len(features)}")
+            raise ValueError(
+                f"the staircase was built for {self.levels} feature levels, got {len(features)}"
+            )
         fused = features[-1]
         for path, bridges in zip(self.path_ids, self.paths):
             x = features[path - 1]

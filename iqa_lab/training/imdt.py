@@ -1,12 +1,13 @@
-"""Iterative mixed-database training (IMDT, seed 003 §III-C, Algorithm 1) as a Lightning run.
+"""Iterative mixed-database training (IMDT, StairIQA §III-C, Algorithm 1) as a Lightning run.
 
 Design: one LightningModule with a regressor head per database (``models.stairiqa``) and one
-Lightning epoch per epoch of Algorithm 1. The schedule (``data.imdt_schedule``) maps each Lightning epoch to
-(loop, database, epoch within that database's block); ``data=mixed`` with ``data.imdt`` set hands
-Lightning the active database's training and validation loaders each epoch (the trainer reloads
-loaders every epoch). Every image of a batch carries its database, so the loss flows through that
-database's head only, while the shared feature extractor is updated by every database. Lightning
-keeps driving devices, DDP, precision, logging and checkpoints; a plain ``trainer.fit`` runs it.
+Lightning epoch per epoch of Algorithm 1. The schedule (``data.imdt_schedule``) maps each Lightning
+epoch to (loop, database, epoch within that database's block); ``data=mixed`` with ``data.imdt`` set
+hands Lightning the active database's training and validation loaders each epoch (the trainer
+reloads loaders every epoch). Every image of a batch carries its database, so the loss flows through
+that database's head only, while the shared feature extractor is updated by every database.
+Lightning keeps driving devices, DDP, precision, logging and checkpoints; a plain ``trainer.fit``
+runs it.
 
 - ``PerDatabaseCheckpoint`` implements lines 10-13: after each epoch it validates on the active
   database's own validation split and keeps that database's best model (``best_<db>.ckpt``).
@@ -36,8 +37,10 @@ log = logging.getLogger("iqa_lab")
 def require_schedule(trainer: L.Trainer) -> IMDTSchedule:
     schedule = getattr(trainer.datamodule, "schedule", None)
     if schedule is None:
-        raise ValueError("callbacks=imdt needs data=mixed with data.imdt set (the IMDT schedule); "
-                         "for a single database use the default callbacks")
+        raise ValueError(
+            "callbacks=imdt needs data=mixed with data.imdt set (the IMDT schedule); "
+            "for a single database use the default callbacks"
+        )
     return schedule
 
 
@@ -63,16 +66,22 @@ class PerDatabaseCheckpoint(Callback):
             return
         schedule = require_schedule(trainer)
         if trainer.max_epochs != schedule.total_epochs:
-            log.info("IMDT: %s; the trainer runs %d epochs (trainer.max_epochs=%s is replaced)",
-                     schedule.describe(), schedule.total_epochs, trainer.max_epochs)
+            log.info(
+                "IMDT: %s; the trainer runs %d epochs (trainer.max_epochs=%s is replaced)",
+                schedule.describe(),
+                schedule.total_epochs,
+                trainer.max_epochs,
+            )
         trainer.fit_loop.max_epochs = schedule.total_epochs
-        trainer.fit_loop.min_epochs = min(trainer.fit_loop.min_epochs or 0,
-                                          schedule.total_epochs)
+        trainer.fit_loop.min_epochs = min(trainer.fit_loop.min_epochs or 0, schedule.total_epochs)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = require_schedule(trainer).at(trainer.current_epoch)
-        pl_module.log_dict({"imdt/loop": float(step.loop), "imdt/epoch_in_block": float(step.epoch)},
-                           on_step=False, on_epoch=True)
+        pl_module.log_dict(
+            {"imdt/loop": float(step.loop), "imdt/epoch_in_block": float(step.epoch)},
+            on_step=False,
+            on_epoch=True,
+        )
 
     def _better(self, score: float, best: float | None) -> bool:
         # NaN (e.g. constant predictions on a small validation split) ranks below any number.
@@ -88,8 +97,10 @@ class PerDatabaseCheckpoint(Callback):
         step = require_schedule(trainer).at(trainer.current_epoch)
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
-            raise RuntimeError(f"PerDatabaseCheckpoint: '{self.monitor}' was not logged in "
-                               f"validation; logged: {sorted(trainer.callback_metrics)}")
+            raise RuntimeError(
+                f"PerDatabaseCheckpoint: '{self.monitor}' was not logged in "
+                f"validation; logged: {sorted(trainer.callback_metrics)}"
+            )
         score = float(value)
         if not self._better(score, self.best_scores.get(step.database)):
             return
@@ -98,12 +109,23 @@ class PerDatabaseCheckpoint(Callback):
         self.best_scores[step.database] = score
         self.best_paths[step.database] = str(path)
         self.best_epochs[step.database] = trainer.current_epoch
-        log.info("IMDT: new best %s for %s at epoch %d (loop %d): %.4f", self.monitor,
-                 step.database, trainer.current_epoch, step.loop, score)
+        log.info(
+            "IMDT: new best %s for %s at epoch %d (loop %d): %.4f",
+            self.monitor,
+            step.database,
+            trainer.current_epoch,
+            step.loop,
+            score,
+        )
 
     def state_dict(self) -> dict:
-        return {"best_scores": self.best_scores, "best_paths": self.best_paths,
-                "best_epochs": self.best_epochs, "monitor": self.monitor, "mode": self.mode}
+        return {
+            "best_scores": self.best_scores,
+            "best_paths": self.best_paths,
+            "best_epochs": self.best_epochs,
+            "monitor": self.monitor,
+            "mode": self.mode,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.best_scores = dict(state_dict["best_scores"])
@@ -120,8 +142,9 @@ def find_per_database_checkpoint(trainer: L.Trainer) -> PerDatabaseCheckpoint | 
     return found[0] if found else None
 
 
-def test_per_database(trainer: L.Trainer, model, datamodule, checkpoints: dict[str, str | None]
-                      ) -> pd.DataFrame:
+def test_per_database(
+    trainer: L.Trainer, model, datamodule, checkpoints: dict[str, str | None]
+) -> pd.DataFrame:
     """Test rows with predictions: each database's test split by its own best model and head;
     databases without a head (held out) by every head's best model, one row per head.
 
@@ -136,13 +159,14 @@ def test_per_database(trainer: L.Trainer, model, datamodule, checkpoints: dict[s
             continue
         model.active_head = head
         try:
-            trainer.test(model, dataloaders=datamodule.test_dataloader(dbs),
-                         ckpt_path=checkpoints.get(head))
+            trainer.test(
+                model, dataloaders=datamodule.test_dataloader(dbs), ckpt_path=checkpoints.get(head)
+            )
         finally:
             model.active_head = None
         frames.append(test_predictions(model, datamodule).assign(head=head))
     if not frames:
-        raise RuntimeError("no test split to score: the protocol left every database without "
-                           "test images")
+        raise RuntimeError(
+            "no test split to score: the protocol left every database without test images"
+        )
     return pd.concat(frames, ignore_index=True)
-

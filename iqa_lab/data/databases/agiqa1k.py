@@ -14,13 +14,16 @@ from iqa_lab.data.label_files import image_paths_under, read_table, require_colu
 from iqa_lab.data.records import make_records
 
 
-def parse_agiqa1k(data_dir, label_file: str, image_dir: str, mos_range, lower_better: bool,
-                  db: str = "agiqa1k") -> pd.DataFrame:
+def parse_agiqa1k(
+    data_dir, label_file: str, image_dir: str, mos_range, lower_better: bool, db: str = "agiqa1k"
+) -> pd.DataFrame:
     """Records of AGIQA-1k from ``label_file`` (``AIGC_all.csv``) under ``data_dir``."""
     path = require_file(f"{data_dir}/{label_file}", "AGIQA-1k label file AIGC_all.csv")
     table = require_columns(read_table(path, dtype={"Image": str}), ["Image", "Score"], path)
-    frame = pd.DataFrame({
-        "image": image_paths_under(image_dir, table["Image"]),
-        "mos_raw": pd.to_numeric(table["Score"], errors="coerce"),
-    })
+    frame = pd.DataFrame(
+        {
+            "image": image_paths_under(image_dir, table["Image"]),
+            "mos_raw": pd.to_numeric(table["Score"], errors="coerce"),
+        }
+    )
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)

@@ -16,16 +16,26 @@ from iqa_lab.data.label_files import image_paths_under, read_table, require_colu
 from iqa_lab.data.records import make_records
 
 
-def parse_agiqa3k(data_dir, label_file: str, image_dir: str, mos_column: str,
-                  std_column: str, mos_range, lower_better: bool,
-                  db: str = "agiqa3k") -> pd.DataFrame:
+def parse_agiqa3k(
+    data_dir,
+    label_file: str,
+    image_dir: str,
+    mos_column: str,
+    std_column: str,
+    mos_range,
+    lower_better: bool,
+    db: str = "agiqa3k",
+) -> pd.DataFrame:
     """Records of AGIQA-3k from ``label_file`` (``data.csv``) under ``data_dir``."""
     path = require_file(f"{data_dir}/{label_file}", "AGIQA-3k label file data.csv")
-    table = require_columns(read_table(path, dtype={"name": str}),
-                            ["name", mos_column, std_column], path)
-    frame = pd.DataFrame({
-        "image": image_paths_under(image_dir, table["name"]),
-        "mos_raw": pd.to_numeric(table[mos_column], errors="coerce"),
-        "mos_std": pd.to_numeric(table[std_column], errors="coerce"),
-    })
+    table = require_columns(
+        read_table(path, dtype={"name": str}), ["name", mos_column, std_column], path
+    )
+    frame = pd.DataFrame(
+        {
+            "image": image_paths_under(image_dir, table["name"]),
+            "mos_raw": pd.to_numeric(table[mos_column], errors="coerce"),
+            "mos_std": pd.to_numeric(table[std_column], errors="coerce"),
+        }
+    )
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)

@@ -16,15 +16,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqa_lab.data.label_files import (LabelFileError, image_paths_under, read_table,
-                                      require_columns)
+from iqa_lab.data.label_files import LabelFileError, image_paths_under, read_table, require_columns
 from iqa_lab.data.records import make_records
 
 NAME, MOS = "Image Name", "MOS"
 
 
-def parse_biq2021(data_dir, split_files: Mapping[str, str], image_dir: str, mos_range,
-                  lower_better: bool, db: str = "biq2021") -> pd.DataFrame:
+def parse_biq2021(
+    data_dir,
+    split_files: Mapping[str, str],
+    image_dir: str,
+    mos_range,
+    lower_better: bool,
+    db: str = "biq2021",
+) -> pd.DataFrame:
     """Records of BIQ2021 from ``split_files`` (file → official set) found under ``data_dir``."""
     frames = []
     for name, split in split_files.items():
@@ -33,13 +38,20 @@ def parse_biq2021(data_dir, split_files: Mapping[str, str], image_dir: str, mos_
             continue
         table = require_columns(read_table(path, dtype={NAME: str}), [NAME, MOS], path)
         table = table.dropna(subset=[NAME])
-        frames.append(pd.DataFrame({
-            "image": image_paths_under(image_dir, table[NAME]),
-            "mos_raw": pd.to_numeric(table[MOS], errors="coerce"),
-            "set": split,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "image": image_paths_under(image_dir, table[NAME]),
+                    "mos_raw": pd.to_numeric(table[MOS], errors="coerce"),
+                    "set": split,
+                }
+            )
+        )
     if not frames:
-        raise LabelFileError(f"{data_dir}: no BIQ2021 label file (looked for {list(split_files)}); "
-                             f"set data.data_dir to the folder the database's authors distribute")
-    return make_records(pd.concat(frames, ignore_index=True), db=db, mos_range=mos_range,
-                        lower_better=lower_better)
+        raise LabelFileError(
+            f"{data_dir}: no BIQ2021 label file (looked for {list(split_files)}); "
+            f"set data.data_dir to the folder the database's authors distribute"
+        )
+    return make_records(
+        pd.concat(frames, ignore_index=True), db=db, mos_range=mos_range, lower_better=lower_better
+    )

@@ -20,27 +20,47 @@ from iqa_lab.data.label_files import LabelFileError, image_paths_under, load_mat
 from iqa_lab.data.records import make_records
 
 
-def parse_clive(data_dir, names_file: str, mos_file: str, std_file: str | None,
-                image_dir: str, training_images: int, training_image_dir: str,
-                include_training_images: bool, mos_range, lower_better: bool,
-                db: str = "clive") -> pd.DataFrame:
+def parse_clive(
+    data_dir,
+    names_file: str,
+    mos_file: str,
+    std_file: str | None,
+    image_dir: str,
+    training_images: int,
+    training_image_dir: str,
+    include_training_images: bool,
+    mos_range,
+    lower_better: bool,
+    db: str = "clive",
+) -> pd.DataFrame:
     """Records of CLIVE from its three .mat files under ``data_dir``."""
     data_dir = Path(data_dir)
     names = load_mat_field(data_dir / names_file, "AllImages_release")
     mos = load_mat_field(data_dir / mos_file, "AllMOS_release").astype(float)
-    std = (load_mat_field(data_dir / std_file, "AllStdDev_release").astype(float)
-           if std_file and (data_dir / std_file).is_file() else np.full(len(mos), np.nan))
+    std = (
+        load_mat_field(data_dir / std_file, "AllStdDev_release").astype(float)
+        if std_file and (data_dir / std_file).is_file()
+        else np.full(len(mos), np.nan)
+    )
     if not len(names) == len(mos) == len(std):
-        raise LabelFileError(f"{data_dir}: {names_file} lists {len(names)} images but "
-                             f"{mos_file} has {len(mos)} scores and {std_file} {len(std)}; "
-                             f"are these files from the same release?")
+        raise LabelFileError(
+            f"{data_dir}: {names_file} lists {len(names)} images but "
+            f"{mos_file} has {len(mos)} scores and {std_file} {len(std)}; "
+            f"are these files from the same release?"
+        )
     names = pd.Series([str(n) for n in names])
-    frame = pd.DataFrame({
-        "image": pd.concat([image_paths_under(training_image_dir, names[:training_images]),
-                            image_paths_under(image_dir, names[training_images:])]),
-        "mos_raw": mos,
-        "mos_std": std,
-    })
+    frame = pd.DataFrame(
+        {
+            "image": pd.concat(
+                [
+                    image_paths_under(training_image_dir, names[:training_images]),
+                    image_paths_under(image_dir, names[training_images:]),
+                ]
+            ),
+            "mos_raw": mos,
+            "mos_std": std,
+        }
+    )
     if not include_training_images:
         frame = frame.iloc[training_images:]
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)

@@ -12,10 +12,10 @@ patch-file form, ``labels_patch.csv`` (``name,mos`` with names ``patches/<pictur
 reads too.
 
 Official split (``official_split``; used where its files are present): the pictures of
-``labels640.csv`` are the test set (1,827 pictures larger than 640 pixels); ``labels<=640_padded.csv``
-marks the validation pictures with ``is_valid``; the rest is training. Pictures are matched by
-file name. Patches inherit their picture's set and have the picture as ``ref``, so every protocol
-keeps the three patches of a picture on one side.
+``labels640.csv`` are the test set (1,827 pictures larger than 640 pixels);
+``labels<=640_padded.csv`` marks the validation pictures with ``is_valid``; the rest is training.
+Pictures are matched by file name. Patches inherit their picture's set and have the picture as
+``ref``, so every protocol keeps the three patches of a picture on one side.
 """
 
 from __future__ import annotations
@@ -25,8 +25,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqa_lab.data.label_files import (LabelFileError, image_paths_under, read_table,
-                                      require_columns, require_file)
+from iqa_lab.data.label_files import (
+    LabelFileError,
+    image_paths_under,
+    read_table,
+    require_columns,
+    require_file,
+)
 from iqa_lab.data.records import BOX_COLUMNS, RECORD_COLUMNS, make_records
 
 PATCHES = (1, 2, 3)
@@ -53,26 +58,35 @@ def official_sets(data_dir, official_split: Mapping | None, pictures: pd.Series)
     val_file = official_split.get("val_file")
     if val_file and (Path(data_dir) / val_file).is_file():
         path = Path(data_dir) / val_file
-        val = require_columns(read_table(path, dtype={"name_image": str}),
-                              ["name_image", "is_valid"], path)
+        val = require_columns(
+            read_table(path, dtype={"name_image": str}), ["name_image", "is_valid"], path
+        )
         valid = val["is_valid"].astype(str).str.strip().str.lower().isin(["true", "1"])
         sets[names.isin(set(_basename(val.loc[valid, "name_image"])))] = "val"
     sets[names.isin(set(_basename(test["name_image"])))] = "test"
     return sets
 
 
-def parse_flive(data_dir, label_file: str, image_dir: str | None,
-                official_split: Mapping | None, mos_range, lower_better: bool,
-                db: str = "flive") -> pd.DataFrame:
+def parse_flive(
+    data_dir,
+    label_file: str,
+    image_dir: str | None,
+    official_split: Mapping | None,
+    mos_range,
+    lower_better: bool,
+    db: str = "flive",
+) -> pd.DataFrame:
     """Records of the FLIVE pictures from ``label_file`` (``labels_image.csv``)."""
     path = require_file(Path(data_dir) / label_file, "FLIVE label file labels_image.csv")
     table = require_columns(read_table(path, dtype={"name": str}), ["name", "mos"], path)
     table = table.dropna(subset=["name"])
-    frame = pd.DataFrame({
-        "image": image_paths_under(image_dir, table["name"]),
-        "mos_raw": pd.to_numeric(table["mos"], errors="coerce"),
-        "set": official_sets(data_dir, official_split, table["name"]),
-    })
+    frame = pd.DataFrame(
+        {
+            "image": image_paths_under(image_dir, table["name"]),
+            "mos_raw": pd.to_numeric(table["mos"], errors="coerce"),
+            "set": official_sets(data_dir, official_split, table["name"]),
+        }
+    )
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
 
 
@@ -82,26 +96,35 @@ def _box_patches(table: pd.DataFrame, path: Path, image_dir: str | None) -> pd.D
     table = require_columns(table, columns, path).dropna(subset=["name_image"])
     frames = []
     for k in PATCHES:
-        boxes = table[[f"{c}_patch_{k}" for c in BOX_COLUMNS]].apply(pd.to_numeric,
-                                                                       errors="coerce")
+        boxes = table[[f"{c}_patch_{k}" for c in BOX_COLUMNS]].apply(pd.to_numeric, errors="coerce")
         if boxes.isna().any().any() or (boxes % 1 != 0).any().any():
             rows = table.index[boxes.isna().any(axis=1) | (boxes % 1 != 0).any(axis=1)]
-            raise LabelFileError(f"{path}: patch {k} boxes must be whole pixel numbers; rows "
-                                 f"{rows[:5].tolist()} are not")
+            raise LabelFileError(
+                f"{path}: patch {k} boxes must be whole pixel numbers; rows "
+                f"{rows[:5].tolist()} are not"
+            )
         boxes.columns = list(BOX_COLUMNS)
-        frames.append(pd.DataFrame({
-            "order": table.index * len(PATCHES) + k - 1,
-            "image": image_paths_under(image_dir, table["name_image"]),
-            "mos_raw": pd.to_numeric(table[f"mos_patch_{k}"], errors="coerce"),
-            "picture": table["name_image"].astype(str).str.strip(),
-            **{c: boxes[c].astype(int) for c in BOX_COLUMNS},
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "order": table.index * len(PATCHES) + k - 1,
+                    "image": image_paths_under(image_dir, table["name_image"]),
+                    "mos_raw": pd.to_numeric(table[f"mos_patch_{k}"], errors="coerce"),
+                    "picture": table["name_image"].astype(str).str.strip(),
+                    **{c: boxes[c].astype(int) for c in BOX_COLUMNS},
+                }
+            )
+        )
     patches = pd.concat(frames).sort_values("order").drop(columns="order")
-    bad = patches[(patches["bottom"] <= patches["top"]) | (patches["right"] <= patches["left"])
-                  | (patches[["top", "left"]] < 0).any(axis=1)]
+    bad = patches[
+        (patches["bottom"] <= patches["top"])
+        | (patches["right"] <= patches["left"])
+        | (patches[["top", "left"]] < 0).any(axis=1)
+    ]
     if len(bad):
-        raise LabelFileError(f"{path}: empty or negative patch boxes for "
-                             f"{bad['picture'].head(5).tolist()}")
+        raise LabelFileError(
+            f"{path}: empty or negative patch boxes for {bad['picture'].head(5).tolist()}"
+        )
     return patches.reset_index(drop=True)
 
 
@@ -111,18 +134,28 @@ def _file_patches(table: pd.DataFrame, path: Path, image_dir: str | None) -> pd.
     parts = _basename(table["name"]).str.extract(_PATCH_FILE)
     bad = table.loc[parts["picture"].isna(), "name"]
     if len(bad):
-        raise LabelFileError(f"{path}: patch names must read patches/<picture>_patch_<k>.jpg; "
-                             f"found {bad.head(3).tolist()}")
-    return pd.DataFrame({
-        "image": image_paths_under(image_dir, table["name"]),
-        "mos_raw": pd.to_numeric(table["mos"], errors="coerce"),
-        "picture": parts["picture"],
-    }).reset_index(drop=True)
+        raise LabelFileError(
+            f"{path}: patch names must read patches/<picture>_patch_<k>.jpg; "
+            f"found {bad.head(3).tolist()}"
+        )
+    return pd.DataFrame(
+        {
+            "image": image_paths_under(image_dir, table["name"]),
+            "mos_raw": pd.to_numeric(table["mos"], errors="coerce"),
+            "picture": parts["picture"],
+        }
+    ).reset_index(drop=True)
 
 
-def parse_flive_patches(data_dir, label_file: str, image_dir: str | None,
-                        official_split: Mapping | None, mos_range, lower_better: bool,
-                        db: str = "flive_patches") -> pd.DataFrame:
+def parse_flive_patches(
+    data_dir,
+    label_file: str,
+    image_dir: str | None,
+    official_split: Mapping | None,
+    mos_range,
+    lower_better: bool,
+    db: str = "flive_patches",
+) -> pd.DataFrame:
     """Records of the FLIVE patches from ``label_file``: ``labels640.csv`` (boxes in the
     pictures: records carry ``top, left, bottom, right`` and the dataset crops the box) or
     ``labels_patch.csv`` (patch files)."""
@@ -134,9 +167,11 @@ def parse_flive_patches(data_dir, label_file: str, image_dir: str | None,
     elif {"name", "mos"} <= set(table.columns):
         patches = _file_patches(table, path, image_dir)
     else:
-        raise LabelFileError(f"{path}: neither the labels640.csv columns (name_image, "
-                             f"mos_patch_k, top_patch_k, ...) nor labels_patch.csv's (name, mos); "
-                             f"found {list(table.columns)}")
+        raise LabelFileError(
+            f"{path}: neither the labels640.csv columns (name_image, "
+            f"mos_patch_k, top_patch_k, ...) nor labels_patch.csv's (name, mos); "
+            f"found {list(table.columns)}"
+        )
     patches["ref"] = patches["picture"]
     patches["set"] = official_sets(data_dir, official_split, patches["picture"])
     records = make_records(patches, db=db, mos_range=mos_range, lower_better=lower_better)

@@ -13,32 +13,49 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqa_lab.data.label_files import (LabelFileError, image_paths_under, read_table,
-                                      require_columns, require_file)
+from iqa_lab.data.label_files import (
+    LabelFileError,
+    image_paths_under,
+    read_table,
+    require_columns,
+    require_file,
+)
 from iqa_lab.data.records import make_records
 
 SPLITS = ("train", "val", "test")
 
 
-def parse_csv_table(data_dir, label_file: str, image_column: str, mos_column: str,
-                    image_dir: str | None = None, std_column: str | None = None,
-                    ref_column: str | None = None, set_column: str | None = None,
-                    set_values: Mapping[str, str] | None = None, sheet: str | int | None = None,
-                    mos_range=(0.0, 1.0), lower_better: bool = False,
-                    db: str = "csv") -> pd.DataFrame:
+def parse_csv_table(
+    data_dir,
+    label_file: str,
+    image_column: str,
+    mos_column: str,
+    image_dir: str | None = None,
+    std_column: str | None = None,
+    ref_column: str | None = None,
+    set_column: str | None = None,
+    set_values: Mapping[str, str] | None = None,
+    sheet: str | int | None = None,
+    mos_range=(0.0, 1.0),
+    lower_better: bool = False,
+    db: str = "csv",
+) -> pd.DataFrame:
     """Records from ``label_file`` under ``data_dir`` with the named columns."""
     path = require_file(Path(data_dir) / label_file, "label table (data.label_file)")
     excel = path.suffix.lower() in (".xlsx", ".xlsm", ".xls")
     kwargs = {"sheet_name": sheet if sheet is not None else 0} if excel else {}
     optional = [c for c in (std_column, ref_column, set_column) if c]
-    table = read_table(path, dtype={c: str for c in [image_column] + optional
-                                    if c != std_column}, **kwargs)
+    table = read_table(
+        path, dtype={c: str for c in [image_column] + optional if c != std_column}, **kwargs
+    )
     table = require_columns(table, [image_column, mos_column, *optional], path)
     table = table.dropna(subset=[image_column])
-    frame = pd.DataFrame({
-        "image": image_paths_under(image_dir, table[image_column]),
-        "mos_raw": pd.to_numeric(table[mos_column], errors="coerce"),
-    })
+    frame = pd.DataFrame(
+        {
+            "image": image_paths_under(image_dir, table[image_column]),
+            "mos_raw": pd.to_numeric(table[mos_column], errors="coerce"),
+        }
+    )
     if std_column:
         frame["mos_std"] = pd.to_numeric(table[std_column], errors="coerce")
     if ref_column:
@@ -48,8 +65,10 @@ def parse_csv_table(data_dir, label_file: str, image_column: str, mos_column: st
         mapping = {**{s: s for s in SPLITS}, "": "", **dict(set_values or {})}
         unknown = sorted(set(values) - set(mapping))
         if unknown:
-            raise LabelFileError(f"{path}: column '{set_column}' holds {unknown}; map them to "
-                                 f"train / val / test with data.set_values")
+            raise LabelFileError(
+                f"{path}: column '{set_column}' holds {unknown}; map them to "
+                f"train / val / test with data.set_values"
+            )
         frame["set"] = values.map(mapping)
         wrong = sorted(set(frame["set"]) - {*SPLITS, ""})
         if wrong:

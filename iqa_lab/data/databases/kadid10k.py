@@ -24,39 +24,69 @@ from iqa_lab.data.records import make_records
 
 # The 25 types in KADID-10k's numbering (the synthetic database uses the same names).
 KADID_TYPES = (
-    "gaussian_blur", "lens_blur", "motion_blur", "color_diffusion", "color_shift",
-    "color_quantization", "color_saturation_1", "color_saturation_2", "jpeg2000", "jpeg",
-    "white_noise", "white_noise_color_component", "impulse_noise", "multiplicative_noise",
-    "denoise", "brighten", "darken", "mean_shift", "jitter", "non_eccentricity_patch",
-    "pixelate", "quantization", "color_block", "high_sharpen", "contrast_change",
+    "gaussian_blur",
+    "lens_blur",
+    "motion_blur",
+    "color_diffusion",
+    "color_shift",
+    "color_quantization",
+    "color_saturation_1",
+    "color_saturation_2",
+    "jpeg2000",
+    "jpeg",
+    "white_noise",
+    "white_noise_color_component",
+    "impulse_noise",
+    "multiplicative_noise",
+    "denoise",
+    "brighten",
+    "darken",
+    "mean_shift",
+    "jitter",
+    "non_eccentricity_patch",
+    "pixelate",
+    "quantization",
+    "color_block",
+    "high_sharpen",
+    "contrast_change",
 )
 _NAME = re.compile(r"^(I\d+)_(\d+)_(\d+)\.png$", re.IGNORECASE)
 
 
-def parse_kadid10k(data_dir, label_file: str, image_dir: str, mos_range, lower_better: bool,
-                   db: str = "kadid10k") -> pd.DataFrame:
+def parse_kadid10k(
+    data_dir, label_file: str, image_dir: str, mos_range, lower_better: bool, db: str = "kadid10k"
+) -> pd.DataFrame:
     """Records of KADID-10k from ``label_file`` (its ``dmos.csv``) under ``data_dir``."""
     path = require_file(f"{data_dir}/{label_file}", "KADID-10k label file dmos.csv")
-    table = require_columns(read_table(path, dtype={"dist_img": str, "ref_img": str}),
-                            ["dist_img", "ref_img", "dmos", "var"], path)
+    table = require_columns(
+        read_table(path, dtype={"dist_img": str, "ref_img": str}),
+        ["dist_img", "ref_img", "dmos", "var"],
+        path,
+    )
     parts = table["dist_img"].str.strip().str.extract(_NAME)
     bad = table.loc[parts[0].isna(), "dist_img"]
     if len(bad):
-        raise LabelFileError(f"{path}: {len(bad)} dist_img names do not follow I<ref>_<type>_"
-                             f"<level>.png, e.g. {bad.head(3).tolist()}")
+        raise LabelFileError(
+            f"{path}: {len(bad)} dist_img names do not follow I<ref>_<type>_"
+            f"<level>.png, e.g. {bad.head(3).tolist()}"
+        )
     types = parts[1].astype(int)
     if not types.between(1, len(KADID_TYPES)).all():
-        raise LabelFileError(f"{path}: distortion type ids outside 1..{len(KADID_TYPES)}: "
-                             f"{sorted(set(types) - set(range(1, len(KADID_TYPES) + 1)))}")
-    frame = pd.DataFrame({
-        "image": image_dir + "/" + table["dist_img"].str.strip(),
-        "mos_raw": pd.to_numeric(table["dmos"], errors="coerce"),
-        "mos_std": np.sqrt(pd.to_numeric(table["var"], errors="coerce")),
-        # The reference column names the content; strip the extension so ids read "I01".
-        "ref": table["ref_img"].str.strip().str.rsplit(".", n=1).str[0].str.upper(),
-        "dist_type": [KADID_TYPES[t - 1] for t in types],
-        "dist_level": parts[2].astype(int).astype(float),
-    })
+        raise LabelFileError(
+            f"{path}: distortion type ids outside 1..{len(KADID_TYPES)}: "
+            f"{sorted(set(types) - set(range(1, len(KADID_TYPES) + 1)))}"
+        )
+    frame = pd.DataFrame(
+        {
+            "image": image_dir + "/" + table["dist_img"].str.strip(),
+            "mos_raw": pd.to_numeric(table["dmos"], errors="coerce"),
+            "mos_std": np.sqrt(pd.to_numeric(table["var"], errors="coerce")),
+            # The reference column names the content; strip the extension so ids read "I01".
+            "ref": table["ref_img"].str.strip().str.rsplit(".", n=1).str[0].str.upper(),
+            "dist_type": [KADID_TYPES[t - 1] for t in types],
+            "dist_level": parts[2].astype(int).astype(float),
+        }
+    )
     if frame["mos_raw"].isna().any():
         rows = frame.index[frame["mos_raw"].isna()].tolist()
         raise LabelFileError(f"{path}: non-numeric dmos in data rows {rows[:5]}")

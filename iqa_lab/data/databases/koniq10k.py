@@ -21,31 +21,46 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from iqa_lab.data.label_files import (LabelFileError, first_present, image_paths_under,
-                                      read_table, require_columns)
+from iqa_lab.data.label_files import (
+    LabelFileError,
+    first_present,
+    image_paths_under,
+    read_table,
+    require_columns,
+)
 from iqa_lab.data.records import make_records
 
 SETS = {"training": "train", "validation": "val", "test": "test"}
 
 
-def parse_koniq10k(data_dir, label_files: Mapping[str, str], image_dir: str, mos_range,
-                   lower_better: bool, db: str = "koniq10k") -> pd.DataFrame:
+def parse_koniq10k(
+    data_dir,
+    label_files: Mapping[str, str],
+    image_dir: str,
+    mos_range,
+    lower_better: bool,
+    db: str = "koniq10k",
+) -> pd.DataFrame:
     """Records of KonIQ-10k from the first of ``label_files`` (file → its 0..100 MOS column)
     found under ``data_dir``."""
     path = first_present(data_dir, list(label_files), "KonIQ-10k label file")
     mos_column = label_files[path.name]
-    table = require_columns(read_table(path, dtype={"image_name": str}),
-                            ["image_name", mos_column, "SD"], path)
-    frame = pd.DataFrame({
-        "image": image_paths_under(image_dir, table["image_name"]),
-        "mos_raw": pd.to_numeric(table[mos_column], errors="coerce"),
-        "mos_std": pd.to_numeric(table["SD"], errors="coerce"),
-    })
+    table = require_columns(
+        read_table(path, dtype={"image_name": str}), ["image_name", mos_column, "SD"], path
+    )
+    frame = pd.DataFrame(
+        {
+            "image": image_paths_under(image_dir, table["image_name"]),
+            "mos_raw": pd.to_numeric(table[mos_column], errors="coerce"),
+            "mos_std": pd.to_numeric(table["SD"], errors="coerce"),
+        }
+    )
     if "set" in table:
         sets = table["set"].astype(str).str.strip().str.lower()
         unknown = sorted(set(sets) - set(SETS))
         if unknown:
-            raise LabelFileError(f"{path}: unknown values {unknown} in column 'set'; expected "
-                                 f"{list(SETS)}")
+            raise LabelFileError(
+                f"{path}: unknown values {unknown} in column 'set'; expected {list(SETS)}"
+            )
         frame["set"] = sets.map(SETS)
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)

@@ -30,8 +30,10 @@ def _dmos_file(data_dir: Path, dmos_files: Mapping[str, str]) -> tuple[Path, str
     for name, variable in dmos_files.items():
         if (data_dir / name).is_file():
             return data_dir / name, variable
-    raise LabelFileError(f"{data_dir}: none of the LIVE score files {list(dmos_files)} found; set "
-                         f"data.data_dir to the LIVE release 2 folder (databaserelease2)")
+    raise LabelFileError(
+        f"{data_dir}: none of the LIVE score files {list(dmos_files)} found; set "
+        f"data.data_dir to the LIVE release 2 folder (databaserelease2)"
+    )
 
 
 def _info(path: Path) -> dict[str, float]:
@@ -44,15 +46,24 @@ def _info(path: Path) -> dict[str, float]:
         try:
             levels[fields[1].lower()] = float(fields[2])
         except (IndexError, ValueError) as err:
-            raise LabelFileError(f"{path}: line {number} is not '<reference> <image> "
-                                 f"<parameter>': {line!r}") from err
+            raise LabelFileError(
+                f"{path}: line {number} is not '<reference> <image> <parameter>': {line!r}"
+            ) from err
     return levels
 
 
-def parse_live(data_dir, dmos_files: Mapping[str, str], std_variable: str | None,
-               refnames_file: str, folders: Mapping[str, int], include_references: bool,
-               mos_range, lower_better: bool, db: str = "live",
-               reference_dir: str = "refimgs") -> pd.DataFrame:
+def parse_live(
+    data_dir,
+    dmos_files: Mapping[str, str],
+    std_variable: str | None,
+    refnames_file: str,
+    folders: Mapping[str, int],
+    include_references: bool,
+    mos_range,
+    lower_better: bool,
+    db: str = "live",
+    reference_dir: str = "refimgs",
+) -> pd.DataFrame:
     """Records of LIVE release 2 under ``data_dir``; entries with ``orgs == 1`` (copies of the
     references) only when ``include_references``."""
     data_dir = Path(data_dir)
@@ -68,23 +79,34 @@ def parse_live(data_dir, dmos_files: Mapping[str, str], std_variable: str | None
     refnames_path = require_file(data_dir / refnames_file, "LIVE reference names")
     refnames = load_mat_field(refnames_path, "refnames_all")
     total = sum(folders.values())
-    for path, name, values in ((dmos_path, variable, dmos), (dmos_path, "orgs", orgs),
-                               (dmos_path, std_variable, std), (refnames_path, "refnames_all",
-                                                                refnames)):
+    for path, name, values in (
+        (dmos_path, variable, dmos),
+        (dmos_path, "orgs", orgs),
+        (dmos_path, std_variable, std),
+        (refnames_path, "refnames_all", refnames),
+    ):
         if len(values) != total:
-            raise LabelFileError(f"{path}: '{name}' has {len(values)} entries; LIVE release 2 has "
-                                 f"{total} ({dict(folders)})")
+            raise LabelFileError(
+                f"{path}: '{name}' has {len(values)} entries; LIVE release 2 has "
+                f"{total} ({dict(folders)})"
+            )
     rows = []
     for folder, count in folders.items():
         info_path = require_file(data_dir / folder / "info.txt", f"LIVE '{folder}' info.txt")
         levels = _info(info_path)
         missing = [f"img{k}.bmp" for k in range(1, count + 1) if f"img{k}.bmp" not in levels]
         if missing:
-            raise LabelFileError(f"{info_path}: no line for {len(missing)} image(s), e.g. "
-                                 f"{missing[:3]}")
+            raise LabelFileError(
+                f"{info_path}: no line for {len(missing)} image(s), e.g. {missing[:3]}"
+            )
         for k in range(1, count + 1):
-            rows.append({"image": f"{folder}/img{k}.bmp", "dist_type": folder,
-                         "dist_level": levels[f"img{k}.bmp"]})
+            rows.append(
+                {
+                    "image": f"{folder}/img{k}.bmp",
+                    "dist_type": folder,
+                    "dist_level": levels[f"img{k}.bmp"],
+                }
+            )
     frame = pd.DataFrame(rows)
     frame["mos_raw"] = dmos
     frame["mos_std"] = std

@@ -33,28 +33,48 @@ def _part(data_dir: Path, part: str, folder: str, list_file: str, score_file: st
     names = [str(name).strip() for name in load_mat_field(list_path, "distimgs")]
     dmos = load_mat_field(score_path, "DMOSscores").astype(float)
     if len(names) != len(dmos):
-        raise LabelFileError(f"{score_path}: {len(dmos)} DMOSscores for the {len(names)} "
-                             f"distimgs of {list_path}")
+        raise LabelFileError(
+            f"{score_path}: {len(dmos)} DMOSscores for the {len(names)} distimgs of {list_path}"
+        )
     rows = []
     for name, score in zip(names, dmos):
         match = _NAME.match(name)
         if not match:
-            raise LabelFileError(f"{list_path}: '{name}' does not follow "
-                                 f"<reference>_<distortion><stage>[_...].bmp")
+            raise LabelFileError(
+                f"{list_path}: '{name}' does not follow <reference>_<distortion><stage>[_...].bmp"
+            )
         stages = _STAGE.findall(match["stages"])
-        rows.append({"image": f"{part}/{folder}/{name}", "mos_raw": score, "ref": match["ref"],
-                     "dist_type": "+".join(kind.lower() for kind, _ in stages),
-                     "dist_level": float(sum(int(stage) for _, stage in stages)),
-                     "reference": f"{part}/{folder}/{match['ref']}.bmp"})
+        rows.append(
+            {
+                "image": f"{part}/{folder}/{name}",
+                "mos_raw": score,
+                "ref": match["ref"],
+                "dist_type": "+".join(kind.lower() for kind, _ in stages),
+                "dist_level": float(sum(int(stage) for _, stage in stages)),
+                "reference": f"{part}/{folder}/{match['ref']}.bmp",
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def parse_livemd(data_dir, parts: Mapping[str, str], list_file: str, score_file: str, mos_range,
-                 lower_better: bool, db: str = "livemd") -> pd.DataFrame:
+def parse_livemd(
+    data_dir,
+    parts: Mapping[str, str],
+    list_file: str,
+    score_file: str,
+    mos_range,
+    lower_better: bool,
+    db: str = "livemd",
+) -> pd.DataFrame:
     """Records of LIVE-MD under ``data_dir``; ``parts`` maps each part's folder to its image
     folder (``Part 1`` → ``blurjpeg``)."""
-    frame = pd.concat([_part(Path(data_dir), part, folder, list_file, score_file)
-                       for part, folder in parts.items()], ignore_index=True)
+    frame = pd.concat(
+        [
+            _part(Path(data_dir), part, folder, list_file, score_file)
+            for part, folder in parts.items()
+        ],
+        ignore_index=True,
+    )
     records = make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
     records["reference"] = frame["reference"].to_numpy()
     return records

@@ -24,8 +24,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from iqa_lab.data.datamodule import IQADataModule
-from iqa_lab.data.label_files import (first_present, image_paths_under, read_table,
-                                      require_columns)
+from iqa_lab.data.label_files import first_present, image_paths_under, read_table, require_columns
 from iqa_lab.data.records import make_records
 
 log = logging.getLogger(__name__)
@@ -33,16 +32,19 @@ log = logging.getLogger(__name__)
 NAME, MOS = "Image name", "MOS"
 
 
-def parse_spaq(data_dir, label_files, image_dir: str, mos_range, lower_better: bool,
-               db: str = "spaq") -> pd.DataFrame:
+def parse_spaq(
+    data_dir, label_files, image_dir: str, mos_range, lower_better: bool, db: str = "spaq"
+) -> pd.DataFrame:
     """Records of SPAQ from the first of ``label_files`` found under ``data_dir``."""
     path = first_present(data_dir, label_files, "SPAQ label file 'MOS and Image attribute scores'")
     table = require_columns(read_table(path, dtype={NAME: str}), [NAME, MOS], path)
     table = table.dropna(subset=[NAME])
-    frame = pd.DataFrame({
-        "image": image_paths_under(image_dir, table[NAME]),
-        "mos_raw": pd.to_numeric(table[MOS], errors="coerce"),
-    })
+    frame = pd.DataFrame(
+        {
+            "image": image_paths_under(image_dir, table[NAME]),
+            "mos_raw": pd.to_numeric(table[MOS], errors="coerce"),
+        }
+    )
     return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
 
 
@@ -63,12 +65,14 @@ def resize_copy(source: Path, target: Path, short_side: int) -> None:
             width, height = image.size
             scale = short_side / min(width, height)
             if scale < 1:
-                image = image.resize((round(width * scale), round(height * scale)),
-                                     Image.Resampling.LANCZOS)
+                image = image.resize(
+                    (round(width * scale), round(height * scale)), Image.Resampling.LANCZOS
+                )
             image.save(tmp, format="JPEG", quality=95, subsampling=0)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        log.warning("%s: cannot be resized (%s); copied as it is for the bad-input screening",
-                    source, err)
+        log.warning(
+            "%s: cannot be resized (%s); copied as it is for the bad-input screening", source, err
+        )
         tmp.unlink(missing_ok=True)
         shutil.copyfile(source, tmp)
     tmp.replace(target)
@@ -79,20 +83,31 @@ def is_current(copy: Path, source: Path) -> bool:
     return copy.is_file() and copy.stat().st_mtime_ns >= source.stat().st_mtime_ns
 
 
-def resize_into_cache(source_dir: Path, cache_dir: Path, images, short_side: int,
-                      workers: int | None = None) -> int:
+def resize_into_cache(
+    source_dir: Path, cache_dir: Path, images, short_side: int, workers: int | None = None
+) -> int:
     """Resized copies of ``images`` (paths relative to ``source_dir``) under ``cache_dir``,
     made once: current copies are kept, sources that do not exist are skipped (the screening
     reports them missing). Returns how many copies were written now."""
-    todo = [image for image in images if (source_dir / image).is_file()
-            and not is_current(cache_dir / image, source_dir / image)]
+    todo = [
+        image
+        for image in images
+        if (source_dir / image).is_file() and not is_current(cache_dir / image, source_dir / image)
+    ]
     if not todo:
         return 0
-    log.info("SPAQ: scaling %d images to a short side of %d into %s (once; reused later)",
-             len(todo), short_side, cache_dir)
+    log.info(
+        "SPAQ: scaling %d images to a short side of %d into %s (once; reused later)",
+        len(todo),
+        short_side,
+        cache_dir,
+    )
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        list(pool.map(lambda image: resize_copy(source_dir / image, cache_dir / image,
-                                                short_side), todo))
+        list(
+            pool.map(
+                lambda image: resize_copy(source_dir / image, cache_dir / image, short_side), todo
+            )
+        )
     return len(todo)
 
 
@@ -106,14 +121,18 @@ class SPAQDataModule(IQADataModule):
         super().__init__(**kwargs)
         self.resize_short_side = resize_short_side
         self.source_dir = self.data_dir
-        self.resized_dir = (Path(cache_dir).expanduser() / f"spaq-{resize_short_side}"
-                            if resize_short_side else None)
+        self.resized_dir = (
+            Path(cache_dir).expanduser() / f"spaq-{resize_short_side}"
+            if resize_short_side
+            else None
+        )
 
     def load_records(self) -> pd.DataFrame:
         self.data_dir = self.source_dir
         records = super().load_records()
         if self.resized_dir is not None:
-            resize_into_cache(self.source_dir, self.resized_dir, records["image"],
-                              self.resize_short_side)
+            resize_into_cache(
+                self.source_dir, self.resized_dir, records["image"], self.resize_short_side
+            )
             self.data_dir = self.resized_dir
         return records

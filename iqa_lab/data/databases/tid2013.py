@@ -27,13 +27,29 @@ from iqa_lab.data.records import make_records
 
 # The 24 types in TID2013's numbering (its readme).
 TID2013_TYPES = (
-    "additive_gaussian_noise", "additive_noise_color_components", "spatially_correlated_noise",
-    "masked_noise", "high_frequency_noise", "impulse_noise", "quantization_noise",
-    "gaussian_blur", "image_denoising", "jpeg", "jpeg2000", "jpeg_transmission_errors",
-    "jpeg2000_transmission_errors", "non_eccentricity_pattern_noise",
-    "local_block_wise_distortions", "mean_shift", "contrast_change", "color_saturation_change",
-    "multiplicative_gaussian_noise", "comfort_noise", "lossy_compression_of_noisy_images",
-    "color_quantization_with_dither", "chromatic_aberrations",
+    "additive_gaussian_noise",
+    "additive_noise_color_components",
+    "spatially_correlated_noise",
+    "masked_noise",
+    "high_frequency_noise",
+    "impulse_noise",
+    "quantization_noise",
+    "gaussian_blur",
+    "image_denoising",
+    "jpeg",
+    "jpeg2000",
+    "jpeg_transmission_errors",
+    "jpeg2000_transmission_errors",
+    "non_eccentricity_pattern_noise",
+    "local_block_wise_distortions",
+    "mean_shift",
+    "contrast_change",
+    "color_saturation_change",
+    "multiplicative_gaussian_noise",
+    "comfort_noise",
+    "lossy_compression_of_noisy_images",
+    "color_quantization_with_dither",
+    "chromatic_aberrations",
     "sparse_sampling_and_reconstruction",
 )
 _NAME = re.compile(r"^i(\d+)_(\d+)_(\d+)\.bmp$", re.IGNORECASE)
@@ -42,8 +58,10 @@ _NAME = re.compile(r"^i(\d+)_(\d+)_(\d+)\.bmp$", re.IGNORECASE)
 def _read_std(path: Path, count: int) -> np.ndarray:
     table = read_table(path, sep=r"\s+", header=None)
     if table.shape != (count, 1):
-        raise LabelFileError(f"{path}: expected {count} lines with one standard deviation each "
-                             f"(the order of mos_with_names.txt), found a {table.shape} table")
+        raise LabelFileError(
+            f"{path}: expected {count} lines with one standard deviation each "
+            f"(the order of mos_with_names.txt), found a {table.shape} table"
+        )
     return pd.to_numeric(table[0], errors="coerce").to_numpy(dtype=float)
 
 
@@ -58,45 +76,62 @@ def _reference_files(folder: Path, numbers) -> list[str]:
     names = {}
     for number in set(numbers):
         canonical = f"I{number:02d}.BMP"
-        names[number] = canonical if (folder / canonical).is_file() else \
-            on_disk.get(canonical.lower(), canonical)
+        names[number] = (
+            canonical
+            if (folder / canonical).is_file()
+            else on_disk.get(canonical.lower(), canonical)
+        )
     return [names[number] for number in numbers]
 
 
-def parse_tid2013(data_dir, label_file: str, std_file: str | None, image_dir: str, mos_range,
-                  lower_better: bool, db: str = "tid2013",
-                  reference_dir: str = "reference_images") -> pd.DataFrame:
+def parse_tid2013(
+    data_dir,
+    label_file: str,
+    std_file: str | None,
+    image_dir: str,
+    mos_range,
+    lower_better: bool,
+    db: str = "tid2013",
+    reference_dir: str = "reference_images",
+) -> pd.DataFrame:
     """Records of TID2013 from ``label_file`` (``mos_with_names.txt``) and, where the release
     has it, ``std_file`` (``mos_std.txt``) under ``data_dir``."""
     path = require_file(Path(data_dir) / label_file, "TID2013 label file mos_with_names.txt")
     table = read_table(path, sep=r"\s+", header=None, dtype=str)
     if table.shape[1] != 2 or table[1].isna().any():
-        raise LabelFileError(f"{path}: expected lines '<mos> <file name>' such as "
-                             f"'5.51429 I01_01_1.bmp', found {table.shape[1]} field(s) per line")
+        raise LabelFileError(
+            f"{path}: expected lines '<mos> <file name>' such as "
+            f"'5.51429 I01_01_1.bmp', found {table.shape[1]} field(s) per line"
+        )
     names = table[1].str.strip()
     parts = names.str.extract(_NAME)
     bad = names[parts[0].isna()]
     if len(bad):
-        raise LabelFileError(f"{path}: {len(bad)} names do not follow I<ref>_<type>_<level>.bmp, "
-                             f"e.g. {bad.head(3).tolist()}")
+        raise LabelFileError(
+            f"{path}: {len(bad)} names do not follow I<ref>_<type>_<level>.bmp, "
+            f"e.g. {bad.head(3).tolist()}"
+        )
     mos = pd.to_numeric(table[0], errors="coerce")
     if mos.isna().any():
-        raise LabelFileError(f"{path}: non-numeric MOS on line(s) "
-                             f"{(mos.index[mos.isna()] + 1).tolist()[:5]}")
+        raise LabelFileError(
+            f"{path}: non-numeric MOS on line(s) {(mos.index[mos.isna()] + 1).tolist()[:5]}"
+        )
     types = parts[1].astype(int)
     if not types.between(1, len(TID2013_TYPES)).all():
         raise LabelFileError(f"{path}: distortion type ids outside 1..{len(TID2013_TYPES)}")
     std = np.full(len(table), np.nan)
     if std_file and (Path(data_dir) / std_file).is_file():
         std = _read_std(Path(data_dir) / std_file, len(table))
-    frame = pd.DataFrame({
-        "image": image_dir + "/" + names,
-        "mos_raw": mos.to_numpy(dtype=float),
-        "mos_std": std,
-        "ref": "I" + parts[0].astype(int).map("{:02d}".format),
-        "dist_type": [TID2013_TYPES[t - 1] for t in types],
-        "dist_level": parts[2].astype(int).astype(float),
-    })
+    frame = pd.DataFrame(
+        {
+            "image": image_dir + "/" + names,
+            "mos_raw": mos.to_numpy(dtype=float),
+            "mos_std": std,
+            "ref": "I" + parts[0].astype(int).map("{:02d}".format),
+            "dist_type": [TID2013_TYPES[t - 1] for t in types],
+            "dist_level": parts[2].astype(int).astype(float),
+        }
+    )
     records = make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
     references = _reference_files(Path(data_dir) / reference_dir, parts[0].astype(int).tolist())
     records["reference"] = [f"{reference_dir}/{name}" for name in references]
