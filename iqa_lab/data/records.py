@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iqa_lab.files import atomic_path
+
 RECORD_COLUMNS = [
     "image",
     "mos",
@@ -123,8 +125,6 @@ def validate_records(records: pd.DataFrame) -> pd.DataFrame:
 
 def write_records_csv(records: pd.DataFrame, path: str | Path) -> None:
     """Write records atomically (a half-written label file never appears)."""
-    from iqa_lab.files import atomic_path
-
     with atomic_path(path) as tmp:
         records[RECORD_COLUMNS].to_csv(tmp, index=False)
 

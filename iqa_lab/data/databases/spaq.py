@@ -26,6 +26,7 @@ from PIL import Image, ImageOps
 from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.label_files import first_present, image_paths_under, read_table, require_columns
 from iqa_lab.data.records import make_records
+from iqa_lab.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -53,29 +54,30 @@ def resize_copy(source: Path, target: Path, short_side: int) -> None:
     source that cannot be decoded is copied unchanged, so the bad-input screening reports its
     actual problem (truncated, not an image, ...) under ``data.on_bad``."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with Image.open(source) as image:
-            # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers the target size.
-            width, height = image.size
-            scale = short_side / min(width, height)
-            if scale < 1:
-                image.draft("RGB", (round(width * scale), round(height * scale)))
-            image = ImageOps.exif_transpose(image).convert("RGB")
-            width, height = image.size
-            scale = short_side / min(width, height)
-            if scale < 1:
-                image = image.resize(
-                    (round(width * scale), round(height * scale)), Image.Resampling.LANCZOS
-                )
-            image.save(tmp, format="JPEG", quality=95, subsampling=0)
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        log.warning(
-            "%s: cannot be resized (%s); copied as it is for the bad-input screening", source, err
-        )
-        tmp.unlink(missing_ok=True)
-        shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        try:
+            with Image.open(source) as image:
+                # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers the target size.
+                width, height = image.size
+                scale = short_side / min(width, height)
+                if scale < 1:
+                    image.draft("RGB", (round(width * scale), round(height * scale)))
+                image = ImageOps.exif_transpose(image).convert("RGB")
+                width, height = image.size
+                scale = short_side / min(width, height)
+                if scale < 1:
+                    image = image.resize(
+                        (round(width * scale), round(height * scale)), Image.Resampling.LANCZOS
+                    )
+                image.save(tmp, format="JPEG", quality=95, subsampling=0)
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            log.warning(
+                "%s: cannot be resized (%s); copied as it is for the bad-input screening",
+                source,
+                err,
+            )
+            tmp.unlink(missing_ok=True)
+            shutil.copyfile(source, tmp)
 
 
 def is_current(copy: Path, source: Path) -> bool:
