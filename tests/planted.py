@@ -89,3 +89,22 @@ class FolderDataModule(IQADataModule):
 def labels(images: list[str], mos: list[float] | None = None) -> pd.DataFrame:
     mos = mos if mos is not None else list(np.linspace(0.05, 0.95, len(images)))
     return pd.DataFrame({"image": images, "mos_raw": mos})
+
+
+def padded_test_batch(
+    folder: Path, sizes: list[tuple[int, int]], batch_size: int
+) -> tuple[dict, list[tuple[int, int]]]:
+    """Plant images of ``sizes`` and load the first test batch with ``data.collate=pad``; returns
+    the batch and the (height, width) of each of its images."""
+    names = [f"img{i}.png" for i in range(len(sizes))]
+    plant(
+        folder,
+        {n: png_bytes(pattern(h, w, seed=i)) for i, (n, (h, w)) in enumerate(zip(names, sizes))},
+    )
+    datamodule = FolderDataModule(
+        labels(names), folder, collate="pad", batch_size=batch_size, eval_batch_size=batch_size
+    )
+    datamodule.setup()
+    batch = next(iter(datamodule._loader("test", shuffle=False)))
+    images = datamodule.records.loc[batch["index"].numpy(), "image"]
+    return batch, [sizes[names.index(image)] for image in images]

@@ -24,7 +24,7 @@ from iqa_lab.nn.backbones import Backbone
 from iqa_lab.nn.pooling import masked_mean_pool
 from iqa_lab.runs import seeded_datamodule
 from iqa_lab.train import train
-from tests.planted import FolderDataModule, labels, pattern, plant, png_bytes
+from tests.planted import FolderDataModule, labels, padded_test_batch, pattern, plant, png_bytes
 
 OPTIMIZER = {"_target_": "torch.optim.SGD", "lr": 0.01}
 
@@ -197,24 +197,14 @@ def test_a_model_needing_references_is_refused_on_a_database_without(make_cfg, t
 
 def test_native_resolution_batches_pass_their_mask_to_forward(tmp_path):
     sizes = [(30, 40), (44, 20), (16, 16), (20, 60), (36, 36), (28, 30), (50, 24), (24, 50)]
-    names = [f"img{i}.png" for i in range(len(sizes))]
-    plant(
-        tmp_path,
-        {n: png_bytes(pattern(h, w, seed=i)) for i, (n, (h, w)) in enumerate(zip(names, sizes))},
-    )
-    datamodule = FolderDataModule(
-        labels(names), tmp_path, collate="pad", batch_size=8, eval_batch_size=8
-    )
-    datamodule.setup()
-    [batch] = list(datamodule._loader("test", shuffle=False))
-    assert len(batch["index"]) > 1 and not batch["mask"].all()
+    batch, shapes = padded_test_batch(tmp_path, sizes, batch_size=8)
+    assert len(shapes) > 1 and not batch["mask"].all()
     model = MaskProbe()
     scores = model.predict_batch(batch)
     [call] = model.calls
     assert call["mask"] is batch["mask"] and call["reference"] is None
     # Padding does not move a score: each equals the same image scored alone, unpadded.
-    for k, index in enumerate(batch["index"]):
-        height, width = sizes[names.index(datamodule.records.at[int(index), "image"])]
+    for k, (height, width) in enumerate(shapes):
         alone = batch["image"][k : k + 1, :, :height, :width]
         torch.testing.assert_close(scores[k], model.score(alone)[0])
 

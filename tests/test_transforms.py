@@ -10,7 +10,7 @@ from albumentations.pytorch import ToTensorV2
 
 from iqa_lab.data.collate import IQACollate, pad_images
 from iqa_lab.data.transforms import FiveCrop, build_transform, five_crop_boxes
-from tests.planted import FolderDataModule, labels, pattern, plant, png_bytes
+from tests.planted import padded_test_batch
 from tests.test_images import MeanColour
 
 
@@ -196,17 +196,7 @@ def test_presets_compose_into_the_data_config(make_cfg):
 
 def test_native_resolution_loader_pads_images_of_different_sizes(tmp_path):
     sizes = [(30, 40), (44, 20), (30, 40), (16, 16), (50, 24), (20, 60), (36, 36), (28, 30)]
-    names = [f"img{i}.png" for i in range(len(sizes))]
-    plant(
-        tmp_path,
-        {n: png_bytes(pattern(h, w, seed=i)) for i, (n, (h, w)) in enumerate(zip(names, sizes))},
-    )
-    datamodule = FolderDataModule(
-        labels(names), tmp_path, collate="pad", batch_size=4, eval_batch_size=4
-    )
-    datamodule.setup()
-    [batch] = list(datamodule._loader("test", shuffle=False))
-    shapes = [sizes[names.index(datamodule.records.at[int(i), "image"])] for i in batch["index"]]
+    batch, shapes = padded_test_batch(tmp_path, sizes, batch_size=4)
     height, width = max(h for h, _ in shapes), max(w for _, w in shapes)
     assert batch["image"].shape == (len(shapes), 3, height, width)
     assert [int(m.sum()) for m in batch["mask"]] == [h * w for h, w in shapes]
