@@ -420,16 +420,22 @@ class IQADataModule(L.LightningDataModule):
 
     def build_datasets(self) -> None:
         for split in ("train", "val", "test"):
-            rows = self.records[self.records["split"] == split]
-            cfg = self.transform_cfg["train" if split == "train" else "eval"]
-            self.datasets[split] = IQADataset(
-                rows,
-                self.data_dir,
-                build_transform(split, **cfg),
-                bad_inputs=self.bad,
-                max_pixels=self.max_pixels,
-                split=split,
+            self.datasets[split] = self.make_dataset(
+                self.records[self.records["split"] == split], split
             )
+
+    def make_dataset(self, rows: pd.DataFrame, split: str, db: str | None = None) -> IQADataset:
+        """``rows`` of ``split`` as a dataset of this database: its folder, its transforms."""
+        cfg = self.transform_cfg["train" if split == "train" else "eval"]
+        return IQADataset(
+            rows,
+            self.data_dir,
+            build_transform(split, **cfg),
+            bad_inputs=self.bad,
+            max_pixels=self.max_pixels,
+            split=split,
+            db=db,
+        )
 
     @property
     def synthetic_labels(self) -> bool:

@@ -27,7 +27,6 @@ from torch.utils.data import ConcatDataset
 from iqa_lab.data.datamodule import IQADataModule, IQADataset
 from iqa_lab.data.imdt_schedule import IMDTSchedule
 from iqa_lab.data.records import check_schema
-from iqa_lab.data.transforms import build_transform
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +106,8 @@ class MixedDataModule(IQADataModule):
             parts = {}
             for name, member in self.databases.items():
                 rows = self.records[(self.records["split"] == split) & (self.records["db"] == name)]
-                if len(rows):
-                    cfg = member.transform_cfg["train" if split == "train" else "eval"]
-                    parts[name] = IQADataset(
-                        rows,
-                        member.data_dir,
-                        build_transform(split, **cfg),
-                        bad_inputs=self.bad,
-                        max_pixels=member.max_pixels,
-                        split=split,
-                        db=name,
-                    )
+                if len(rows):  # the member shares this module's bad-input policy (__init__)
+                    parts[name] = member.make_dataset(rows, split, db=name)
             self.db_datasets[split] = parts
             self.datasets[split] = ConcatDataset(list(parts.values())) if parts else []
         if self.imdt is not None:
