@@ -389,14 +389,14 @@ class IQADataModule(L.LightningDataModule):
                 f"a model needs {unknown} from its batches; a DataModule provides {list(NEEDS)}"
             )
         if "reference" in needs:
-            self.require_references(self.records)
             self._check_reference_files()
         for dataset in self.all_datasets():
             dataset.needs = needs
 
     def _check_reference_files(self) -> None:
-        """Missing reference files: refused at once (``raise``), or left to the decode step,
-        which drops their records (``skip``)."""
+        """Records without a reference are refused by ``reference_paths``; missing reference
+        files are refused at once (``raise``), or left to the decode step, which drops their
+        records (``skip``)."""
         paths = self.reference_paths(self.records).drop_duplicates()
         missing = [str(path) for path in paths if not Path(path).is_file()]
         if not missing:

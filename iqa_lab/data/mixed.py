@@ -92,14 +92,10 @@ class MixedDataModule(IQADataModule):
         )
 
     def reference_paths(self, records: pd.DataFrame) -> pd.Series:
-        """Each record's reference under its own database's folder."""
+        """Each record's reference under its own database's folder (each member refuses, by its
+        name, records without one)."""
         parts = [self.databases[db].reference_paths(rows) for db, rows in records.groupby("db")]
         return pd.concat(parts).reindex(records.index)
-
-    def require_references(self, records: pd.DataFrame) -> None:
-        """Each member refuses, by its name, records without a reference."""
-        for db, rows in records.groupby("db"):
-            self.databases[db].require_references(rows)
 
     def build_datasets(self) -> None:
         for split in ("train", "val", "test"):

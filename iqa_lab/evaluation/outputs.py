@@ -169,11 +169,6 @@ def _log_figures_to_wandb(trainer: L.Trainer | None, figures: dict[str, Path]) -
                 logger.log_image(key=f"test/{name}", images=[str(path)])
 
 
-def remember_run(cfg: DictConfig, results: dict) -> None:
-    """Record a finished run in the store so reruns of the same config reuse it."""
-    record_finished(cfg, cfg.paths.output_dir, results)
-
-
 def print_summary(results: dict, output_dir: str | Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -230,7 +225,7 @@ def finish_run(
         trainer=trainer,
         checkpoint=checkpoint,
     )
-    if remember:
-        remember_run(cfg, results)
+    if remember:  # reruns of the same config then reuse it
+        record_finished(cfg, cfg.paths.output_dir, results)
     print_summary(results, cfg.paths.output_dir)
     return results
