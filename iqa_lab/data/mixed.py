@@ -2,8 +2,11 @@
 ``leave_one_out``) and mixed-database training.
 
 Each member is a full database DataModule (its own parser, folder, MOS scale and transforms). Their
-records are concatenated with ``db`` set to the member's name and ``ref`` prefixed by it (two
-databases' ``I01`` are different photos); the protocol then splits by database. Images keep paths
+records are concatenated with ``db`` set to the member's name and ``ref`` prefixed by its content
+group (two databases' ``I01`` are different photos): the member's name, or the database whose
+pictures it is cut from where its records say so (``content_db``: FLIVE patches share the FLIVE
+pictures' content ids). The protocol then splits each database (content group) on its own, with
+the same draw as when that database is set up alone (``protocols.split_rng``). Images keep paths
 relative to their own database's folder, and each split is a concatenation of per-database datasets
 so every database keeps its own crop policy. Every item carries its database's name (``db``), which
 picks its regressor head in a multi-head model.
@@ -26,6 +29,7 @@ from torch.utils.data import ConcatDataset
 
 from iqa_lab.data.datamodule import IQADataModule, IQADataset
 from iqa_lab.data.imdt_schedule import IMDTSchedule
+from iqa_lab.data.protocols import CONTENT_DB, content_groups
 from iqa_lab.data.records import check_schema
 
 log = logging.getLogger(__name__)
@@ -73,7 +77,11 @@ class MixedDataModule(IQADataModule):
             records = member.screen_inputs(
                 check_schema(member.load_records().reset_index(drop=True))
             )
-            records = records.assign(db=name, ref=name + "/" + records["ref"].astype(str))
+            records = records.assign(db=name)
+            group = content_groups(records)
+            records = records.assign(
+                **{CONTENT_DB: group, "ref": group + "/" + records["ref"].astype(str)}
+            )
             frames.append(records)
         return pd.concat(frames, ignore_index=True)
 

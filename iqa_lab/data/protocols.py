@@ -12,13 +12,21 @@
 - ``leave_one_out``: train on every database but ``held_out``, test on it (StairIQA Table V).
 
 Validation is always carved from the training side (``val_fraction`` of its contents), content-
-separated. The split seed of repeat ``r`` is ``seed + r``. ``selection=val`` picks the checkpoint on
+separated. The split seed of repeat ``r`` is ``seed + r``. Every database draws from its own
+generator, seeded by the split seed and the database's name (``split_rng``): a database's split of
+repeat ``r`` is the same whether it is set up alone or inside ``data=mixed`` with any others
+(StairIQA Table IV compares IMDT and single-database models on the same test images). Databases
+cut from the same pictures (FLIVE and its patches) are one *content group* (the records' optional
+``content_db`` column, which ``data=mixed`` fills): the group is drawn once, by its contents, so a
+picture and its patches land on the same side. ``selection=val`` picks the checkpoint on
 validation; ``selection=test`` reproduces papers that picked on the test set (the StairIQA code
 does) and stamps ``paper-parity`` on every output.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +34,10 @@ import pandas as pd
 
 SPLITS = ("train", "val", "test")
 PAPER_PARITY = "paper-parity"
+# Optional record column: the database whose contents a record's ``ref`` names (default: ``db``).
+CONTENT_DB = "content_db"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,20 @@ class Protocol:
         return self.selection == "test"
 
 
+def split_rng(protocol: Protocol, group: str, purpose: str) -> np.random.Generator:
+    """The generator of one database's (content group's) ``purpose`` draw (``test``, ``val``):
+    seeded by the split seed and the group's name only, never by the other databases present."""
+    name = int.from_bytes(hashlib.sha256(f"{group}/{purpose}".encode()).digest()[:8], "little")
+    return np.random.default_rng([protocol.split_seed, name])
+
+
+def content_groups(records: pd.DataFrame) -> pd.Series:
+    """Each record's content group: ``content_db`` where given, else its database."""
+    if CONTENT_DB in records:
+        return records[CONTENT_DB].fillna(records["db"]).astype(str)
+    return records["db"].astype(str)
+
+
 def _draw(groups, fraction: float, rng: np.random.Generator) -> set:
     """About ``fraction`` of the distinct groups (at least one, never all when there are two)."""
     unique = np.array(sorted(set(groups)))
@@ -87,32 +113,32 @@ def _draw(groups, fraction: float, rng: np.random.Generator) -> set:
     return set(rng.permutation(unique)[:count])
 
 
-def carve_validation(
-    records: pd.DataFrame, split: pd.Series, protocol: Protocol, rng: np.random.Generator
-) -> pd.Series:
+def carve_validation(records: pd.DataFrame, split: pd.Series, protocol: Protocol) -> pd.Series:
     """Move ``val_fraction`` of the training side's contents (``ref`` groups) to ``val``, for
-    each database on its own (each database's model is selected on its own validation split)."""
+    each database (content group) on its own: each database's model is selected on its own
+    validation split, and a database's carve-out does not depend on the others present."""
     split = split.copy()
     # With selection=test the test split plays validation: no training contents are held back.
     if protocol.val_fraction > 0 and not protocol.paper_parity:
         train = split == "train"
-        for db in sorted(set(records.loc[train, "db"])):
-            side = train & (records["db"] == db)
+        groups = content_groups(records)
+        for group in sorted(set(groups[train])):
+            side = train & (groups == group)
+            rng = split_rng(protocol, group, "val")
             val = _draw(records.loc[side, "ref"].to_numpy(), protocol.val_fraction, rng)
             split[side & records["ref"].isin(val)] = "val"
     return split
 
 
 def _random_by_content(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
-    """``train_fraction`` of the contents to the training side, the rest to test; with several
-    databases (``data=mixed``) each database is split on its own, as StairIQA splits each of its
-    databases 80/20."""
-    rng = np.random.default_rng(protocol.split_seed)
+    """``train_fraction`` of the contents to the training side, the rest to test; each database
+    (content group) on its own, as StairIQA splits each of its databases 80/20."""
     parts = []
-    for _, rows in records.groupby("db", sort=True) if "db" in records else [(None, records)]:
+    for group, rows in records.groupby(content_groups(records), sort=True):
+        rng = split_rng(protocol, group, "test")
         train_side = _draw(rows["ref"].to_numpy(), protocol.train_fraction, rng)
         split = pd.Series(np.where(rows["ref"].isin(train_side), "train", "test"), index=rows.index)
-        parts.append(carve_validation(rows, split, protocol, rng))
+        parts.append(carve_validation(rows, split, protocol))
     return pd.concat(parts).reindex(records.index)
 
 
@@ -155,9 +181,7 @@ def official_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
         )
     split = sets.map(_OFFICIAL_NAMES)
     if not (split == "val").any():
-        split = carve_validation(
-            records, split, protocol, np.random.default_rng(protocol.split_seed)
-        )
+        split = carve_validation(records, split, protocol)
     return split
 
 
@@ -172,7 +196,24 @@ def _by_database(records: pd.DataFrame, protocol: Protocol, train_dbs, test_dbs)
     split = pd.Series("unused", index=records.index)
     split[records["db"].isin(train_dbs)] = "train"
     split[records["db"].isin(test_dbs)] = "test"
-    return carve_validation(records, split, protocol, np.random.default_rng(protocol.split_seed))
+    _warn_shared_contents(records, split, protocol)
+    return carve_validation(records, split, protocol)
+
+
+def _warn_shared_contents(records: pd.DataFrame, split: pd.Series, protocol: Protocol) -> None:
+    """Say so when a training database shares contents with a test database (FLIVE and its
+    patches): the test pictures were trained on, as in the paper's Table V."""
+    content = content_groups(records) + "/" + records["ref"].astype(str)
+    shared = set(content[split == "train"]) & set(content[split == "test"])
+    if shared:
+        dbs = sorted(set(records.loc[content.isin(shared), "db"]))
+        log.warning(
+            "protocol=%s: %d contents are both trained on and tested (databases %s cut from "
+            "the same pictures); the test numbers are optimistic",
+            protocol.name,
+            len(shared),
+            dbs,
+        )
 
 
 def cross_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
