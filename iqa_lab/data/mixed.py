@@ -113,7 +113,13 @@ class MixedDataModule(IQADataModule):
                 if len(rows):  # the member shares this module's bad-input policy (__init__)
                     parts[name] = member.make_dataset(rows, split, db=name)
             self.db_datasets[split] = parts
-            self.datasets[split] = ConcatDataset(list(parts.values())) if parts else []
+            # An empty split (no validation under selection=test) is an empty dataset, as for a
+            # single database: provide() and the loaders treat every split alike.
+            self.datasets[split] = (
+                ConcatDataset(list(parts.values()))
+                if parts
+                else IQADataset(self.records.iloc[:0], self.data_dir, transform=None, split=split)
+            )
         if self.imdt is not None:
             self.schedule = IMDTSchedule(self.training_sizes(), **self.imdt)
 
