@@ -649,10 +649,9 @@ def test_flive_pictures_and_their_patches_land_on_one_side_of_an_imdt_mix(make_c
     )
     mixed.setup()
     records = mixed.records
-    picture = records["ref"].str.split("/").str[-1]
-    assert (records["ref"] == "flive/" + picture).all()
-    sides = records.assign(picture=picture).groupby("picture")["split"]
-    assert sides.nunique().eq(1).all()  # picture and patches: one side
+    assert (records["content_db"] == "flive").all()
+    assert records["ref"].str.fullmatch(r"AVA__\d+\.jpg").all()  # the picture's file name
+    assert records.groupby("ref")["split"].nunique().eq(1).all()  # picture and patches: one side
     assert set(records["split"]) == {"train", "val", "test"}
     assert (records["db"] == "flive_patches").sum() == 3 * (records["db"] == "flive").sum()
     for db in ("flive", "flive_patches"):

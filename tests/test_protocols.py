@@ -202,9 +202,9 @@ def test_selection_test_stamps_paper_parity_on_every_output(make_cfg):
 
 
 def _in_mix(*members: pd.DataFrame) -> pd.DataFrame:
-    """Records of several databases as data=mixed concatenates them (refs prefixed by database)."""
-    frames = [m.assign(ref=m["db"] + "/" + m["ref"].astype(str)) for m in members]
-    return pd.concat(frames, ignore_index=True)
+    """Records of several databases as data=mixed concatenates them (``content_db``: each its own;
+    the refs clash across databases on purpose: R0 of bid is not R0 of koniq10k)."""
+    return pd.concat([m.assign(content_db=m["db"]) for m in members], ignore_index=True)
 
 
 @pytest.mark.parametrize("name", ["random", "content", "official"])
@@ -237,14 +237,7 @@ def test_a_content_group_is_drawn_once_for_all_its_databases():
     protocol = Protocol(name="random", repeat=2)
     alone = assign_splits(pictures, protocol)
     both = assign_splits(
-        pd.concat(
-            [
-                pictures.assign(content_db="flive", ref="flive/" + pictures["ref"]),
-                patches.assign(ref="flive/" + patches["ref"]),
-            ],
-            ignore_index=True,
-        ),
-        protocol,
+        pd.concat([pictures.assign(content_db="flive"), patches], ignore_index=True), protocol
     )
     assert both.groupby("ref")["split"].nunique().eq(1).all()
     assert (both.loc[both["db"] == "flive", "split"].to_numpy() == alone["split"].to_numpy()).all()
@@ -252,3 +245,18 @@ def test_a_content_group_is_drawn_once_for_all_its_databases():
     assert (
         patches_alone["split"].to_numpy() == both.loc[both["db"] == "flive_patches", "split"]
     ).all()
+
+
+def test_dropping_a_few_contents_moves_only_contents_at_the_threshold():
+    """A content's side is a function of its own key: the same database with one content fewer
+    (a file dropped by data.on_bad=skip, a picture without patch labels) keeps every other
+    content's side but the one or two at the 80/20 threshold, under random and official."""
+    records = _records(n_refs=400, per_ref=1, db="koniq10k")
+    fewer = records[records["ref"] != "R17"]
+    for repeat in (0, 1):
+        protocol = Protocol(name="random", repeat=repeat)
+        full = assign_splits(records, protocol).set_index("ref")["split"]
+        less = assign_splits(fewer, protocol).set_index("ref")["split"]
+        moved = (full.drop("R17") != less).sum()
+        assert moved <= 2, moved
+        assert (full == "test").sum() == 80 and (less == "test").sum() == 80

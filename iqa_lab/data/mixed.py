@@ -2,14 +2,14 @@
 ``leave_one_out``) and mixed-database training.
 
 Each member is a full database DataModule (its own parser, folder, MOS scale and transforms). Their
-records are concatenated with ``db`` set to the member's name and ``ref`` prefixed by its content
-group (two databases' ``I01`` are different photos): the member's name, or the database whose
-pictures it is cut from where its records say so (``content_db``: FLIVE patches share the FLIVE
-pictures' content ids). The protocol then splits each database (content group) on its own, with
-the same draw as when that database is set up alone (``protocols.split_rng``). Images keep paths
-relative to their own database's folder, and each split is a concatenation of per-database datasets
-so every database keeps its own crop policy. Every item carries its database's name (``db``), which
-picks its regressor head in a multi-head model.
+records are concatenated with ``db`` set to the member's name and ``content_db`` to its content
+group, which namespaces its ``ref`` (two databases' ``I01`` are different photos): the member's
+name, or the database whose pictures it is cut from where its records say so (FLIVE patches share
+the FLIVE pictures' content ids). ``ref`` stays as the member gives it, so the protocol splits
+each database (content group) on its own with the very draw of that database set up alone. Images
+keep paths relative to their own database's folder, and each split is a concatenation of
+per-database datasets so every database keeps its own crop policy. Every item carries its
+database's name (``db``), which picks its regressor head in a multi-head model.
 
 With ``imdt`` set (``loops``, ``epochs_upper``, ``epochs_rule``), training follows iterative
 mixed-database training (``training.imdt``): each epoch trains and validates one database, in the
@@ -78,11 +78,7 @@ class MixedDataModule(IQADataModule):
                 check_schema(member.load_records().reset_index(drop=True))
             )
             records = records.assign(db=name)
-            group = content_groups(records)
-            records = records.assign(
-                **{CONTENT_DB: group, "ref": group + "/" + records["ref"].astype(str)}
-            )
-            frames.append(records)
+            frames.append(records.assign(**{CONTENT_DB: content_groups(records)}))
         return pd.concat(frames, ignore_index=True)
 
     def screen_inputs(self, records: pd.DataFrame) -> pd.DataFrame:

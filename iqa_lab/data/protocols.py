@@ -12,13 +12,14 @@
 - ``leave_one_out``: train on every database but ``held_out``, test on it (StairIQA Table V).
 
 Validation is always carved from the training side (``val_fraction`` of its contents), content-
-separated. The split seed of repeat ``r`` is ``seed + r``. Every database draws from its own
-generator, seeded by the split seed and the database's name (``split_rng``): a database's split of
-repeat ``r`` is the same whether it is set up alone or inside ``data=mixed`` with any others
-(StairIQA Table IV compares IMDT and single-database models on the same test images). Databases
-cut from the same pictures (FLIVE and its patches) are one *content group* (the records' optional
-``content_db`` column, which ``data=mixed`` fills): the group is drawn once, by its contents, so a
-picture and its patches land on the same side. ``selection=val`` picks the checkpoint on
+separated. The split seed of repeat ``r`` is ``seed + r``. Each database is drawn on its own, by a
+key per content hashed from the split seed, the database's name and the content id
+(``_content_keys``): a database's split of repeat ``r`` is the same whether it is set up alone or
+inside ``data=mixed`` with any others (StairIQA Table IV compares IMDT and single-database models
+on the same test images), and dropping a few records moves only contents at the threshold.
+Databases cut from the same pictures (FLIVE and its patches) are one *content group* (the records'
+optional ``content_db`` column): the group is drawn once, by its contents, so a picture and its
+patches land on the same side. ``selection=val`` picks the checkpoint on
 validation; ``selection=test`` reproduces papers that picked on the test set (the StairIQA code
 does) and stamps ``paper-parity`` on every output.
 """
@@ -91,11 +92,19 @@ class Protocol:
         return self.selection == "test"
 
 
-def split_rng(protocol: Protocol, group: str, purpose: str) -> np.random.Generator:
-    """The generator of one database's (content group's) ``purpose`` draw (``test``, ``val``):
-    seeded by the split seed and the group's name only, never by the other databases present."""
-    name = int.from_bytes(hashlib.sha256(f"{group}/{purpose}".encode()).digest()[:8], "little")
-    return np.random.default_rng([protocol.split_seed, name])
+def _content_keys(refs: np.ndarray, protocol: Protocol, group: str, purpose: str) -> np.ndarray:
+    """A pseudo-random 64-bit key per content, a function of (split seed, database, ``purpose``,
+    content id) only: never of the other contents or databases present."""
+    salt = f"{protocol.split_seed}/{group}/{purpose}/".encode()
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(salt + str(r).encode(), digest_size=8).digest(), "little"
+            )
+            for r in refs
+        ],
+        dtype=np.uint64,
+    )
 
 
 def content_groups(records: pd.DataFrame) -> pd.Series:
@@ -105,12 +114,17 @@ def content_groups(records: pd.DataFrame) -> pd.Series:
     return records["db"].astype(str)
 
 
-def _draw(groups, fraction: float, rng: np.random.Generator) -> set:
-    """About ``fraction`` of the distinct groups (at least one, never all when there are two)."""
-    unique = np.array(sorted(set(groups)))
+def _draw(refs, fraction: float, protocol: Protocol, group: str, purpose: str) -> set:
+    """About ``fraction`` of the distinct contents (at least one, never all when there are two):
+    those with the smallest keys (``_content_keys``). A content's side depends on its key and the
+    count only, so a database drawn alone or beside others, or with a few records dropped
+    (``data.on_bad=skip``, a patch file missing), keeps all but the contents at the threshold."""
+    unique = np.array(sorted(set(refs)), dtype=object)
     count = int(round(fraction * len(unique)))
     count = min(max(count, 1), len(unique) - 1) if len(unique) > 1 else len(unique)
-    return set(rng.permutation(unique)[:count])
+    keys = _content_keys(unique, protocol, group, purpose)
+    order = np.lexsort((unique.astype(str), keys))
+    return set(unique[order[:count]])
 
 
 def carve_validation(records: pd.DataFrame, split: pd.Series, protocol: Protocol) -> pd.Series:
@@ -124,8 +138,8 @@ def carve_validation(records: pd.DataFrame, split: pd.Series, protocol: Protocol
         groups = content_groups(records)
         for group in sorted(set(groups[train])):
             side = train & (groups == group)
-            rng = split_rng(protocol, group, "val")
-            val = _draw(records.loc[side, "ref"].to_numpy(), protocol.val_fraction, rng)
+            refs = records.loc[side, "ref"].to_numpy()
+            val = _draw(refs, protocol.val_fraction, protocol, group, "val")
             split[side & records["ref"].isin(val)] = "val"
     return split
 
@@ -135,8 +149,7 @@ def _random_by_content(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
     (content group) on its own, as StairIQA splits each of its databases 80/20."""
     parts = []
     for group, rows in records.groupby(content_groups(records), sort=True):
-        rng = split_rng(protocol, group, "test")
-        train_side = _draw(rows["ref"].to_numpy(), protocol.train_fraction, rng)
+        train_side = _draw(rows["ref"].to_numpy(), protocol.train_fraction, protocol, group, "test")
         split = pd.Series(np.where(rows["ref"].isin(train_side), "train", "test"), index=rows.index)
         parts.append(carve_validation(rows, split, protocol))
     return pd.concat(parts).reindex(records.index)
@@ -147,7 +160,8 @@ def random_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
 
 
 def content_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
-    if records["ref"].nunique() == len(records) and len(records) > 1:
+    distinct = (content_groups(records) + "/" + records["ref"].astype(str)).nunique()
+    if distinct == len(records) and len(records) > 1:
         raise ValueError(
             f"protocol=content needs references shared by several images, but every "
             f"one of the {len(records)} records has its own ref; this database has "
