@@ -465,6 +465,33 @@ def _labels640_row(picture: str) -> str:
     )
 
 
+VALID = ["voc_emotic_ava/AVA__4210.jpg", "EE371R/rq59.jpg"]  # is_valid True
+
+
+def _patch_scores(picture: str) -> list[float]:
+    """The three patch MOS of a picture: labels640.csv's for the test pictures, others made up."""
+    if picture in PATCHES:
+        return [p[0] for p in PATCHES[picture]]
+    i = list(FLIVE).index(picture)
+    return [round(12.5 + 9.25 * i + 3.125 * k, 4) for k in (1, 2, 3)]
+
+
+def _labels_patch(root, pictures) -> dict:
+    """labels_patch.csv in the published format (``name,mos``; ``patches/<picture file>_patch_<k>
+    .jpg``, the files the authors' database_prep notebook writes) with its patch files; returns
+    ``{patch: (picture, mos)}``."""
+    rows = {}
+    for i, picture in enumerate(pictures):
+        name = picture.split("/")[-1]
+        for k, mos in enumerate(_patch_scores(picture), start=1):
+            patch = f"patches/{name}_patch_{k}.jpg"
+            rows[patch] = (picture, mos)
+            _image(root / patch, 1000 + 3 * i + k, size=(12 + k, 10))
+    text = "name,mos\r\n" + "".join(f"{n},{m}\r\n" for n, (_, m) in rows.items())
+    (root / "labels_patch.csv").write_bytes(text.encode())
+    return rows
+
+
 def _flive(root, val_file: bool = True):
     # labels_image.csv as published: Windows line ends.
     text = "name,mos\r\n" + "".join(f"{n},{m}\r\n" for n, m in FLIVE.items())
@@ -473,8 +500,8 @@ def _flive(root, val_file: bool = True):
     (root / "labels640.csv").write_text(
         LABELS640_HEADER + "\n" + "".join(_labels640_row(p) + "\n" for p in FLIVE_TEST)
     )
-    if val_file:
-        (root / "labels<=640_padded.csv").write_text(
+    if val_file:  # the name as published in the PaQ-2-PiQ repository
+        (root / "labels=640_padded.csv").write_text(
             "name_image,mos_image,is_valid\n"
             "voc_emotic_ava/AVA__4210.jpg,0.0,True\n"
             "voc_emotic_ava/VOC2010_000321.jpg,66.1,False\n"
@@ -482,16 +509,22 @@ def _flive(root, val_file: bool = True):
         )
     for i, name in enumerate(FLIVE):
         _image(root / name, i, size=(40, 30))
+    return _labels_patch(root, FLIVE)
+
+
+def _official_set(picture: str) -> str:
+    return "test" if picture in FLIVE_TEST else "val" if picture in VALID else "train"
 
 
 def test_flive_pictures_with_the_official_split(make_cfg, tmp_path):
     _flive(tmp_path)
-    sets = {n: "test" if n in FLIVE_TEST else "train" for n in FLIVE}
-    sets.update({"voc_emotic_ava/AVA__4210.jpg": "val", "EE371R/rq59.jpg": "val"})
     datamodule = _setup(make_cfg, "flive", tmp_path, protocol="official")
     _check(
         datamodule.records,
-        {n: {"mos_raw": m, "set": sets[n]} for n, m in FLIVE.items()},
+        {
+            n: {"mos_raw": m, "set": _official_set(n), "ref": n.split("/")[-1]}
+            for n, m in FLIVE.items()
+        },
         (0, 100),
         "flive",
     )
@@ -512,7 +545,12 @@ def test_flive_patches_from_labels640_boxes(make_cfg, tmp_path):
     _flive(tmp_path)
     # Every patch of labels640.csv comes from a test picture: split them at random by picture.
     datamodule = _setup(
-        make_cfg, "flive_patches", tmp_path, *WHOLE, "data.transforms.train.hflip=false"
+        make_cfg,
+        "flive_patches",
+        tmp_path,
+        *WHOLE,
+        "data.label_file=labels640.csv",
+        "data.transforms.train.hflip=false",
     )
     records = datamodule.records
     assert len(records) == 3 * len(FLIVE_TEST)
@@ -521,7 +559,7 @@ def test_flive_patches_from_labels640_boxes(make_cfg, tmp_path):
     seen = []
     for picture, patches in PATCHES.items():
         rows = records[records["image"] == picture].sort_index()
-        assert (rows["ref"] == picture).all()
+        assert (rows["ref"] == picture.split("/")[-1]).all()
         assert rows["mos_raw"].tolist() == pytest.approx([p[0] for p in patches])
         assert rows["mos"].tolist() == pytest.approx([p[0] / 100 for p in patches])
         assert rows[["top", "left", "bottom", "right"]].values.tolist() == [
@@ -541,7 +579,9 @@ def test_flive_patches_from_labels640_boxes(make_cfg, tmp_path):
 
 def test_flive_patch_box_outside_the_picture(make_cfg, tmp_path):
     _flive(tmp_path)
-    records = _datamodule(make_cfg, "flive_patches", tmp_path).load_records()
+    records = _datamodule(
+        make_cfg, "flive_patches", tmp_path, "data.label_file=labels640.csv"
+    ).load_records()
     records.loc[0, "bottom"] = 31  # the picture is 30 high
     dataset = IQADataset(records, tmp_path, transform=lambda image: {"image": image})
     with pytest.raises(BadImageError, match=r"box .* does not fit in the 40x30 image"):
@@ -549,28 +589,85 @@ def test_flive_patch_box_outside_the_picture(make_cfg, tmp_path):
     assert dataset[1]["image"].shape == (15, 15, 3)
 
 
-def test_flive_patches_from_patch_files(make_cfg, tmp_path):
-    _flive(tmp_path)
-    lines, expected = ["name,mos"], {}
-    for i, picture in enumerate(FLIVE_TEST):
-        name = picture.split("/")[1]
-        for k, (mos, *_box) in enumerate(PATCHES[picture], start=1):
-            patch = f"patches/{name}_patch_{k}.jpg"
-            lines.append(f"{patch},{mos}")
-            expected[patch] = {"mos_raw": mos, "set": "test", "ref": name}
-            _image(tmp_path / patch, 50 + 3 * i + k, size=(12, 10))
-    (tmp_path / "labels_patch.csv").write_text("\n".join(lines) + "\n")
-    records = _datamodule(
-        make_cfg, "flive_patches", tmp_path, "data.label_file=labels_patch.csv"
-    ).load_records()
-    _check(records, expected, (0, 100), "flive_patches")
+def test_flive_patches_default_to_every_patch_of_labels_patch_csv(make_cfg, tmp_path):
+    """data=flive_patches reads labels_patch.csv: three patches of every picture (~120,000 in
+    the release), not the 3 x 1,827 of labels640.csv, each with its picture's file name as ref,
+    the pictures' database as content group and its picture's official set."""
+    patches = _flive(tmp_path)
+    datamodule = _setup(make_cfg, "flive_patches", tmp_path, protocol="official")
+    records = datamodule.records
+    assert len(records) == 3 * len(FLIVE) == len(patches)
+    _check(
+        records.drop(columns="split"),
+        {
+            patch: {
+                "mos_raw": mos,
+                "set": _official_set(picture),
+                "ref": picture.split("/")[-1],
+            }
+            for patch, (picture, mos) in patches.items()
+        },
+        (0, 100),
+        "flive_patches",
+    )
+    assert (records["content_db"] == "flive").all()
     assert not {"top", "left", "bottom", "right"} & set(records.columns)
+    assert (records["split"] == records["set"]).all()
+
+
+def _many_flive(root, n: int = 24) -> None:
+    """A FLIVE folder of ``n`` generated pictures with labels_image.csv and labels_patch.csv."""
+    pictures = {f"voc_emotic_ava/AVA__{1000 + i}.jpg": 2.5 + 4 * i for i in range(n)}
+    root.mkdir(parents=True, exist_ok=True)
+    text = "name,mos\r\n" + "".join(f"{p},{m}\r\n" for p, m in pictures.items())
+    (root / "labels_image.csv").write_bytes(text.encode())
+    lines = ["name,mos"]
+    for i, picture in enumerate(pictures):
+        _image(root / picture, 3000 + i, size=(20, 16))
+        for k in (1, 2, 3):
+            patch = f"patches/{picture.split('/')[-1]}_patch_{k}.jpg"
+            lines.append(f"{patch},{1.5 + 4 * i + k}")
+            _image(root / patch, 5000 + 3 * i + k, size=(9, 8))
+    (root / "labels_patch.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_flive_pictures_and_their_patches_land_on_one_side_of_an_imdt_mix(make_cfg, tmp_path):
+    """In an IMDT mix of flive + flive_patches a picture's patches never train the model tested
+    on that picture, and each database splits as it does alone."""
+    _many_flive(tmp_path)
+    mixed = _datamodule(
+        make_cfg,
+        "mixed",
+        tmp_path,
+        "+data@data.databases.flive=flive",
+        "+data@data.databases.flive_patches=flive_patches",
+        f"data.databases.flive.data_dir={tmp_path}",
+        f"data.databases.flive_patches.data_dir={tmp_path}",
+        "+data.imdt={loops: 1, epochs_upper: 1}",
+        "protocol=random",
+        "protocol.repeat=3",
+    )
+    mixed.setup()
+    records = mixed.records
+    assert (records["content_db"] == "flive").all()
+    assert records["ref"].str.fullmatch(r"AVA__\d+\.jpg").all()  # the picture's file name
+    assert records.groupby("ref")["split"].nunique().eq(1).all()  # picture and patches: one side
+    assert set(records["split"]) == {"train", "val", "test"}
+    assert (records["db"] == "flive_patches").sum() == 3 * (records["db"] == "flive").sum()
+    for db in ("flive", "flive_patches"):
+        alone = _datamodule(make_cfg, db, tmp_path, "protocol=random", "protocol.repeat=3")
+        alone.setup()
+        inside = records[records["db"] == db].set_index("image")["split"]
+        assert alone.records.set_index("image")["split"].sort_index().equals(inside.sort_index())
 
 
 def test_flive_label_errors(make_cfg, tmp_path):
     with pytest.raises(LabelFileError, match="labels_image.csv"):
         _datamodule(make_cfg, "flive", tmp_path).load_records()
-    with pytest.raises(LabelFileError, match="labels640.csv"):
+    with pytest.raises(LabelFileError, match=r"labels_patch.csv.* data.label_file=labels640.csv"):
+        _datamodule(make_cfg, "flive_patches", tmp_path).load_records()
+    (tmp_path / "labels_patch.csv").write_text("name,mos\npatches/rq59.jpg,65.9\n")
+    with pytest.raises(LabelFileError, match=r"patches/<picture>_patch_<k>.jpg; found"):
         _datamodule(make_cfg, "flive_patches", tmp_path).load_records()
     (tmp_path / "labels_image.csv").write_text("image,score\nEE371R/rq59.jpg,65.9\n")
     with pytest.raises(
@@ -585,7 +682,9 @@ def test_flive_label_errors(make_cfg, tmp_path):
         match=r"labels640.csv: missing column\(s\) "
         r"\['mos_patch_1', 'top_patch_1'",
     ):
-        _datamodule(make_cfg, "flive_patches", tmp_path).load_records()
+        _datamodule(
+            make_cfg, "flive_patches", tmp_path, "data.label_file=labels640.csv"
+        ).load_records()
 
 
 # ------------------------------------------------------------------------------------ BIQ2021

@@ -199,3 +199,64 @@ def test_selection_test_stamps_paper_parity_on_every_output(make_cfg):
     assert (pd.read_csv(out / "predictions.csv")["stamp"] == "paper-parity").all()
     assert "PAPER-PARITY" in (out / "report.md").read_text()
     assert results["data"]["split_sizes"]["val"] == 0
+
+
+def _in_mix(*members: pd.DataFrame) -> pd.DataFrame:
+    """Records of several databases as data=mixed concatenates them (``content_db``: each its own;
+    the refs clash across databases on purpose: R0 of bid is not R0 of koniq10k)."""
+    return pd.concat([m.assign(content_db=m["db"]) for m in members], ignore_index=True)
+
+
+@pytest.mark.parametrize("name", ["random", "content", "official"])
+def test_a_database_splits_the_same_alone_and_inside_a_mix(name):
+    """Each database draws from its own generator (split seed + its name): repeat r of koniq10k
+    is the same split alone as inside a mix with databases drawn before it (StairIQA Table IV
+    compares IMDT and single-database rows on the same images)."""
+    sets = ["train"] * 150 + ["test"] * 50 if name == "official" else None
+    koniq = _records(n_refs=40, per_ref=5, db="koniq10k", sets=sets)
+    others = [_records(n_refs=n, per_ref=3, db=db) for n, db in ((12, "bid"), (30, "clive"))]
+    if name == "official":
+        others = [
+            o.assign(set=np.where(o["ref"].str[1:].astype(int) % 4, "train", "test"))
+            for o in others
+        ]
+    for repeat in (0, 4):
+        protocol = Protocol(name=name, repeat=repeat)
+        alone = assign_splits(koniq, protocol)["split"].to_numpy()
+        mixed = assign_splits(_in_mix(*others, koniq), protocol)
+        inside = mixed.loc[mixed["db"] == "koniq10k", "split"].to_numpy()
+        assert (alone == inside).all()
+        assert set(alone) == {"train", "val", "test"}
+
+
+def test_a_content_group_is_drawn_once_for_all_its_databases():
+    """Databases cut from the same pictures (``content_db``: FLIVE patches) share the pictures'
+    draw: a picture and its patches are on one side, and the pictures split as they do alone."""
+    pictures = _records(n_refs=30, per_ref=1, db="flive")
+    patches = _records(n_refs=30, per_ref=3, db="flive_patches").assign(content_db="flive")
+    protocol = Protocol(name="random", repeat=2)
+    alone = assign_splits(pictures, protocol)
+    both = assign_splits(
+        pd.concat([pictures.assign(content_db="flive"), patches], ignore_index=True), protocol
+    )
+    assert both.groupby("ref")["split"].nunique().eq(1).all()
+    assert (both.loc[both["db"] == "flive", "split"].to_numpy() == alone["split"].to_numpy()).all()
+    patches_alone = assign_splits(patches, protocol)
+    assert (
+        patches_alone["split"].to_numpy() == both.loc[both["db"] == "flive_patches", "split"]
+    ).all()
+
+
+def test_dropping_a_few_contents_moves_only_contents_at_the_threshold():
+    """A content's side is a function of its own key: the same database with one content fewer
+    (a file dropped by data.on_bad=skip, a picture without patch labels) keeps every other
+    content's side but the one or two at the 80/20 threshold, under random and official."""
+    records = _records(n_refs=400, per_ref=1, db="koniq10k")
+    fewer = records[records["ref"] != "R17"]
+    for repeat in (0, 1):
+        protocol = Protocol(name="random", repeat=repeat)
+        full = assign_splits(records, protocol).set_index("ref")["split"]
+        less = assign_splits(fewer, protocol).set_index("ref")["split"]
+        moved = (full.drop("R17") != less).sum()
+        assert moved <= 2, moved
+        assert (full == "test").sum() == 80 and (less == "test").sum() == 80

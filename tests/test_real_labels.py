@@ -56,9 +56,13 @@ def test_flive_pictures_and_official_test_set(make_cfg):
 
 
 def test_flive_patches(make_cfg):
-    records = _records(make_cfg, "flive_patches", LABELS / "FLIVE")
+    # labels_patch.csv (the default) is not in the folder: the boxes of labels640.csv.
+    records = _records(make_cfg, "flive_patches", LABELS / "FLIVE", "data.label_file=labels640.csv")
     assert len(records) == 3 * 1_827
-    assert records["ref"].nunique() == 1_827 and (records["image"] == records["ref"]).all()
+    assert (records["image"].str.split("/").str[-1] == records["ref"]).all()
+    assert records["ref"].nunique() == 1_827 and (records["content_db"] == "flive").all()
+    pictures = _records(make_cfg, "flive", LABELS / "FLIVE")
+    assert set(records["ref"]) <= set(pictures["ref"])  # one content id for picture and patches
     assert (records["bottom"] > records["top"]).all() and (records["right"] > records["left"]).all()
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -178,6 +179,29 @@ def test_imdt_run_selects_and_tests_each_database_on_its_own(make_cfg):
     assert -1 <= scored["test/srcc"] <= 1
 
 
+def test_selection_test_keeps_each_databases_best_test_srcc_as_the_official_code(make_cfg):
+    """The official train_imdt.py keeps, per database, the model with the highest SRCC on that
+    database's test split and reports it: protocol.selection=test under callbacks=imdt does the
+    same (the test split plays validation), stamped paper-parity."""
+    from iqa_lab.train import train
+
+    cfg = make_cfg("train", TINY_IMDT + ["protocol.selection=test"], tiny=False)
+    metrics = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    logged = pd.read_csv(next(out.glob("csv/**/metrics.csv")))
+    for db in ("synth_a", "synth_b"):
+        assert metrics[f"test/{db}/srcc"] == pytest.approx(metrics[f"val/{db}/srcc_best"], abs=1e-5)
+    # Every epoch's validation ran on the active database's test images; the best per database
+    # is the maximum over its epochs.
+    per_epoch = logged.dropna(subset=["val/srcc"]).set_index("epoch")["val/srcc"]
+    steps = IMDTSchedule({"synth_a": 6, "synth_b": 6}, loops=2, epochs_upper=1).steps
+    for db in ("synth_a", "synth_b"):
+        epochs = [e for e, step in enumerate(steps) if step.database == db]
+        assert metrics[f"val/{db}/srcc_best"] == pytest.approx(per_epoch[epochs].max(), abs=1e-6)
+    results = json.loads((out / "results.json").read_text())
+    assert results["paper_parity"] is True
+
+
 def test_leave_one_out_tests_every_head_on_the_held_out_database(make_cfg):
     from iqa_lab.train import train
 
@@ -301,3 +325,136 @@ def test_per_database_checkpoint_ranks_nan_below_any_score(tmp_path):
     assert best._better(nan, None) and best._better(0.1, nan) and not best._better(nan, 0.1)
     assert best._better(0.2, 0.1) and not best._better(0.1, 0.2)
     assert PerDatabaseCheckpoint(str(tmp_path), monitor="val/loss", mode="min")._better(0.1, 0.2)
+
+
+# --- StairIQA as the authors ran it ---------------------------------------------------------------
+def test_the_paper_head_has_no_activation_between_its_two_layers(make_cfg):
+    from iqa_lab.nn.heads import MLPHead
+
+    cfg = make_cfg(overrides=["model=stairiqa"])
+    assert cfg.model.head.activation is None
+    linear = MLPHead(8, hidden=4, dropout=0.0, activation=cfg.model.head.activation)
+    assert [type(m).__name__ for m in linear.net] == ["Linear", "Dropout", "Linear"]
+    x, y = torch.randn(3, 8), torch.randn(3, 8)
+    zero = linear(torch.zeros(3, 8))
+    # No activation: the two FC layers are one affine map.
+    torch.testing.assert_close(linear(x + y) - zero, (linear(x) - zero) + (linear(y) - zero))
+    ours = MLPHead(8, hidden=4, dropout=0.0)  # the baseline's default keeps GELU
+    assert [type(m).__name__ for m in ours.net] == ["Linear", "GELU", "Dropout", "Linear"]
+    assert make_cfg(overrides=["model=baseline"]).model.head.get("activation", "gelu") == "gelu"
+    with pytest.raises(ValueError, match="head activation must be one of"):
+        MLPHead(8, activation="tanh")
+
+
+def test_the_paper_trains_without_flips(make_cfg):
+    assert make_cfg(overrides=["experiment=stairiqa"]).data.transforms.train.hflip is False
+    for preset in ("stairiqa", "stairiqa_flive", "stairiqa_flive_patches"):
+        cfg = make_cfg(overrides=[f"+transforms={preset}"])
+        assert cfg.data.transforms.train.hflip is False, preset
+
+
+@pytest.mark.parametrize(
+    ("preset", "pad", "crop"), [("stairiqa_flive", 340, 320), ("stairiqa_flive_patches", 256, 224)]
+)
+def test_flive_pictures_are_white_filled_then_scaled(make_cfg, preset, pad, crop):
+    """The official code scales the white-filled FLIVE pictures (Resize(340) / Resize(256) on
+    the padded folders): a small picture is filled to pad x pad, unscaled; a large one is scaled
+    to a short side of pad; then the five crops."""
+    import cv2
+
+    from iqa_lab.data.transforms import build_transform
+
+    cfg = make_cfg(overrides=[f"+transforms={preset}"])
+    five = build_transform("test", **cfg.data.transforms.eval)
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (50, 100, 3), dtype=np.uint8)
+    crops = five(image=small)["image"]
+    assert tuple(crops.shape) == (5, 3, crop, crop)
+    filled = np.full((pad, pad, 3), 255, np.uint8)
+    top, left = (pad - 50) // 2, (pad - 100) // 2
+    filled[top : top + 50, left : left + 100] = small
+    np.testing.assert_allclose(crops[0].permute(1, 2, 0).numpy(), filled[:crop, :crop] / 255.0)
+    large = rng.integers(0, 256, (2 * pad, 3 * pad, 3), dtype=np.uint8)
+    scaled = cv2.resize(large, (3 * pad // 2, pad), interpolation=cv2.INTER_AREA)
+    crops = five(image=large)["image"]
+    np.testing.assert_allclose(
+        crops[3].permute(1, 2, 0).numpy(), scaled[pad - crop :, -crop:] / 255.0, atol=1 / 255
+    )
+    train = build_transform("train", **cfg.data.transforms.train)
+    assert tuple(train(image=large)["image"].shape) == (3, crop, crop)
+
+
+def _tiny_stairiqa(heads, lr: float = 1e-3, **kwargs) -> StairIQA:
+    return StairIQA(
+        **{**MODEL, "optimizer": {"_target_": "torch.optim.Adam", "lr": lr}, **kwargs}, heads=heads
+    )
+
+
+def test_init_from_starts_from_another_runs_weights_only(tmp_path):
+    """model.init_from (StairIQA Fig. 5): the shared network and the heads of databases the
+    checkpoint has are copied, other heads start fresh, and training starts at epoch 0 with a
+    fresh optimizer (not a resume)."""
+    import lightning as L
+
+    torch.manual_seed(0)
+    source = _tiny_stairiqa(["koniq", "clive"])
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    path = tmp_path / "four_databases.ckpt"
+    torch.save(
+        {
+            "state_dict": source.state_dict(),
+            "epoch": 7,
+            "global_step": 700,
+            "optimizer_states": [{"state": {}, "param_groups": []}],
+        },
+        path,
+    )
+    torch.manual_seed(1)
+    target = _tiny_stairiqa(["clive", "bid"], lr=0.0, init_from=str(path))
+    fresh_bid = {k: v.clone() for k, v in target.heads["bid"].state_dict().items()}
+    theirs = dict(source.named_parameters())
+    built_apart = [torch.equal(v, theirs[k]) for k, v in target.named_parameters() if k in theirs]
+    assert built_apart and not any(built_apart)
+
+    items = [
+        {"image": torch.rand(3, 64, 64), "mos": torch.tensor(0.5), "index": i, "db": "clive"}
+        for i in range(4)
+    ]
+    starts = []
+
+    class Starts(L.Callback):
+        def on_train_start(self, trainer, module):
+            starts.append((trainer.current_epoch, trainer.global_step))
+
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[Starts()],
+    )
+    trainer.fit(target, train_dataloaders=torch.utils.data.DataLoader(items, batch_size=2))
+    assert starts == [(0, 0)]  # weights only: no epoch, step or optimizer state restored
+    for (
+        name,
+        value,
+    ) in target.named_parameters():  # lr 0: the loaded weights are still there after the fit
+        if name.startswith("heads.bid."):
+            torch.testing.assert_close(value, fresh_bid[name.removeprefix("heads.bid.")])
+        else:
+            torch.testing.assert_close(value, theirs[name], msg=name)
+
+
+def test_init_from_refuses_another_architecture_naming_the_file(tmp_path):
+    path = tmp_path / "no_staircase.ckpt"
+    other = _tiny_stairiqa(["clive"], staircase={"paths": []})
+    torch.save({"state_dict": other.state_dict()}, path)
+    target = _tiny_stairiqa(["clive"], init_from=str(path))
+    with pytest.raises(ValueError, match=rf"init_from={path}: its architecture does not match"):
+        target.setup("fit")
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        _tiny_stairiqa(["clive"], init_from=str(tmp_path / "absent.ckpt")).setup("fit")

@@ -183,7 +183,7 @@ def test_presets_compose_into_the_data_config(make_cfg):
         "resize": None,
         "crop_size": 320,
         "crop": "random",
-        "hflip": True,
+        "hflip": False,  # the paper trains without flips
         "vflip": False,
         "augment": None,
     }

@@ -2,11 +2,14 @@
 ``leave_one_out``) and mixed-database training.
 
 Each member is a full database DataModule (its own parser, folder, MOS scale and transforms). Their
-records are concatenated with ``db`` set to the member's name and ``ref`` prefixed by it (two
-databases' ``I01`` are different photos); the protocol then splits by database. Images keep paths
-relative to their own database's folder, and each split is a concatenation of per-database datasets
-so every database keeps its own crop policy. Every item carries its database's name (``db``), which
-picks its regressor head in a multi-head model.
+records are concatenated with ``db`` set to the member's name and ``content_db`` to its content
+group, which namespaces its ``ref`` (two databases' ``I01`` are different photos): the member's
+name, or the database whose pictures it is cut from where its records say so (FLIVE patches share
+the FLIVE pictures' content ids). ``ref`` stays as the member gives it, so the protocol splits
+each database (content group) on its own with the very draw of that database set up alone. Images
+keep paths relative to their own database's folder, and each split is a concatenation of
+per-database datasets so every database keeps its own crop policy. Every item carries its
+database's name (``db``), which picks its regressor head in a multi-head model.
 
 With ``imdt`` set (``loops``, ``epochs_upper``, ``epochs_rule``), training follows iterative
 mixed-database training (``training.imdt``): each epoch trains and validates one database, in the
@@ -26,6 +29,7 @@ from torch.utils.data import ConcatDataset
 
 from iqa_lab.data.datamodule import IQADataModule, IQADataset
 from iqa_lab.data.imdt_schedule import IMDTSchedule
+from iqa_lab.data.protocols import CONTENT_DB, content_groups
 from iqa_lab.data.records import check_schema
 
 log = logging.getLogger(__name__)
@@ -73,8 +77,8 @@ class MixedDataModule(IQADataModule):
             records = member.screen_inputs(
                 check_schema(member.load_records().reset_index(drop=True))
             )
-            records = records.assign(db=name, ref=name + "/" + records["ref"].astype(str))
-            frames.append(records)
+            records = records.assign(db=name)
+            frames.append(records.assign(**{CONTENT_DB: content_groups(records)}))
         return pd.concat(frames, ignore_index=True)
 
     def screen_inputs(self, records: pd.DataFrame) -> pd.DataFrame:
@@ -105,7 +109,13 @@ class MixedDataModule(IQADataModule):
                 if len(rows):  # the member shares this module's bad-input policy (__init__)
                     parts[name] = member.make_dataset(rows, split, db=name)
             self.db_datasets[split] = parts
-            self.datasets[split] = ConcatDataset(list(parts.values())) if parts else []
+            # An empty split (no validation under selection=test) is an empty dataset, as for a
+            # single database: provide() and the loaders treat every split alike.
+            self.datasets[split] = (
+                ConcatDataset(list(parts.values()))
+                if parts
+                else IQADataset(self.records.iloc[:0], self.data_dir, transform=None, split=split)
+            )
         if self.imdt is not None:
             self.schedule = IMDTSchedule(self.training_sizes(), **self.imdt)
 

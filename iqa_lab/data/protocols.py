@@ -12,13 +12,22 @@
 - ``leave_one_out``: train on every database but ``held_out``, test on it (StairIQA Table V).
 
 Validation is always carved from the training side (``val_fraction`` of its contents), content-
-separated. The split seed of repeat ``r`` is ``seed + r``. ``selection=val`` picks the checkpoint on
+separated. The split seed of repeat ``r`` is ``seed + r``. Each database is drawn on its own, by a
+key per content hashed from the split seed, the database's name and the content id
+(``_content_keys``): a database's split of repeat ``r`` is the same whether it is set up alone or
+inside ``data=mixed`` with any others (StairIQA Table IV compares IMDT and single-database models
+on the same test images), and dropping a few records moves only contents at the threshold.
+Databases cut from the same pictures (FLIVE and its patches) are one *content group* (the records'
+optional ``content_db`` column): the group is drawn once, by its contents, so a picture and its
+patches land on the same side. ``selection=val`` picks the checkpoint on
 validation; ``selection=test`` reproduces papers that picked on the test set (the StairIQA code
 does) and stamps ``paper-parity`` on every output.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +35,10 @@ import pandas as pd
 
 SPLITS = ("train", "val", "test")
 PAPER_PARITY = "paper-parity"
+# Optional record column: the database whose contents a record's ``ref`` names (default: ``db``).
+CONTENT_DB = "content_db"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,40 +92,66 @@ class Protocol:
         return self.selection == "test"
 
 
-def _draw(groups, fraction: float, rng: np.random.Generator) -> set:
-    """About ``fraction`` of the distinct groups (at least one, never all when there are two)."""
-    unique = np.array(sorted(set(groups)))
+def _content_keys(refs: np.ndarray, protocol: Protocol, group: str, purpose: str) -> np.ndarray:
+    """A pseudo-random 64-bit key per content, a function of (split seed, database, ``purpose``,
+    content id) only: never of the other contents or databases present."""
+    salt = f"{protocol.split_seed}/{group}/{purpose}/".encode()
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(salt + str(r).encode(), digest_size=8).digest(), "little"
+            )
+            for r in refs
+        ],
+        dtype=np.uint64,
+    )
+
+
+def content_groups(records: pd.DataFrame) -> pd.Series:
+    """Each record's content group: ``content_db`` where given, else its database."""
+    if CONTENT_DB in records:
+        return records[CONTENT_DB].fillna(records["db"]).astype(str)
+    return records["db"].astype(str)
+
+
+def _draw(refs, fraction: float, protocol: Protocol, group: str, purpose: str) -> set:
+    """About ``fraction`` of the distinct contents (at least one, never all when there are two):
+    those with the smallest keys (``_content_keys``). A content's side depends on its key and the
+    count only, so a database drawn alone or beside others, or with a few records dropped
+    (``data.on_bad=skip``, a patch file missing), keeps all but the contents at the threshold."""
+    unique = np.array(sorted(set(refs)), dtype=object)
     count = int(round(fraction * len(unique)))
     count = min(max(count, 1), len(unique) - 1) if len(unique) > 1 else len(unique)
-    return set(rng.permutation(unique)[:count])
+    keys = _content_keys(unique, protocol, group, purpose)
+    order = np.lexsort((unique.astype(str), keys))
+    return set(unique[order[:count]])
 
 
-def carve_validation(
-    records: pd.DataFrame, split: pd.Series, protocol: Protocol, rng: np.random.Generator
-) -> pd.Series:
+def carve_validation(records: pd.DataFrame, split: pd.Series, protocol: Protocol) -> pd.Series:
     """Move ``val_fraction`` of the training side's contents (``ref`` groups) to ``val``, for
-    each database on its own (each database's model is selected on its own validation split)."""
+    each database (content group) on its own: each database's model is selected on its own
+    validation split, and a database's carve-out does not depend on the others present."""
     split = split.copy()
     # With selection=test the test split plays validation: no training contents are held back.
     if protocol.val_fraction > 0 and not protocol.paper_parity:
         train = split == "train"
-        for db in sorted(set(records.loc[train, "db"])):
-            side = train & (records["db"] == db)
-            val = _draw(records.loc[side, "ref"].to_numpy(), protocol.val_fraction, rng)
+        groups = content_groups(records)
+        for group in sorted(set(groups[train])):
+            side = train & (groups == group)
+            refs = records.loc[side, "ref"].to_numpy()
+            val = _draw(refs, protocol.val_fraction, protocol, group, "val")
             split[side & records["ref"].isin(val)] = "val"
     return split
 
 
 def _random_by_content(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
-    """``train_fraction`` of the contents to the training side, the rest to test; with several
-    databases (``data=mixed``) each database is split on its own, as StairIQA splits each of its
-    databases 80/20."""
-    rng = np.random.default_rng(protocol.split_seed)
+    """``train_fraction`` of the contents to the training side, the rest to test; each database
+    (content group) on its own, as StairIQA splits each of its databases 80/20."""
     parts = []
-    for _, rows in records.groupby("db", sort=True) if "db" in records else [(None, records)]:
-        train_side = _draw(rows["ref"].to_numpy(), protocol.train_fraction, rng)
+    for group, rows in records.groupby(content_groups(records), sort=True):
+        train_side = _draw(rows["ref"].to_numpy(), protocol.train_fraction, protocol, group, "test")
         split = pd.Series(np.where(rows["ref"].isin(train_side), "train", "test"), index=rows.index)
-        parts.append(carve_validation(rows, split, protocol, rng))
+        parts.append(carve_validation(rows, split, protocol))
     return pd.concat(parts).reindex(records.index)
 
 
@@ -121,7 +160,8 @@ def random_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
 
 
 def content_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
-    if records["ref"].nunique() == len(records) and len(records) > 1:
+    distinct = (content_groups(records) + "/" + records["ref"].astype(str)).nunique()
+    if distinct == len(records) and len(records) > 1:
         raise ValueError(
             f"protocol=content needs references shared by several images, but every "
             f"one of the {len(records)} records has its own ref; this database has "
@@ -155,9 +195,7 @@ def official_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
         )
     split = sets.map(_OFFICIAL_NAMES)
     if not (split == "val").any():
-        split = carve_validation(
-            records, split, protocol, np.random.default_rng(protocol.split_seed)
-        )
+        split = carve_validation(records, split, protocol)
     return split
 
 
@@ -172,7 +210,24 @@ def _by_database(records: pd.DataFrame, protocol: Protocol, train_dbs, test_dbs)
     split = pd.Series("unused", index=records.index)
     split[records["db"].isin(train_dbs)] = "train"
     split[records["db"].isin(test_dbs)] = "test"
-    return carve_validation(records, split, protocol, np.random.default_rng(protocol.split_seed))
+    _warn_shared_contents(records, split, protocol)
+    return carve_validation(records, split, protocol)
+
+
+def _warn_shared_contents(records: pd.DataFrame, split: pd.Series, protocol: Protocol) -> None:
+    """Say so when a training database shares contents with a test database (FLIVE and its
+    patches): the test pictures were trained on, as in the paper's Table V."""
+    content = content_groups(records) + "/" + records["ref"].astype(str)
+    shared = set(content[split == "train"]) & set(content[split == "test"])
+    if shared:
+        dbs = sorted(set(records.loc[content.isin(shared), "db"]))
+        log.warning(
+            "protocol=%s: %d contents are both trained on and tested (databases %s cut from "
+            "the same pictures); the test numbers are optimistic",
+            protocol.name,
+            len(shared),
+            dbs,
+        )
 
 
 def cross_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:

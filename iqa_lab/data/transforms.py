@@ -12,8 +12,9 @@ model brings its own policy to any database:
 - StairIQA: train ``{resize_short_side: 380, crop_size: 320, hflip: true}``, eval
   ``{resize_short_side: 380, crop_size: 320, crop: five}``; five crops (the four corners, then the
   centre) come out stacked as ``(5, C, H, W)`` per image and the model scores their mean;
-- padding: ``pad_to: 340, pad_fill: 255`` pads smaller images to 340 x 340 with white, centred
-  (StairIQA's FLIVE "white fill"; 256 for FLIVE patches), before any crop.
+- padding: ``pad_to: 340, pad_fill: 255`` pads smaller images to 340 x 340 with white, centred,
+  before any scaling or crop (StairIQA's FLIVE "white fill", then its short side to 340; 256 for
+  FLIVE patches).
 
 Quality-preserving by default: only operations that do not change perceived quality (resizing
 with area interpolation, crops, flips). Anything that changes the label (blur, noise, JPEG, colour
@@ -136,8 +137,8 @@ def build_transform(
 ):
     """The pipeline for ``stage`` (``train``, ``val`` or ``test``).
 
-    ``resize_short_side`` scales the short side to that length; ``resize: [H, W]`` scales to a
-    fixed size (give one of the two); ``pad_to`` pads to at least that square with ``pad_fill``;
+    ``pad_to`` first pads to at least that square with ``pad_fill``; ``resize_short_side`` then
+    scales the short side to that length, ``resize: [H, W]`` to a fixed size (give one of the two);
     ``crop_size`` with ``crop`` = ``random`` (train default), ``center`` (val/test default) or
     ``five``; flips and ``augment`` apply at train only."""
     train = stage == "train"
@@ -147,17 +148,18 @@ def build_transform(
     if crop not in CROPS:
         raise ValueError(f"transforms crop must be one of {CROPS}, got '{crop}'")
     ops: list = []
-    if resize_short_side:
-        ops.append(A.SmallestMaxSize(max_size=resize_short_side, area_for_downscale="image"))
-    if resize:
-        height, width = resize
-        ops.append(A.Resize(height, width, area_for_downscale="image"))
+    # Padding first: StairIQA's FLIVE pictures are white-filled, then scaled (its official code).
     if pad_to:
         ops.append(
             A.PadIfNeeded(
                 pad_to, pad_to, position="center", border_mode=cv2.BORDER_CONSTANT, fill=pad_fill
             )
         )
+    if resize_short_side:
+        ops.append(A.SmallestMaxSize(max_size=resize_short_side, area_for_downscale="image"))
+    if resize:
+        height, width = resize
+        ops.append(A.Resize(height, width, area_for_downscale="image"))
     if crop_size and crop == "five":
         ops.append(
             A.PadIfNeeded(

@@ -15,6 +15,9 @@ The contract, one for every architecture:
   and ``load_iqa_module`` rebuilds them without fetching or reading any weights.
 - ``score`` is the one place where views are averaged: a ``(B, V, C, H, W)`` batch (five crops,
   later test-time augmentation) is scored as the mean over its ``V`` views.
+- ``init_from``: a checkpoint whose weights a fit starts from (weights only: optimizer, epoch and
+  callback state start fresh; ``ckpt_path`` is the resume). The shared network must match it
+  exactly; per-database heads (``database_heads``) load where the checkpoint has that database.
 
 Steps, loss, epoch-level metrics, logging, optimisers and test predictions live here.
 
@@ -26,6 +29,7 @@ loss}``; ``val/srcc`` drives checkpointing and early stopping.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import random
 from collections.abc import Mapping
@@ -41,6 +45,8 @@ from iqa_lab.evaluation.epoch_metrics import IQAEpochMetrics
 from iqa_lab.losses import get_loss
 from iqa_lab.nn.backbones import no_pretrained_weights
 
+log = logging.getLogger(__name__)
+
 STAGES = ("train", "val", "test")
 
 
@@ -52,6 +58,8 @@ def epoch_metrics(prefix: str) -> IQAEpochMetrics:
 class IQAModule(L.LightningModule):
     needs: frozenset[str] = frozenset()
     pretrained_modules: tuple[str, ...] = ()
+    # The attribute holding one regressor per database (a ModuleDict by database name), if any.
+    database_heads: str | None = None
 
     def __init__(
         self,
@@ -60,6 +68,7 @@ class IQAModule(L.LightningModule):
         loss: str = "mse",
         freeze_bn: bool = False,
         head_lr_multiplier: float = 1.0,
+        init_from: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -93,6 +102,57 @@ class IQAModule(L.LightningModule):
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "provide"):
             datamodule.provide(self.needs)
+        # Before Lightning restores a resumed checkpoint (ckpt_path), which then wins.
+        if stage == "fit" and self.hparams.get("init_from"):
+            self.load_initial_weights(self.hparams.init_from)
+
+    def load_initial_weights(self, path: str) -> None:
+        """Copy another run's weights into this model (``init_from``): every tensor of the shared
+        network, and the heads of the databases both have; nothing else of the checkpoint."""
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"model.init_from={path}: no such checkpoint; give a run's checkpoints/*.ckpt"
+            ) from None
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise ValueError(
+                f"model.init_from={path} is not a Lightning checkpoint (no state_dict)"
+            )
+        theirs, own = checkpoint["state_dict"], self.state_dict()
+        prefix = f"{self.database_heads}." if self.database_heads else None
+
+        def shared(keys) -> set:
+            return {k for k in keys if prefix is None or not k.startswith(prefix)}
+
+        missing = sorted(shared(own) - shared(theirs))
+        unexpected = sorted(shared(theirs) - shared(own))
+        reshaped = sorted(
+            k for k in shared(own) & shared(theirs) if own[k].shape != theirs[k].shape
+        )
+        if missing or unexpected or reshaped:
+            raise ValueError(
+                f"model.init_from={path}: its architecture does not match this model "
+                f"({type(self).__name__}): missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                f"other shapes {reshaped[:5]} (of {len(missing)}, {len(unexpected)}, "
+                f"{len(reshaped)}); start from a checkpoint of the same model config"
+            )
+        heads = {k for k in own if k not in shared(own) and k in theirs}
+        wrong = sorted(k for k in heads if own[k].shape != theirs[k].shape)
+        if wrong:
+            raise ValueError(
+                f"model.init_from={path}: head tensors of another shape {wrong[:5]}; "
+                f"start from a checkpoint of the same model config"
+            )
+        loaded = shared(own) | heads
+        self.load_state_dict({k: theirs[k] for k in loaded}, strict=False)
+        fresh = sorted({k.split(".")[1] for k in set(own) - loaded})
+        log.info(
+            "model.init_from=%s: %d tensors loaded (weights only)%s",
+            path,
+            len(loaded),
+            f"; heads {fresh} start fresh" if fresh else "",
+        )
 
     def _stage_metrics(self, stage: str) -> tuple[IQAEpochMetrics, MeanMetric]:
         return getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")

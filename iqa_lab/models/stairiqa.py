@@ -27,6 +27,7 @@ from iqa_lab.nn.staircase import Staircase
 
 class StairIQA(IQAModule):
     pretrained_modules = ("backbone",)
+    database_heads = "heads"
 
     def __init__(
         self,

@@ -48,8 +48,10 @@ class PerDatabaseCheckpoint(Callback):
     """Keeps each database's best model, judged on that database's validation split after each
     of its epochs (Algorithm 1, lines 10-13), as ``<dirpath>/best_<db>.ckpt``.
 
-    It also sets the trainer's epoch count to the schedule's length. The paper's code selects by
-    minimum loss (``monitor: val/loss, mode: min``); the default here is the validation SRCC."""
+    It also sets the trainer's epoch count to the schedule's length. The official StairIQA code
+    keeps, per database, the model with the highest SRCC on that database's test split (its paper
+    says minimum loss): ``protocol.selection=test`` with the default monitor (``val/srcc``, max)
+    reproduces it, paper-parity; by default the split is a validation split."""
 
     def __init__(self, dirpath: str, monitor: str = "val/srcc", mode: str = "max"):
         if mode not in ("min", "max"):

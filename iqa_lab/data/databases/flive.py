@@ -1,21 +1,30 @@
 """FLIVE, the LIVE-FB database of PaQ-2-PiQ (Ying et al., CVPR 2020): 39,810 pictures of many
 sizes from AVA, VOC, EMOTIC, CERTH blur and EE371R, rated by crowd workers on a 0..100 scale, and
-three patches cropped from each picture, rated separately ("FLIVE patches").
+three patches cropped from each picture, rated separately ("FLIVE patches", ~120,000).
 
-Official layout (the ``database/`` folder of github.com/baidut/PaQ-2-PiQ, images from the
-authors' download): ``labels_image.csv`` (``name,mos``; names carry the sub-folder, e.g.
-``voc_emotic_ava/AVA__1234.jpg``, ``blur_dataset/motion0044.jpg``, ``EE371R/rq59.jpg``) and
-``labels640.csv``: one row per picture with ``name_image``, ``mos_image`` and, for k = 1..3,
-``mos_patch_k`` and the patch box ``top_patch_k, left_patch_k, bottom_patch_k, right_patch_k``
-(pixels of the picture; ``width_/height_patch_k`` are the box size). The patch database in the
-patch-file form, ``labels_patch.csv`` (``name,mos`` with names ``patches/<picture>_patch_<k>.jpg``),
-reads too.
+Official layout (the ``database/`` folder of github.com/baidut/PaQ-2-PiQ and
+github.com/niu-haoran/FLIVE_Database, images from the authors' download):
+
+- ``labels_image.csv`` (``name,mos``; names carry the sub-folder, e.g.
+  ``voc_emotic_ava/AVA__1234.jpg``, ``blur_dataset/motion0044.jpg``, ``EE371R/rq59.jpg``);
+- ``labels_patch.csv`` (``name,mos``): every patch, named ``patches/<picture file>_patch_<k>.jpg``
+  (``patches/AVA__1234.jpg_patch_1.jpg``, k = 1..3), the files the authors' ``database_prep``
+  notebook crops into ``patches/``. This is the patch database StairIQA trains on;
+- ``labels640.csv``: the 1,827 test pictures larger than 640 pixels, one row each with
+  ``name_image``, ``mos_image`` and, for k = 1..3, ``mos_patch_k`` and the patch box
+  ``top_patch_k, left_patch_k, bottom_patch_k, right_patch_k`` (pixels of the picture;
+  ``width_/height_patch_k`` are the box size). As a patch label file it gives only those 5,481
+  patches (the dataset crops the boxes from the pictures);
+- ``labels=640_padded.csv``: the training pictures (at most 640 pixels) with ``is_valid``.
 
 Official split (``official_split``; used where its files are present): the pictures of
-``labels640.csv`` are the test set (1,827 pictures larger than 640 pixels);
-``labels<=640_padded.csv`` marks the validation pictures with ``is_valid``; the rest is training.
-Pictures are matched by file name. Patches inherit their picture's set and have the picture as
-``ref``, so every protocol keeps the three patches of a picture on one side.
+``labels640.csv`` are the test set; ``is_valid`` rows of ``labels=640_padded.csv`` are validation;
+the rest is training. Pictures are matched by file name.
+
+Content ids: a picture's ``ref`` is its file name, and so is the ``ref`` of each of its patches;
+with ``pictures_db`` set (``conf/data/flive_patches.yaml``: ``flive``) the patch records also name
+the pictures' database as their content group (``content_db``), so every protocol draws a picture
+and its patches to the same side, alone or in ``data=mixed`` beside the pictures.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from iqa_lab.data.label_files import (
     require_columns,
     require_file,
 )
+from iqa_lab.data.protocols import CONTENT_DB
 from iqa_lab.data.records import BOX_COLUMNS, RECORD_COLUMNS, make_records
 
 PATCHES = (1, 2, 3)
@@ -84,6 +94,7 @@ def parse_flive(
         {
             "image": image_paths_under(image_dir, table["name"]),
             "mos_raw": pd.to_numeric(table["mos"], errors="coerce"),
+            "ref": _basename(table["name"]),
             "set": official_sets(data_dir, official_split, table["name"]),
         }
     )
@@ -155,11 +166,16 @@ def parse_flive_patches(
     mos_range,
     lower_better: bool,
     db: str = "flive_patches",
+    pictures_db: str | None = None,
 ) -> pd.DataFrame:
-    """Records of the FLIVE patches from ``label_file``: ``labels640.csv`` (boxes in the
-    pictures: records carry ``top, left, bottom, right`` and the dataset crops the box) or
-    ``labels_patch.csv`` (patch files)."""
-    path = require_file(Path(data_dir) / label_file, "FLIVE patch label file labels640.csv")
+    """Records of the FLIVE patches from ``label_file``: ``labels_patch.csv`` (patch files) or
+    ``labels640.csv`` (boxes in the pictures: records carry ``top, left, bottom, right`` and the
+    dataset crops the box). ``pictures_db``: the pictures' database, whose content ids the
+    patches share (``content_db``)."""
+    path = require_file(
+        Path(data_dir) / label_file,
+        "FLIVE patch label file (labels_patch.csv; or data.label_file=labels640.csv)",
+    )
     table = read_table(path, dtype={"name_image": str, "name": str})
     table = table.rename(columns=lambda c: str(c).strip())
     if "name_image" in table:
@@ -172,8 +188,10 @@ def parse_flive_patches(
             f"mos_patch_k, top_patch_k, ...) nor labels_patch.csv's (name, mos); "
             f"found {list(table.columns)}"
         )
-    patches["ref"] = patches["picture"]
+    patches["ref"] = _basename(patches["picture"])
     patches["set"] = official_sets(data_dir, official_split, patches["picture"])
+    if pictures_db:
+        patches[CONTENT_DB] = pictures_db
     records = make_records(patches, db=db, mos_range=mos_range, lower_better=lower_better)
-    extra = [c for c in BOX_COLUMNS if c in patches]
+    extra = [c for c in (*BOX_COLUMNS, CONTENT_DB) if c in patches]
     return pd.concat([records, patches[extra]], axis=1)[RECORD_COLUMNS + extra]
