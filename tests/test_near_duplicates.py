@@ -312,3 +312,19 @@ def test_check_lists_near_duplicates_with_their_mos(tmp_path):
     )
     assert "MOS of near-duplicate twins: SRCC 1.000 over 4 pairs, median |ΔMOS| 0.0100" in text
     assert report.verdict[0] == 0  # near-duplicates do not make a database unusable
+
+
+def test_pairs_that_already_share_a_reference_are_not_searched(tmp_path):
+    """A synthetic database's distortions of one reference are near-duplicates that every split
+    keeps together already: they are neither confirmed (hours on KADID-10k) nor reported."""
+    pairs = plant_twins(tmp_path, distinct=10, twins=4)
+    images = sorted(p.name for p in tmp_path.iterdir())
+    frame = labels(images)
+    frame["ref"] = frame["image"].str.replace("twin", "p").str.replace(".jpg", ".png")
+    datamodule = FolderDataModule(frame, tmp_path, near_duplicates=SETTINGS)
+    assert datamodule.find_near_duplicates(datamodule.load_records()).empty
+    paths = [tmp_path / name for pair in pairs for name in pair]
+    settings = NearDuplicateSettings(**SETTINGS)
+    assert len(find_near_duplicates(paths, settings)) == 4
+    assert find_near_duplicates(paths, settings, groups=[0, 0, 1, 1, 2, 2, 3, 3]).empty
+    assert len(find_near_duplicates(paths, settings, groups=[0, 1, 1, 2, 2, 3, 3, 4])) == 4

@@ -371,15 +371,20 @@ class IQADataModule(L.LightningDataModule):
         )
 
     def find_near_duplicates(self, records: pd.DataFrame) -> pd.DataFrame:
-        """Near-duplicate pairs (``data.near_duplicates``) within each database of ``records``:
-        ``db``, ``image_a``, ``image_b``, ``correlation``, ``psnr``; cached in
-        ``hash_cache_dir`` if set."""
+        """Near-duplicate pairs (``data.near_duplicates``) within each database of ``records``
+        whose images do not already share a ``ref``: ``db``, ``image_a``, ``image_b``,
+        ``correlation``, ``psnr``; cached in ``hash_cache_dir`` if set."""
         settings = self.near_duplicate_settings
         frames = []
         for db, rows in records.groupby("db", sort=True) if settings and settings.enabled else []:
-            image_of = dict(zip(self.image_paths(rows).map(str), rows["image"]))
+            rows = rows.assign(path=self.image_paths(rows).map(str)).drop_duplicates("path")
+            image_of = dict(zip(rows["path"], rows["image"]))
             pairs = find_near_duplicates(
-                list(image_of), settings, cache_dir=self.hash_cache_dir, name=str(db)
+                list(image_of),
+                settings,
+                cache_dir=self.hash_cache_dir,
+                name=str(db),
+                groups=rows["ref"].astype(str).tolist(),
             )
             frames.append(
                 pd.DataFrame(

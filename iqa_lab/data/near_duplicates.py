@@ -14,7 +14,9 @@ Two steps, thresholds in ``conf/data/_defaults.yaml`` (``data.near_duplicates``)
    near-duplicates: the exact-pixel guard refuses them.
 
 The confirmed pairs of a database are cached too, keyed by its files (path, size, mtime) and the
-thresholds. A file that cannot be decoded is left out (the bad-input policy reports it).
+thresholds. A file that cannot be decoded is left out (the bad-input policy reports it). Pairs
+within one group (``ref``: the distortions of one reference photo) are not searched: splits keep a
+reference's images together already.
 """
 
 from __future__ import annotations
@@ -206,19 +208,29 @@ def find_near_duplicates(
     cache_dir: str | Path | None = None,
     name: str = "database",
     workers: int | None = None,
+    groups: list | None = None,
 ) -> pd.DataFrame:
     """Confirmed near-duplicate pairs among the files ``paths`` (module docstring): columns ``a``
     and ``b`` (the paths as given, ``a`` listed first), ``correlation`` and ``psnr``; cached per
-    ``name`` and its files."""
-    unique = list(dict.fromkeys(Path(p) for p in paths))
-    keys = [_stat_key(p) for p in unique]
+    ``name`` and its files. ``groups`` (one label per path, e.g. its ``ref``) skips pairs within a
+    group: the distortions of one reference are near-duplicates that splits already keep together,
+    and confirming them would cost hours on a synthetic database."""
+    if groups is not None and len(groups) != len(paths):
+        raise ValueError(f"{len(groups)} groups for {len(paths)} paths")
+    group_of = dict(zip(map(Path, paths), groups if groups is not None else range(len(paths))))
+    unique = list(group_of)
+    keys = [(_stat_key(p), str(group_of[p]) if groups is not None else None) for p in unique]
     cached = _pairs_cache_file(cache_dir, name, keys, settings) if cache_dir else None
     if cached is not None and cached.is_file():
         found = pd.read_csv(cached)
         pairs = [tuple(row) for row in found[PAIR_COLUMNS].itertuples(index=False)]
     else:
         thumbs = ThumbnailCache(cache_dir, settings.thumbnail_size).thumbnails(unique, workers)
-        candidates = candidate_pairs(thumbs, settings.min_correlation, settings.block)
+        candidates = [
+            (i, j, corr)
+            for i, j, corr in candidate_pairs(thumbs, settings.min_correlation, settings.block)
+            if groups is None or group_of[unique[i]] != group_of[unique[j]]
+        ]
         if candidates:
             log.info("%s: %d near-duplicate candidates to confirm", name, len(candidates))
         pairs = confirm(unique, candidates, settings.min_psnr, workers)
