@@ -10,6 +10,7 @@ import logging
 import re
 from pathlib import Path
 
+import hydra
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,9 +27,10 @@ from iqa_lab.data.near_duplicates import (
     psnr,
     thumbnail,
 )
-from iqa_lab.data.records import make_records
+from iqa_lab.data.records import check_schema, make_records
 from iqa_lab.eval import evaluate
 from iqa_lab.evaluation.outputs import without_twins_metrics
+from tests.conftest import SHARED
 from tests.planted import FolderDataModule, corrupt_middle_png, jpeg_bytes, labels, plant, png_bytes
 
 SETTINGS = {
@@ -328,3 +330,27 @@ def test_pairs_that_already_share_a_reference_are_not_searched(tmp_path):
     assert len(find_near_duplicates(paths, settings)) == 4
     assert find_near_duplicates(paths, settings, groups=[0, 0, 1, 1, 2, 2, 3, 3]).empty
     assert len(find_near_duplicates(paths, settings, groups=[0, 1, 1, 2, 2, 3, 3, 4])) == 4
+
+
+@pytest.mark.slow
+def test_the_shared_biq2021_twins_stay_together_under_random_splits(make_cfg):
+    """The 5,000 shared BIQ2021 images: 70 confirmed pairs (measured when the pass was added),
+    none of them split by any of the ten random repeats."""
+    if not (SHARED / "data" / "BIQ2021").is_dir():
+        pytest.skip("../shared/data/BIQ2021 is absent")
+    cfg = make_cfg(
+        "train",
+        ["data=biq2021", f"data.data_dir={SHARED / 'data' / 'BIQ2021'}", "protocol=random"],
+        tiny=False,
+    )
+    for repeat in range(10):
+        cfg.protocol.repeat = repeat
+        datamodule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
+        datamodule.hash_cache_dir = cfg.paths.cache_dir
+        pairs = datamodule.find_near_duplicates(
+            datamodule.screen_inputs(check_schema(datamodule.load_records()))
+        )
+        assert len(pairs) == 70
+        datamodule.setup()
+        split = _splits_of(datamodule)
+        assert (split[pairs["image_a"]].to_numpy() == split[pairs["image_b"]].to_numpy()).all()
