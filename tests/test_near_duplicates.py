@@ -328,6 +328,7 @@ def test_pairs_that_already_share_a_reference_are_not_searched(tmp_path):
     paths = [tmp_path / name for pair in pairs for name in pair]
     settings = NearDuplicateSettings(**SETTINGS)
     assert len(find_near_duplicates(paths, settings)) == 4
+    assert find_near_duplicates([], settings).empty
     assert find_near_duplicates(paths, settings, groups=[0, 0, 1, 1, 2, 2, 3, 3]).empty
     assert len(find_near_duplicates(paths, settings, groups=[0, 1, 1, 2, 2, 3, 3, 4])) == 4
 

@@ -134,7 +134,8 @@ class ThumbnailCache:
                         self.added += 1
             self.save()
         missing = np.full(self.size * self.size, np.nan, np.float32)
-        return np.stack([self.known.get(k, missing) if k else missing for k in keys])
+        rows = [self.known.get(k, missing) if k else missing for k in keys]
+        return np.stack(rows) if rows else np.empty((0, missing.size), np.float32)
 
     def save(self) -> None:
         if self.path is None or not self.added:
