@@ -23,6 +23,7 @@ from iqa_lab.data.near_duplicates import (
     NearDuplicateSettings,
     candidate_pairs,
     find_near_duplicates,
+    join_near_duplicates,
     merge_refs,
     psnr,
     thumbnail,
@@ -355,3 +356,20 @@ def test_the_shared_biq2021_twins_stay_together_under_random_splits(make_cfg):
         datamodule.setup()
         split = _splits_of(datamodule)
         assert (split[pairs["image_a"]].to_numpy() == split[pairs["image_b"]].to_numpy()).all()
+
+
+def test_join_moves_every_record_of_a_file_and_keeps_official_sets():
+    """Several records per file (FLIVE's patches) all follow the merged ref; under official splits
+    only pairs within one set are joined."""
+    records = pd.DataFrame(
+        {
+            "db": "d",
+            "image": ["x.jpg", "x.jpg", "y.jpg", "z.jpg", "w.jpg"],
+            "ref": ["x", "x", "y", "z", "w"],
+            "set": ["train", "train", "train", "test", "train"],
+        }
+    )
+    pairs = pd.DataFrame({"db": "d", "image_a": ["y.jpg", "z.jpg"], "image_b": ["x.jpg", "w.jpg"]})
+    assert join_near_duplicates(records, pairs)["ref"].tolist() == ["x", "x", "x", "w", "w"]
+    official = join_near_duplicates(records, pairs, official=True)
+    assert official["ref"].tolist() == ["x", "x", "x", "z", "w"]

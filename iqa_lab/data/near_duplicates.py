@@ -271,9 +271,11 @@ def join_near_duplicates(
     (validation is carved from training by ``ref``); the others are ``straddling_pairs``."""
     if pairs.empty:
         return records
-    rows = pd.Series(records.index, index=pd.MultiIndex.from_frame(records[["db", "image"]]))
+    rows: dict[tuple, list] = {}
+    for label, db, image in zip(records.index, records["db"], records["image"]):
+        rows.setdefault((db, image), []).append(label)  # several records per file: patches
     groups = [
-        rows.loc[[(db, a)]].tolist() + rows.loc[[(db, b)]].tolist()
+        rows[(db, a)] + rows[(db, b)]
         for db, a, b in zip(pairs["db"], pairs["image_a"], pairs["image_b"])
     ]
     if official:
