@@ -3,8 +3,10 @@
 Parses the label files with the database's own parser, screens every record as setup does
 (labels, file present or case-resolved, header, size, end marker), then decodes every image once
 and hashes its pixels. Prints a table — found / missing / unreadable / case-resolved / wrong
-extension / duplicated (identical decoded pixels) / label problems / usable — with the MOS range
-and a text histogram, then the offending items.
+extension / duplicated (identical decoded pixels) / near-duplicate pairs (``data.near_duplicates``)
+/ label problems / usable — with the MOS range and a text histogram, then the offending items and
+the near-duplicate pairs with their MOS and how well twins' MOS agree. Near-duplicates do not make a
+database unusable: runs keep each pair on one side of a split (``data.near_duplicates``).
 
 Exit status: 0 when the database is usable, 1 when it is not — no usable record, or any record
 that ``data.on_bad=raise`` (the default) would refuse at setup or while decoding — and 2 when the
@@ -25,6 +27,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
+from scipy.stats import spearmanr
 
 from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.images import BadImageError
@@ -46,6 +49,9 @@ class CheckReport:
     bad: list[dict] = field(default_factory=list)
     notes: list[dict] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)  # images with identical pixels
+    # Near-duplicate pairs: db, image_a, image_b, correlation, psnr, and both images' mos_raw_a /
+    # mos_raw_b (as published) and mos_a / mos_b (normalised)
+    near_duplicates: list[dict] = field(default_factory=list)
     mos_raw: np.ndarray = field(default_factory=lambda: np.empty(0))
     mos: np.ndarray = field(default_factory=lambda: np.empty(0))
 
@@ -123,9 +129,40 @@ def check_database(
             seen.add(path)
         report.duplicates = [images for images in groups.values() if len(images) > 1]
         good = good.drop(index=failed)
+        report.near_duplicates = near_duplicate_pairs(datamodule, good)
     report.mos_raw = good["mos_raw"].to_numpy(dtype=float)
     report.mos = good["mos"].to_numpy(dtype=float)
     return report
+
+
+def near_duplicate_pairs(datamodule: IQADataModule, records: pd.DataFrame) -> list[dict]:
+    """The near-duplicate pairs among ``records`` (``IQADataModule.find_near_duplicates``) with
+    both images' published MOS."""
+    pairs = datamodule.find_near_duplicates(records)
+    mos = records.drop_duplicates(["db", "image"]).set_index(["db", "image"])
+    return [
+        {
+            **pair,
+            **{
+                f"{column}_{side}": float(mos.at[(pair["db"], pair[f"image_{side}"]), column])
+                for column in ("mos_raw", "mos")
+                for side in "ab"
+            },
+        }
+        for pair in pairs.to_dict("records")
+    ]
+
+
+def twin_agreement(pairs: list[dict]) -> str:
+    """How well the MOS of near-duplicate twins agree: SRCC over the pairs and the median
+    absolute difference of their normalised MOS."""
+    a = np.array([p["mos_a"] for p in pairs])
+    b = np.array([p["mos_b"] for p in pairs])
+    srcc = spearmanr(a, b).statistic if len(pairs) > 2 else float("nan")
+    return (
+        f"MOS of near-duplicate twins: SRCC {srcc:.3f} over {len(pairs)} pairs, median "
+        f"|ΔMOS| {np.median(np.abs(a - b)):.4f} (normalised to [0, 1])"
+    )
 
 
 def histogram_lines(values: np.ndarray, bins: int = 10, width: int = 40) -> list[str]:
@@ -157,6 +194,7 @@ def render(report: CheckReport, console: Console, show: int = 20) -> None:
         ("unreadable (header, size, truncation)", report.count("unreadable")),
         ("unreadable (full decode)", report.count("decode")),
         (f"duplicated (identical pixels, {len(report.duplicates)} groups)", duplicated),
+        ("near-duplicate pairs (data.near_duplicates)", len(report.near_duplicates)),
         ("label problems (MOS not finite, listed twice)", report.count("label")),
         ("usable", report.usable),
     ]
@@ -184,6 +222,17 @@ def render(report: CheckReport, console: Console, show: int = 20) -> None:
     for kind in ("missing", "unreadable", "decode", "label"):
         listing(kind, [f"{b['image']}: {b['reason']}" for b in report.bad if b["kind"] == kind])
     listing("identical images", [", ".join(group) for group in report.duplicates])
+    listing(
+        "near-duplicate pairs",
+        [
+            f"{p['image_a']} (MOS {p['mos_raw_a']:.4g}) ~ {p['image_b']} "
+            f"(MOS {p['mos_raw_b']:.4g}): "
+            f"thumbnail correlation {p['correlation']:.4f}, PSNR {p['psnr']:.1f} dB"
+            for p in report.near_duplicates
+        ],
+    )
+    if report.near_duplicates:
+        console.print(twin_agreement(report.near_duplicates), markup=False)
     code, verdict = report.verdict
     console.print(verdict, style="bold red" if code else "bold green", markup=False)
 
@@ -192,6 +241,7 @@ def run_check(cfg: DictConfig, console: Console | None = None) -> int:
     """Instantiate ``cfg.data``, check it, print the report; returns the exit status."""
     console = console or Console()
     datamodule: IQADataModule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
+    datamodule.hash_cache_dir = cfg.paths.cache_dir  # thumbnails and near-duplicate pairs
     try:
         datamodule.prepare_data()
         report = check_database(datamodule, decode=cfg.decode, workers=cfg.workers)

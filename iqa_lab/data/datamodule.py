@@ -35,6 +35,7 @@ import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -49,6 +50,12 @@ from iqa_lab.data.bad_inputs import BadInputError, BadInputs, bad_inputs_message
 from iqa_lab.data.collate import IQACollate
 from iqa_lab.data.images import BadImageError, FileResolver, load_rgb, probe_image
 from iqa_lab.data.leakage import check_leakage
+from iqa_lab.data.near_duplicates import (
+    NearDuplicateSettings,
+    find_near_duplicates,
+    join_near_duplicates,
+    straddling_pairs,
+)
 from iqa_lab.data.protocols import Protocol, assign_splits
 from iqa_lab.data.records import BOX_COLUMNS, check_schema, label_problems, validate_records
 from iqa_lab.data.transforms import build_transform
@@ -212,6 +219,7 @@ class IQADataModule(L.LightningDataModule):
         max_pixels: int | None = 100_000_000,
         collate: str = "stack",
         std_range: tuple | None = None,
+        near_duplicates: Mapping | None = None,
         **parser_options,
     ):
         super().__init__()
@@ -243,6 +251,11 @@ class IQADataModule(L.LightningDataModule):
         self.records: pd.DataFrame | None = None
         # Where the leakage guard caches pixel hashes (runs set paths.cache_dir); None: no cache.
         self.hash_cache_dir: str | None = None
+        # The near-duplicate pass (data.near_duplicates; None: none) and what it found.
+        self.near_duplicate_settings = (
+            NearDuplicateSettings(**near_duplicates) if near_duplicates is not None else None
+        )
+        self.near_duplicates: dict | None = None
         self.datasets: dict[str, IQADataset] = {}
 
     @property
@@ -285,7 +298,10 @@ class IQADataModule(L.LightningDataModule):
         records = check_schema(self.load_records().reset_index(drop=True))
         records = self.screen_inputs(records)
         validate_records(with_box_ids(records))
+        pairs = self.find_near_duplicates(records)
+        records = join_near_duplicates(records, pairs, self.protocol.name == "official")
         self.records = assign_splits(records, self.protocol)
+        self.near_duplicates = self.near_duplicate_report(self.records, pairs)
         self.check_splits(self.records)
         self.build_datasets()
 
@@ -353,6 +369,63 @@ class IQADataModule(L.LightningDataModule):
             cache_dir=self.hash_cache_dir,
             where=f"'{self.name}' under protocol={self.protocol.name}",
         )
+
+    def find_near_duplicates(self, records: pd.DataFrame) -> pd.DataFrame:
+        """Near-duplicate pairs (``data.near_duplicates``) within each database of ``records``
+        whose images do not already share a ``ref``: ``db``, ``image_a``, ``image_b``,
+        ``correlation``, ``psnr``; cached in ``hash_cache_dir`` if set."""
+        settings = self.near_duplicate_settings
+        frames = []
+        for db, rows in records.groupby("db", sort=True) if settings and settings.enabled else []:
+            rows = rows.assign(path=self.image_paths(rows).map(str)).drop_duplicates("path")
+            image_of = dict(zip(rows["path"], rows["image"]))
+            pairs = find_near_duplicates(
+                list(image_of),
+                settings,
+                cache_dir=self.hash_cache_dir,
+                name=str(db),
+                groups=rows["ref"].astype(str).tolist(),
+            )
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "db": db,
+                        "image_a": pairs["a"].map(image_of),
+                        "image_b": pairs["b"].map(image_of),
+                        "correlation": pairs["correlation"].round(6),
+                        "psnr": pairs["psnr"].round(3),
+                    }
+                )
+            )
+        columns = ["db", "image_a", "image_b", "correlation", "psnr"]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+    def near_duplicate_report(self, records: pd.DataFrame, pairs: pd.DataFrame) -> dict | None:
+        """What the near-duplicate pass found (results.json ``near_duplicates``): its settings, the
+        number of pairs, and those split between test and training (``straddling``: only
+        under ``protocol=official``, where the database fixes the sides), with a warning."""
+        settings = self.near_duplicate_settings
+        if not settings or not settings.enabled:
+            return None
+        straddling = straddling_pairs(records, pairs)
+        if straddling:
+            log.warning(
+                "'%s' under protocol=%s: %d near-duplicate pairs have one image in test and its "
+                "twin in training (e.g. %s ~ %s); they are listed in results.json and the test "
+                "metrics are also given without those test images (test_nodup/…)",
+                self.name,
+                self.protocol.name,
+                len(straddling),
+                straddling[0]["test_image"],
+                straddling[0]["train_image"],
+            )
+        return {"settings": asdict(settings), "pairs": len(pairs), "straddling": straddling}
+
+    @property
+    def test_images_with_training_twin(self) -> set[tuple[str, str]]:
+        """``(db, image)`` of the test images whose near-duplicate is in train / val."""
+        straddling = (self.near_duplicates or {}).get("straddling", [])
+        return {(item["db"], item["test_image"]) for item in straddling}
 
     def image_paths(self, records: pd.DataFrame) -> pd.Series:
         """The file of each record."""

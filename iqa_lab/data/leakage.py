@@ -9,6 +9,11 @@ two sides of a split (train / val / test).
 - shared reference: one ``ref`` (reference photo / content id) in two splits.
 
 ``check_leakage`` raises ``LeakageError`` listing the offending items; nothing is fitted.
+
+Near-duplicates (the same photo with slightly different pixels) are ``data.near_duplicates``'
+business, before the split: under content-based protocols each pair shares one ``ref`` (so the
+``ref`` check here keeps them together); under ``protocol=official`` the pairs that straddle test
+and training are reported, not refused (the database fixes the sides).
 """
 
 from __future__ import annotations

@@ -91,6 +91,18 @@ def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> di
     return {**metrics, **cross}
 
 
+def without_twins_metrics(
+    test: pd.DataFrame, twinned: set[tuple[str, str]], evaluation: DictConfig | dict | None
+) -> dict[str, float]:
+    """``test_nodup/…``: the test metrics without the test images that have a near-duplicate in
+    training (``twinned``: ``(db, image)``); empty when there are none."""
+    if not twinned:
+        return {}
+    has_twin = pd.MultiIndex.from_frame(test[["db", "image"]].astype(str)).isin(list(twinned))
+    metrics = test_metrics(test[~has_twin], evaluation)
+    return {"test_nodup/" + key.removeprefix("test/"): value for key, value in metrics.items()}
+
+
 def write_run_outputs(
     output_dir: str | Path,
     cfg: DictConfig,
@@ -110,6 +122,8 @@ def write_run_outputs(
     parity = datamodule.protocol.paper_parity
     test = predictions[predictions["split"] == "test"]
     metrics = test_metrics(test, cfg.get("evaluation"))
+    twinned = getattr(datamodule, "test_images_with_training_twin", set())
+    metrics.update(without_twins_metrics(test, twinned, cfg.get("evaluation")))
     if "head" in test:  # the figures show each database scored by its own head where it has one
         own = test[test["db"] == test["head"]]
         test = own if len(own) else test[test["head"] == test["head"].iloc[0]]
@@ -140,6 +154,8 @@ def write_run_outputs(
         "bad_inputs": {"count": len(datamodule.bad_inputs), "list": datamodule.bad_inputs},
         # Records kept with a remark (file-name case resolved, wrong extension).
         "input_notes": getattr(datamodule, "input_notes", []),
+        # Near-duplicate pairs found, and those straddling test and training (official splits).
+        "near_duplicates": getattr(datamodule, "near_duplicates", None),
         "git_commit": git_commit(),
         "machine": machine(),
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -195,6 +211,13 @@ def print_summary(results: dict, output_dir: str | Path) -> None:
         table.add_row(*([label] if label else []), *values)
     console = Console()
     console.print(table)
+    if "test_nodup/srcc" in metrics:
+        straddling = len((results.get("near_duplicates") or {}).get("straddling", []))
+        console.print(
+            "without the test images that have a near-duplicate in training ("
+            f"{straddling} pairs, results.json near_duplicates): "
+            + ", ".join(f"{k.upper()} {metrics[f'test_nodup/{k}']:.4f}" for k in keys)
+        )
     sizes = results["data"]["split_sizes"]
     console.print(f"data: {results['data']['name']} ({sizes}), wall time {results['wall_s']:.0f} s")
     console.print(
