@@ -194,16 +194,14 @@ def plan(spec: dict, extra: list[str]) -> list[Cell]:
                 )
                 cells.append(cell)
                 continue
+            cell.protocol = describe_protocol(cfg.protocol)
+            cell.selection = describe_selection(cfg, cell.entry)
             absent = data_absent(cfg.data)
             if absent:
                 cell.status, cell.detail = "absent", absent
                 cells.append(cell)
                 continue
             store = store_dir(cfg)
-            cell.protocol, cell.selection = (
-                describe_protocol(cfg.protocol),
-                describe_selection(cfg, cell.entry),
-            )
             for repeat in range(int(spec["repeats"])):
                 cfg_r = compose_cell(cell.entry, overrides + [f"protocol.repeat={repeat}"])
                 key = run_key(cfg_r)
@@ -306,7 +304,7 @@ def cell_frame(cells: list[Cell], spec: dict) -> pd.DataFrame:
 
 
 def _cell_text(line) -> str:
-    if line.status in ("absent", "unavailable", "missing", "failed"):
+    if line.status not in ("ok", "partial"):
         return f"{line.status}" + (f": {line.detail}" if line.detail else "")
     text = f"{line.ours:.4f} (IQR {line.iqr:.4f}, n={line.n})"
     if line.status == "partial":
