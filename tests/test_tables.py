@@ -59,6 +59,7 @@ def test_repeats_are_resumable_and_aggregated(make_cfg, tmp_path):
     frame = write_aggregate([tmp_path / "sweep"])
     srcc = frame[frame["metric"] == "test/srcc"].iloc[0]
     assert srcc["n"] == 2  # the reused copy of repeat 1 counts once
+    assert len(srcc["commits"]) == 1  # both repeats ran this code
     assert srcc["median"] == pytest.approx(np.median([r["test/srcc"] for r in results]))
     assert (tmp_path / "sweep/aggregate.md").is_file()
 
@@ -332,7 +333,10 @@ def test_dry_run_prints_the_plan_writes_nothing_and_a_code_change_reruns(
     out = capsys.readouterr().out
     assert launched == 0
     assert f"- baseline × synthetic: run repeats [1]; reuse repeats [0] from {'c' * 40}" in out
-    assert "- baseline × KonIQ-10k: absent: database absent: <data_root>/nowhere" in out
+    assert (
+        "- baseline × KonIQ-10k: absent: database absent: <data_root>/nowhere "
+        "[official: the database's official sets" in out
+    )
     assert "1 run(s) would be launched" in out
     assert not (tmp_path / "results").exists()
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["runs", "store"]

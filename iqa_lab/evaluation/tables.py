@@ -408,8 +408,9 @@ def plan_text(cells: list[Cell], spec: dict) -> str:
     lines = [f"plan of {spec['name']} ({spec['repeats']} repeat(s) per cell):"]
     for cell in cells:
         head = f"- {cell.row} × {cell.column}: "
+        ran = f" [{cell.protocol}; {cell.selection}]" if cell.protocol else ""
         if cell.status in ("absent", "unavailable"):
-            lines.append(head + f"{cell.status}: {cell.detail}")
+            lines.append(head + f"{cell.status}: {cell.detail}{ran}")
             continue
         parts = []
         if cell.missing:
@@ -418,7 +419,7 @@ def plan_text(cells: list[Cell], spec: dict) -> str:
         for repeat, commit in sorted(cell.reused.items()):
             by_commit.setdefault(commit, []).append(repeat)
         parts += [f"reuse repeats {r} from {c}" for c, r in by_commit.items()]
-        lines.append(head + "; ".join(parts) + f" [{cell.protocol}; {cell.selection}]")
+        lines.append(head + "; ".join(parts) + ran)
     runs = sum(len(c.missing) for c in cells if c.status not in ("absent", "unavailable"))
     lines.append(f"{runs} run(s) would be launched (cells sharing one run count it for each)")
     return "\n".join(lines) + "\n"
