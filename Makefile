@@ -56,9 +56,9 @@ check: install ## iqa-check: is a database usable? ARGS="data=… data.data_dir=
 aggregate: install ## iqa-aggregate: statistics over repeats, ARGS="DIR …" (make aggregate ARGS=--help)
 	$(PY) -m iqa_lab.evaluation.aggregate $(ARGS)
 
-reproduce-table: install ## iqa-table: every cell of experiments/tables/$(TABLE).yaml, ours beside published (data_root=… ARGS="overrides"; make reproduce-table ARGS=--help)
+reproduce-table: install ## iqa-table: every cell of experiments/tables/$(TABLE).yaml, ours beside published (data_root=… ARGS="overrides"; DRY_RUN=1 prints the plan, writes nothing; make reproduce-table ARGS=--help)
 	@test -n "$(TABLE)$(filter -h --help,$(ARGS))" || { echo "usage: make reproduce-table TABLE=<name>  (tables: $$(ls experiments/tables | sed 's/\.yaml//' | tr '\n' ' '))"; exit 2; }
-	$(PY) -m iqa_lab.evaluation.tables $(TABLE) $(if $(data_root),paths.data_root=$(abspath $(data_root))) $(ARGS)
+	$(PY) -m iqa_lab.evaluation.tables $(TABLE) $(if $(data_root),paths.data_root=$(abspath $(data_root))) $(if $(DRY_RUN),--dry-run) $(ARGS)
 
 table: reproduce-table ## the same as reproduce-table (make table TABLE=<name>; make table ARGS=--help)
 

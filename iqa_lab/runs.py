@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.evaluation.outputs import print_summary
 from iqa_lab.evaluation.results import write_results_json
-from iqa_lab.evaluation.runstore import find_finished
+from iqa_lab.evaluation.runstore import entry_commit, find_finished
 
 log = logging.getLogger("iqa_lab")
 
@@ -52,25 +52,28 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
 
 
 def reuse_finished_run(cfg: DictConfig) -> dict | None:
-    """If a run with this config already finished (``logs/store``), point this run's folder at it
-    (``results.json`` with ``reused_from``), print its summary and return its results; else
-    None."""
+    """If a run with this config, this code version and these label files already finished
+    (``logs/store``, see ``runstore``), point this run's folder at it (``results.json`` with
+    ``reused_from`` and ``reused_from_commit``), print its summary marked ``REUSED from
+    <commit>`` and return its results; else None."""
     if not cfg.get("reuse_finished"):
         return None
     entry = find_finished(cfg)
     if entry is None:
         return None
-    results = dict(entry["results"], reused_from=entry["output_dir"])
+    commit = entry_commit(entry)
+    results = dict(entry["results"], reused_from=entry["output_dir"], reused_from_commit=commit)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_results_json(output_dir / "results.json", results)
     log.info(
-        "this config already finished in %s (repeat %s): reusing its results; "
-        "reuse_finished=false runs it again",
+        "this config already finished with this code and these label files in %s (repeat %s): "
+        "reusing its results; reuse_finished=false runs it again",
         entry["output_dir"],
         entry.get("repeat"),
     )
     print_summary(results, output_dir)
+    print(f"REUSED from {commit} ({entry['output_dir']}); reuse_finished=false runs it again")
     return results
 
 

@@ -59,6 +59,7 @@ def test_repeats_are_resumable_and_aggregated(make_cfg, tmp_path):
     frame = write_aggregate([tmp_path / "sweep"])
     srcc = frame[frame["metric"] == "test/srcc"].iloc[0]
     assert srcc["n"] == 2  # the reused copy of repeat 1 counts once
+    assert len(srcc["commits"]) == 1  # both repeats ran this code
     assert srcc["median"] == pytest.approx(np.median([r["test/srcc"] for r in results]))
     assert (tmp_path / "sweep/aggregate.md").is_file()
 
@@ -224,3 +225,196 @@ def test_aggregate_says_what_sets_each_group_apart():
     groups = {"a": [run(None, 0), run(None, 1)], "b": [run([], 0), run([], 1)]}
     assert settings(groups) == {"a": "model.staircase.paths=None", "b": "model.staircase.paths=[]"}
     assert settings({"a": groups["a"]}) == {"a": ""}
+
+
+def _mixed_protocol_table(folder: Path) -> Path:
+    """A table whose columns replace its protocol (official, leave-one-out), one absent database
+    and a row that does not train."""
+    spec = {
+        "title": "mixed protocols",
+        "source": "test",
+        "protocol": ["protocol=content"],
+        "repeats": 2,
+        "metrics": ["test/srcc"],
+        "base": [o for o in TINY_DATA if o.startswith("protocol.")] + TINY_TRAINING,
+        "rows": {
+            "baseline": [],
+            "BRISQUE": {
+                "overrides": ["model=classical", "model.metric=brisque_live"],
+                "entry": "eval",
+                "base": False,
+            },
+        },
+        "columns": {
+            "synthetic": ["data=synthetic"]
+            + [o for o in TINY_DATA if not o.startswith("protocol.")],
+            "KonIQ-10k": ["data=koniq10k", "protocol=official"],
+            "held out": [
+                "data=synthetic_pair",
+                "protocol=leave_one_out",
+                "protocol.held_out=synth_b",
+            ]
+            + TINY_PAIR,
+        },
+    }
+    path = folder / "mixed_protocols.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_each_cell_names_its_protocol_selection_iqr_commit_and_data_root(tmp_path):
+    """The table says what each cell ran (not one protocol for columns that ran others), the IQR
+    beside the median, the commit of its runs, and databases relative to ``<data_root>``."""
+    from iqa_lab.evaluation.tables import load_spec, plan, render
+
+    data_root = tmp_path / "databases"
+    spec = load_spec(str(_mixed_protocol_table(tmp_path)))
+    cells = plan(spec, [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_root={data_root}"])
+    cell = {(c.row, c.column): c for c in cells}
+    done = cell["baseline", "synthetic"]
+    done.status, done.commits = "ok", ["a" * 40, "b" * 40 + "-dirty"]
+    done.values = {"test/srcc": describe([0.7, 0.8, 0.9])}
+    render(cells, spec, tmp_path / "out", "make reproduce-table", str(data_root))
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    lines = markdown.splitlines()
+    assert (
+        "| baseline | synthetic | content: train 50% / test 50%, val 50% of train | "
+        "max val/srcc on the val split | 0.8000 (IQR 0.1000, n=3) | — | — | "
+        "aaaaaaaaaa, bbbbbbbbbb-dirty |"
+    ) in lines
+    assert (
+        "| baseline | KonIQ-10k | official: the database's official sets, val 50% of train "
+        "where none is published | max val/srcc on the val split | "
+        "absent: database absent: <data_root>/koniq10k | — | — | — |"
+    ) in lines
+    assert any(
+        line.startswith(
+            "| baseline | held out | leave_one_out: held out synth_b, val 50% of train | "
+            "max val/srcc on the val split |"
+        )
+        for line in lines
+    )
+    assert any(line.startswith("| BRISQUE | synthetic | content: ") for line in lines)
+    assert "| none (no training) |" in markdown
+    for name in ("table.md", "table.csv", "table.tex", "provenance.json"):
+        assert str(data_root) not in (tmp_path / "out" / name).read_text()
+    provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    shown = next(
+        c for c in provenance["cells"] if c["row"] == "baseline" and c["column"] == "synthetic"
+    )
+    assert shown["commits"] == ["a" * 40, "b" * 40 + "-dirty"]
+    assert shown["protocol"].startswith("content: ")
+    assert r"0.8000$^\dagger$" not in (tmp_path / "out" / "table.tex").read_text()
+    assert "& 0.8000 & 0.1000 &" in (tmp_path / "out" / "table.tex").read_text()
+
+
+def test_dry_run_prints_the_plan_writes_nothing_and_a_code_change_reruns(
+    tmp_path, capsys, monkeypatch
+):
+    from iqa_lab.evaluation import runstore
+    from iqa_lab.evaluation.tables import load_spec, plan
+
+    path = _absent_table(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["repeats"] = 2
+    spec["columns"]["synthetic"] = ["data=synthetic"] + TINY_DATA
+    path.write_text(yaml.safe_dump(spec))
+    extra = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_root={tmp_path}"]
+    cells = {c.column: c for c in plan(load_spec(str(path)), extra)}
+    # Repeat 0 of the synthetic cell finished earlier, at another commit.
+    finished = tmp_path / "logs" / "runs" / "0"
+    finished.mkdir(parents=True)
+    (finished / "results.json").write_text("{}")
+    store = tmp_path / "logs" / "store"
+    store.mkdir()
+    entry = {"output_dir": str(finished), "git_commit": "c" * 40, "results": {}}
+    (store / f"{cells['synthetic'].keys[0]}.json").write_text(json.dumps(entry))
+    frame, launched = reproduce(str(path), extra, results_dir=tmp_path / "results", dry_run=True)
+    out = capsys.readouterr().out
+    assert launched == 0
+    assert f"- baseline × synthetic: run repeats [1]; reuse repeats [0] from {'c' * 40}" in out
+    assert (
+        "- baseline × KonIQ-10k: absent: database absent: <data_root>/nowhere "
+        "[official: the database's official sets" in out
+    )
+    assert "1 run(s) would be launched" in out
+    assert not (tmp_path / "results").exists()
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["runs", "store"]
+    assert len(list(store.iterdir())) == 1
+    # After a code change the same repeat is no longer finished.
+    monkeypatch.setattr(runstore, "code_version", lambda: "code after a fix")
+    again = {c.column: c for c in plan(load_spec(str(path)), extra)}
+    assert again["synthetic"].missing == [0, 1]
+
+
+def test_flop_and_parameter_counts_match_a_hand_count():
+    import torch
+
+    from iqa_lab.models.size import count_flops, count_parameters, measure
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, kernel_size=3, padding=1),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )
+    assert count_parameters(model) == (4 * 3 * 3 * 3 + 4) + (4 * 2 + 2)
+    conv = 2 * (8 * 6) * 4 * (3 * 3 * 3)  # 2 FLOPs per multiply-add, each output pixel
+    linear = 2 * 4 * 2
+    assert count_flops(model, (8, 6)) == conv + linear
+    assert measure(model, (8, 6))["macs"] == (conv + linear) / 2
+
+
+def test_stairiqa_resnet50_has_the_parameters_of_table_iv(make_cfg):
+    """StairIQA Table IV: ResNet50 without staircase, one regressor: 23.770 M parameters."""
+    from iqa_lab.models.size import build_without_weights, count_parameters
+
+    cfg = make_cfg(
+        "train",
+        ["experiment=stairiqa", "model.backbone.name=resnet50", "model.staircase.paths=[]"],
+        tiny=False,
+    )
+    model = build_without_weights(cfg.model, ["koniq10k"])
+    assert round(count_parameters(model) / 1e6, 3) == 23.770
+
+
+def test_a_table_with_model_size_renders_measured_and_published_sizes(tmp_path):
+    from iqa_lab.evaluation.tables import load_spec, model_sizes, plan, render
+
+    spec_path = tmp_path / "sized.yaml"
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "title": "sized",
+                "source": "test",
+                "repeats": 1,
+                "metrics": ["test/srcc"],
+                "rows": {
+                    "lite0": ["model.backbone.name=tf_efficientnet_lite0"],
+                    "NIQE": {
+                        "overrides": ["model=classical", "model.metric=niqe"],
+                        "entry": "eval",
+                    },
+                },
+                "columns": {"synthetic": ["data=synthetic"]},
+                "model_size": {
+                    "input_size": [32, 32],
+                    "published": {"lite0": {"params_m": 3.5, "gflops": 0.4}},
+                },
+            }
+        )
+    )
+    spec = load_spec(str(spec_path))
+    cells = plan(spec, [f"paths.log_dir={tmp_path / 'logs'}"])
+    sizes = model_sizes(spec, cells)
+    assert list(sizes) == ["lite0"] and sizes["lite0"]["input_size"] == [32, 32]
+    assert sizes["lite0"]["flops"] == 2 * sizes["lite0"]["macs"] > 0
+    render(cells, spec, tmp_path / "out", "make reproduce-table", None, sizes)
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    size = sizes["lite0"]
+    assert (
+        f"| lite0 | {size['params'] / 1e6:.3f} | {size['flops'] / 1e9:.3f} | "
+        f"{size['macs'] / 1e9:.3f} | 3.500 | 0.400 |"
+    ) in markdown
+    provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert provenance["model_size"]["lite0"]["params"] == size["params"]

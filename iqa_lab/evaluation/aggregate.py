@@ -108,6 +108,8 @@ def summarise(runs: list[dict], metrics: list[str] | None = None) -> pd.DataFram
                     "protocol": first["protocol"]["name"],
                     "paper_parity": any(r.get("paper_parity") for r in members),
                     "repeats": sorted(int(r["split"]["repeat"]) for r in members),
+                    # A group is keyed by config only: say which code computed its repeats.
+                    "commits": sorted({str(r.get("git_commit")) for r in members}),
                     "metric": key,
                     **describe([r["metrics"].get(key) for r in members]),
                 }

@@ -21,8 +21,16 @@ name), e.g. ``test/{column}/srcc`` or ``test/{row}/by_{column}/srcc``. For each 
    protocol.repeat=0,1,…``), in a subprocess, so every run is an ordinary run with its own outputs;
 4. aggregates the median (and n, IQR) of each metric over the repeats and renders Markdown, CSV
    and LaTeX into ``<paths.results_dir>/<name>/`` with the published value, the difference, the
-   command, the git commit and the machine. Cells that used ``selection=test`` are stamped
-   ``paper-parity``.
+   command, the git commit of each cell's runs and the machine. Each cell names its resolved
+   protocol and checkpoint selection (a row or column may replace the table's protocol), and
+   paths under ``paths.data_root`` are written ``<data_root>/…``. Cells that used
+   ``selection=test`` are stamped ``paper-parity``.
+
+A run is reused only when its config, the code version and the label files are unchanged
+(``runstore``): after a code change every cell runs again. ``--dry-run`` prints the plan (which
+repeats run, which are reused and from which commit, which cells are absent) and writes nothing.
+A spec's ``model_size: {input_size: [h, w], published: {row: {params_m, gflops}}}`` adds each
+row's measured parameters and FLOPs (``models.size``), beside the published ones.
 """
 
 from __future__ import annotations
@@ -46,10 +54,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from iqa_lab.evaluation.aggregate import describe
+from iqa_lab.evaluation.cell_provenance import (
+    describe_protocol,
+    describe_selection,
+    relative_to_data_root,
+)
 from iqa_lab.evaluation.report import table_plot
 from iqa_lab.evaluation.results import git_commit, machine
-from iqa_lab.evaluation.runstore import run_key, store_dir
+from iqa_lab.evaluation.runstore import entry_commit, read_entry, run_key, store_dir
 from iqa_lab.files import atomic_write_text
+from iqa_lab.models.size import build_without_weights, measure
 
 SYNTHETIC_TARGET = "iqa_lab.data.synthetic.SyntheticDataModule"
 
@@ -66,6 +80,10 @@ class Cell:
     missing: list[int] = field(default_factory=list)
     values: dict = field(default_factory=dict)  # metric -> describe() dict
     paper_parity: bool = False
+    protocol: str = ""  # the resolved protocol, in words (cell_provenance)
+    selection: str = ""  # how the tested checkpoint was chosen
+    reused: dict[int, str] = field(default_factory=dict)  # finished repeat -> its commit
+    commits: list[str] = field(default_factory=list)  # commits of the runs shown
 
 
 def _as_overrides(value) -> tuple[list[str], str]:
@@ -176,6 +194,8 @@ def plan(spec: dict, extra: list[str]) -> list[Cell]:
                 )
                 cells.append(cell)
                 continue
+            cell.protocol = describe_protocol(cfg.protocol)
+            cell.selection = describe_selection(cfg, cell.entry)
             absent = data_absent(cfg.data)
             if absent:
                 cell.status, cell.detail = "absent", absent
@@ -186,8 +206,11 @@ def plan(spec: dict, extra: list[str]) -> list[Cell]:
                 cfg_r = compose_cell(cell.entry, overrides + [f"protocol.repeat={repeat}"])
                 key = run_key(cfg_r)
                 cell.keys.append(key)
-                if not (store / f"{key}.json").is_file():
+                finished = read_entry(store, key)
+                if finished is None:
                     cell.missing.append(repeat)
+                else:
+                    cell.reused[repeat] = entry_commit(finished)
             cell.paper_parity = cfg.protocol.selection == "test"
             cells.append(cell)
     GlobalHydra.instance().clear()
@@ -217,11 +240,13 @@ def launch(cell: Cell, spec: dict, sweep_root: Path) -> int:
 
 def collect(cell: Cell, store: Path, spec: dict) -> None:
     """Median etc. over the cell's finished repeats, from the run store."""
-    runs = []
+    runs, commits = [], set()
     for key in cell.keys:
-        path = store / f"{key}.json"
-        if path.is_file():
-            runs.append(json.loads(path.read_text())["results"])
+        entry = read_entry(store, key)
+        if entry is not None:
+            runs.append(entry["results"])
+            commits.add(entry_commit(entry))
+    cell.commits = sorted(commits)
     cell.values = {
         m: describe([r["metrics"].get(metric_key(m, spec, cell.row, cell.column)) for r in runs])
         for m in spec["metrics"]
@@ -270,15 +295,18 @@ def cell_frame(cells: list[Cell], spec: dict) -> pd.DataFrame:
                     "status": cell.status,
                     "detail": cell.detail,
                     "stamp": "paper-parity" if cell.paper_parity else "",
+                    "protocol": cell.protocol,
+                    "selection": cell.selection,
+                    "commits": " ".join(cell.commits),
                 }
             )
     return pd.DataFrame(lines)
 
 
 def _cell_text(line) -> str:
-    if line.status in ("absent", "unavailable", "missing", "failed"):
+    if line.status not in ("ok", "partial"):
         return f"{line.status}" + (f": {line.detail}" if line.detail else "")
-    text = f"{line.ours:.4f} (n={line.n})"
+    text = f"{line.ours:.4f} (IQR {line.iqr:.4f}, n={line.n})"
     if line.status == "partial":
         text += f" partial: {line.detail}"
     if line.stamp:
@@ -286,16 +314,24 @@ def _cell_text(line) -> str:
     return text
 
 
+def _short_commit(commit: str) -> str:
+    """A commit hash cut to 10 characters (its ``-dirty`` mark kept); other text as it is."""
+    match = re.fullmatch(r"([0-9a-f]{40})(-dirty)?", commit)
+    return match.group(1)[:10] + (match.group(2) or "") if match else commit
+
+
 def render_markdown(frame: pd.DataFrame, spec: dict, header: dict) -> str:
     out = [
         f"# {spec['title']}",
         "",
         f"- source of the published numbers: {spec['source']}",
-        f"- protocol: `{' '.join(spec.get('protocol', [])) or 'config default'}`, "
-        f"{spec['repeats']} repeat(s), ours = median over repeats",
+        f"- protocol: each cell's resolved protocol and checkpoint selection are in its line "
+        f"(the spec's default: `{' '.join(spec.get('protocol', [])) or 'config default'}`, which "
+        f"a row or column may replace); {spec['repeats']} repeat(s), ours = median over repeats "
+        f"(IQR of the repeats)",
         f"- command: `{header['command']}`",
-        f"- git commit `{header['git_commit']}`, machine: {header['machine']}, "
-        f"rendered {header['date']}",
+        f"- rendered by git commit `{header['git_commit']}`, machine: {header['machine']}, "
+        f"rendered {header['date']}; each cell's numbers come from the commit(s) in its line",
     ]
     if spec.get("note"):
         out.append(f"- note: {spec['note'].strip()}")
@@ -304,8 +340,8 @@ def render_markdown(frame: pd.DataFrame, spec: dict, header: dict) -> str:
             "",
             f"## {metric}",
             "",
-            "| row | column | ours | published | Δ (ours − pub.) |",
-            "|---|---|---|---|---|",
+            "| row | column | protocol | selection | ours | published | Δ (ours − pub.) | commit |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for line in frame[frame["metric"] == metric].itertuples():
             pub = (
@@ -314,7 +350,11 @@ def render_markdown(frame: pd.DataFrame, spec: dict, header: dict) -> str:
                 else "—"
             )
             diff = f"{line.diff:+.4f}" if np.isfinite(line.diff) else "—"
-            out.append(f"| {line.row} | {line.column} | {_cell_text(line)} | {pub} | {diff} |")
+            commits = ", ".join(_short_commit(c) for c in line.commits.split()) or "—"
+            out.append(
+                f"| {line.row} | {line.column} | {line.protocol or '—'} | "
+                f"{line.selection or '—'} | {_cell_text(line)} | {pub} | {diff} | {commits} |"
+            )
     return "\n".join(out) + "\n"
 
 
@@ -332,27 +372,28 @@ def _latex_escape(text: str) -> str:
 
 def render_latex(frame: pd.DataFrame, spec: dict) -> str:
     lines = [
-        r"\begin{tabular}{llllll}",
+        r"\begin{tabular}{lllllllll}",
         r"\hline",
-        r"Row & Column & Metric & Ours (median) & Published & $\Delta$ \\",
+        r"Row & Column & Metric & Protocol & Selection & Ours (median) & IQR & Published & "
+        r"$\Delta$ \\",
         r"\hline",
     ]
     for line in frame.itertuples():
-        ours = f"{line.ours:.4f}" if np.isfinite(line.ours) else line.status
+        ours = _latex_escape(f"{line.ours:.4f}" if np.isfinite(line.ours) else line.status)
         if line.stamp:
             ours += r"$^\dagger$"
+        iqr = f"{line.iqr:.4f}" if line.iqr is not None and np.isfinite(line.iqr) else "--"
         pub = (
             f"{line.published:.4f}"
             if line.published is not None and np.isfinite(line.published)
             else "--"
         )
         diff = f"{line.diff:+.4f}" if np.isfinite(line.diff) else "--"
-        lines.append(
-            " & ".join(
-                _latex_escape(str(v)) for v in (line.row, line.column, line.metric, ours, pub, diff)
-            )
-            + r" \\"
-        )
+        escaped = [
+            _latex_escape(str(v))
+            for v in (line.row, line.column, line.metric, line.protocol, line.selection)
+        ]
+        lines.append(" & ".join([*escaped, ours, iqr, pub, diff]) + r" \\")
     lines += [
         r"\hline",
         r"\end{tabular}",
@@ -362,9 +403,95 @@ def render_latex(frame: pd.DataFrame, spec: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(cells: list[Cell], spec: dict, out_dir: Path, command: str) -> pd.DataFrame:
+def plan_text(cells: list[Cell], spec: dict) -> str:
+    """What ``reproduce`` would do, cell by cell (``--dry-run``)."""
+    lines = [f"plan of {spec['name']} ({spec['repeats']} repeat(s) per cell):"]
+    for cell in cells:
+        head = f"- {cell.row} × {cell.column}: "
+        ran = f" [{cell.protocol}; {cell.selection}]" if cell.protocol else ""
+        if cell.status in ("absent", "unavailable"):
+            lines.append(head + f"{cell.status}: {cell.detail}{ran}")
+            continue
+        parts = []
+        if cell.missing:
+            parts.append(f"run repeats {cell.missing}")
+        by_commit: dict[str, list[int]] = {}
+        for repeat, commit in sorted(cell.reused.items()):
+            by_commit.setdefault(commit, []).append(repeat)
+        parts += [f"reuse repeats {r} from {c}" for c, r in by_commit.items()]
+        lines.append(head + "; ".join(parts) + ran)
+    runs = sum(len(c.missing) for c in cells if c.status not in ("absent", "unavailable"))
+    lines.append(f"{runs} run(s) would be launched (cells sharing one run count it for each)")
+    return "\n".join(lines) + "\n"
+
+
+def model_sizes(spec: dict, cells: list[Cell]) -> dict[str, dict]:
+    """Row -> parameters and FLOPs of the row's model at ``model_size.input_size`` (built without
+    pretrained weights), for a spec with ``model_size``; rows that do not train are left out."""
+    options = spec.get("model_size")
+    if not options:
+        return {}
+    sizes = {}
+    for cell in cells:
+        if cell.row in sizes or cell.entry != "train" or cell.status == "unavailable":
+            continue
+        cfg = compose_cell(cell.entry, cell.overrides)
+        data = cfg.data
+        heads = list(data.databases) if "databases" in data else [data.name]
+        sizes[cell.row] = measure(build_without_weights(cfg.model, heads), options["input_size"])
+    GlobalHydra.instance().clear()
+    return sizes
+
+
+def render_model_sizes(sizes: dict[str, dict], spec: dict) -> str:
+    """The Markdown section of measured (and published) parameters and FLOPs per row."""
+    if not sizes:
+        return ""
+    options = spec["model_size"]
+    published = options.get("published") or {}
+    height, width = options["input_size"]
+    out = [
+        "",
+        f"## model size (one {height}×{width} image, weights random: size only)",
+        "",
+        "FLOPs counted by torch.utils.flop_counter (a multiply-add = 2 FLOPs; convolutions and "
+        "matrix products only); GMACs = GFLOPs / 2, the convention of thop-style counters.",
+    ]
+    if options.get("note"):
+        out += ["", options["note"].strip()]
+    out += [
+        "",
+        "| row | params (M) | GFLOPs | GMACs | published params (M) | published GFLOPs "
+        "(as printed) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row, size in sizes.items():
+        pub = published.get(row) or {}
+        pub_params = f"{pub['params_m']:.3f}" if "params_m" in pub else "—"
+        pub_flops = f"{pub['gflops']:.3f}" if "gflops" in pub else "—"
+        out.append(
+            f"| {row} | {size['params'] / 1e6:.3f} | {size['flops'] / 1e9:.3f} | "
+            f"{size['macs'] / 1e9:.3f} | {pub_params} | {pub_flops} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def render(
+    cells: list[Cell],
+    spec: dict,
+    out_dir: Path,
+    command: str,
+    data_root: str | None = None,
+    sizes: dict[str, dict] | None = None,
+) -> pd.DataFrame:
+    """Write table.{csv,md,tex}, provenance.json and table.png into ``out_dir``; paths under
+    ``data_root`` are written ``<data_root>/…``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = cell_frame(cells, spec)
+
+    def write(name: str, text: str) -> None:
+        atomic_write_text(out_dir / name, relative_to_data_root(text, data_root))
+
     info = machine()
     header = {
         "command": command,
@@ -372,11 +499,11 @@ def render(cells: list[Cell], spec: dict, out_dir: Path, command: str) -> pd.Dat
         "machine": f"{info['cpus']} CPUs, {info['gpu'] or 'no GPU'}, torch {info['torch']}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    atomic_write_text(out_dir / "table.csv", frame.to_csv(index=False))
-    atomic_write_text(out_dir / "table.md", render_markdown(frame, spec, header))
-    atomic_write_text(out_dir / "table.tex", render_latex(frame, spec))
-    atomic_write_text(
-        out_dir / "provenance.json",
+    write("table.csv", frame.to_csv(index=False))
+    write("table.md", render_markdown(frame, spec, header) + render_model_sizes(sizes or {}, spec))
+    write("table.tex", render_latex(frame, spec))
+    write(
+        "provenance.json",
         json.dumps(
             {
                 **header,
@@ -388,10 +515,14 @@ def render(cells: list[Cell], spec: dict, out_dir: Path, command: str) -> pd.Dat
                         "overrides": c.overrides,
                         "entry": c.entry,
                         "status": c.status,
+                        "protocol": c.protocol,
+                        "selection": c.selection,
+                        "commits": c.commits,
                         "run_keys": c.keys,
                     }
                     for c in cells
                 ],
+                "model_size": sizes or {},
             },
             indent=1,
         ),
@@ -421,15 +552,17 @@ def reproduce(
     cells = plan(spec, extra)
     cfg = compose_cell("train", list(spec.get("base", [])) + extra)
     store, log_dir = store_dir(cfg), Path(cfg.paths.log_dir)
+    data_root = str(cfg.paths.data_root)
     GlobalHydra.instance().clear()
     sweep_root = log_dir / "tables" / spec["name"] / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    if dry_run:
+        print(relative_to_data_root(plan_text(cells, spec), data_root))
+        return cell_frame(cells, spec), 0
     launched = 0
     for cell in cells:
         # Cells that share a run (column_overrides: false) find it finished by an earlier cell.
-        cell.missing = [
-            r for r, key in enumerate(cell.keys) if not (store / f"{key}.json").is_file()
-        ]
-        if cell.status in ("absent", "unavailable") or not cell.missing or dry_run:
+        cell.missing = [r for r, key in enumerate(cell.keys) if read_entry(store, key) is None]
+        if cell.status in ("absent", "unavailable") or not cell.missing:
             continue
         launched += len(cell.missing)
         if launch(cell, spec, sweep_root) != 0:
@@ -442,7 +575,7 @@ def reproduce(
         + (" ARGS=" + shlex.quote(" ".join(extra)) if extra else "")
     )
     out_dir = Path(results_dir or configured["results_dir"]) / spec["name"]
-    frame = render(cells, spec, out_dir, command)
+    frame = render(cells, spec, out_dir, command, data_root, model_sizes(spec, cells))
     print("\n" + (out_dir / "table.md").read_text())
     print(f"launched {launched} run(s); rendered into {out_dir}")
     return frame, launched
@@ -466,7 +599,12 @@ def main(argv=None) -> None:
         default=None,
         help="where tables render (default: paths.results_dir, experiments/results of the project)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="plan and render, launch nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print which repeats would run, which are reused (from which commit) and which "
+        "cells are absent; launch and write nothing",
+    )
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides
     frame, _ = reproduce(
         args.table, args.overrides, args.results_dir, args.dry_run, args.tables_dir
