@@ -224,3 +224,109 @@ def test_aggregate_says_what_sets_each_group_apart():
     groups = {"a": [run(None, 0), run(None, 1)], "b": [run([], 0), run([], 1)]}
     assert settings(groups) == {"a": "model.staircase.paths=None", "b": "model.staircase.paths=[]"}
     assert settings({"a": groups["a"]}) == {"a": ""}
+
+
+def _spec_file(folder: Path, spec: dict) -> Path:
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump({"title": "t", "source": "test", "repeats": 1, **spec}))
+    return path
+
+
+PLCC_SPEC = {
+    "metrics": ["test/srcc", "test/plcc", "test/plcc_l4"],
+    "rows": {"ours": ["model=baseline"], "NIQE": ["model=classical"]},
+    "columns": {"A": ["data=synthetic"]},
+    "published": {"ours": {"A": {"srcc": 0.9, "plcc": 0.93}}, "NIQE": {"A": {"plcc": 0.65}}},
+}
+
+
+def test_a_published_plcc_must_say_which_plcc_it_is(tmp_path):
+    from iqa_lab.evaluation.tables import _published, load_spec
+
+    path = _spec_file(tmp_path, PLCC_SPEC)
+    with pytest.raises(SystemExit, match=r"spec\.yaml: the published PLCC of NIQE × A .*plcc_conv"):
+        load_spec(str(path))
+    l4 = {"metric": "plcc_l4", "citation": "official code, utils.performance_fit"}
+    for convention, message in (
+        ({"default": {"metric": "plcc_l4"}}, "lacks a citation"),
+        ({"default": {"metric": "logistic", "citation": "x"}}, "must name its metric"),
+        ({"default": {**l4, "metric": "plcc_l5"}}, "no test/plcc_l5"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            load_spec(str(_spec_file(tmp_path, {**PLCC_SPEC, "plcc_convention": convention})))
+    raw = {"metric": "plcc", "citation": "eq. (10): PLCC of the raw scores"}
+    spec = load_spec(
+        str(_spec_file(tmp_path, {**PLCC_SPEC, "plcc_convention": {"default": l4, "NIQE": raw}}))
+    )
+    # Each published PLCC stands beside its own metric only.
+    assert _published(spec, "ours", "A", "test/plcc_l4") == 0.93
+    assert _published(spec, "ours", "A", "test/plcc") is None
+    assert _published(spec, "NIQE", "A", "test/plcc") == 0.65
+    assert _published(spec, "NIQE", "A", "test/plcc_l4") is None
+    assert _published(spec, "ours", "A", "test/srcc") == 0.9
+    # A published key naming another fit than the stated one is a contradiction.
+    contradicting = {**PLCC_SPEC, "plcc_convention": {"default": l4, "NIQE": raw}}
+    contradicting["published"] = {"ours": {"A": {"plcc_l5": 0.93}}}
+    with pytest.raises(SystemExit, match="publishes 'plcc_l5' but plcc_convention says"):
+        load_spec(str(_spec_file(tmp_path, contradicting)))
+
+
+def test_published_only_rows_and_bracketed_gains(tmp_path):
+    """Rows the paper has but iqa_lab does not implement render as published only (nothing runs);
+    ``gains`` runs one baseline per column and brackets ours − baseline beside the paper's."""
+    from iqa_lab.evaluation.tables import gain_cells, load_spec, plan
+
+    photos = {"A": "[astronaut,coffee,camera]", "B": "[brick,coins,moon]"}
+    spec_path = _spec_file(
+        tmp_path,
+        {
+            "metrics": ["test/srcc"],
+            "rows": {
+                "ours": ["model=baseline"],
+                "HyperIQA": {"published_only": True, "note": "retrained by the paper"},
+            },
+            "columns": {c: ["data=synthetic", f"data.photos={p}"] for c, p in photos.items()},
+            "published": {"ours": {"A": 0.80, "B": 0.60}, "HyperIQA": {"A": 0.75}},
+            "gains": {
+                "label": "gain over the column's database alone",
+                "metric": "test/by_{column}/srcc",
+                "columns": {
+                    c: ["data=synthetic", f"data.photos={p}", "trainer.max_epochs=3"]
+                    for c, p in photos.items()
+                },
+                "published": {"ours": {"A": 0.0669, "B": -0.01}},
+            },
+        },
+    )
+    extra = [f"paths.log_dir={tmp_path / 'logs'}"]
+    spec = load_spec(str(spec_path))
+    cells, baselines = plan(spec, extra), gain_cells(spec, extra)
+    assert [c.status for c in cells if c.row == "HyperIQA"] == ["published-only"] * 2
+    assert len(baselines) == 2 and all(c.missing == [0] for c in baselines)
+    # Fake finished runs in the store: ours 0.80 / 0.62, the baselines 0.70 / 0.65.
+    store = tmp_path / "logs" / "store"
+    store.mkdir(parents=True)
+    ours = {"A": 0.80, "B": 0.62}
+    for cell in cells + baselines:
+        for key in cell.keys:
+            value = ours[cell.column] if cell in cells else {"A": 0.70, "B": 0.65}[cell.column]
+            metric = "test/srcc" if cell in cells else f"test/by_{cell.column}/srcc"
+            (store / f"{key}.json").write_text(
+                json.dumps({"results": {"metrics": {metric: value}}})
+            )
+    frame, launched = reproduce(str(spec_path), extra, results_dir=tmp_path / "results")
+    assert launched == 0
+    line = frame[(frame["row"] == "ours") & (frame["column"] == "A")].iloc[0]
+    assert line["gain"] == pytest.approx(0.10) and line["published_gain"] == 0.0669
+    markdown = (tmp_path / "results" / "spec" / "table.md").read_text()
+    assert "| ours | A | 0.8000 (+0.1000) (n=1) | 0.8000 (+0.0669) | +0.0000 |" in markdown
+    assert "| ours | B | 0.6200 (-0.0300) (n=1) | 0.6000 (-0.0100) | +0.0200 |" in markdown
+    assert (
+        "| HyperIQA | A | published-only: not implemented in iqa_lab: published value only, "
+        "nothing run (retrained by the paper) | 0.7500 | — |" in markdown
+    )
+    assert "- (bracket): gain over the column's database alone" in markdown
+    assert (
+        "0.8000 (+0.1000) & 0.8000 (+0.0669)"
+        in (tmp_path / "results" / "spec" / "table.tex").read_text()
+    )
