@@ -348,3 +348,29 @@ def test_full_summary_has_every_metric_of_the_issue():
     ):
         assert np.isfinite(out[key]), key
     assert out["srcc_ci_low"] <= out["srcc"] <= out["srcc_ci_high"]
+
+
+def test_mixed_test_sets_report_each_databases_fitted_plcc():
+    """IMDT and other mixed runs read per-database cells (StairIQA Table I): each database's
+    ``plcc_l4`` / ``plcc_l5`` must be in results.json beside its SRCC."""
+    import pandas as pd
+
+    from iqa_lab.evaluation.outputs import test_metrics
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for db in ("a", "b"):
+        pred = rng.uniform(size=60)
+        frames.append(
+            pd.DataFrame(
+                {"db": db, "prediction": pred, "mos": np.tanh(3 * pred) + rng.normal(0, 0.05, 60)}
+            )
+        )
+    test = pd.concat(frames, ignore_index=True)
+    metrics = test_metrics(test, {"resamples": 10})
+    for db, frame in test.groupby("db"):
+        for params in (4, 5):
+            assert metrics[f"test/{db}/plcc_l{params}"] == pytest.approx(
+                M.plcc_fitted(frame["prediction"], frame["mos"], params)
+            )
+    assert M.logistic_fit_failures(metrics) == []
