@@ -10,9 +10,13 @@ base sets training options; a row's ``columns: [...]`` limits it to those column
 full-reference metric to databases with references; a row's ``column_overrides: false`` makes one
 run serve all its columns, each column then naming the database whose metrics it shows
 (``test/srcc`` is read as ``test/<database>/srcc``), e.g. one IMDT run over six databases) and
-``published`` (row → column → {metric: value}). A metric may name its cell: ``{row}`` and
-``{column}`` are replaced by the labels, or by their entry in the spec's ``names`` (label → database
-name), e.g. ``test/{column}/srcc`` or ``test/{row}/by_{column}/srcc``. For each cell the driver
+``published`` (row → column → {metric: value}); a published PLCC needs ``plcc_convention``
+(``resolve_published_plcc``). A row ``{published_only: true, note: ...}`` is a method of the
+paper's table that iqa_lab does not implement: its published values, no run. ``gains`` adds
+bracketed gains over one baseline run per column (``gain_cells``). A metric may name its cell:
+``{row}`` and ``{column}`` are replaced by the labels, or by their entry in the spec's ``names``
+(label → database name), e.g. ``test/{column}/srcc`` or ``test/{row}/by_{column}/srcc``. For
+each cell the driver
 
 1. composes the cell's config for every repeat and looks its run up in the run store
    (``logs/store``, see ``runstore``): finished repeats are not run again;
