@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from scipy import stats
+from scipy import optimize, stats
 from sklearn import metrics as skm
 
 from iqa_lab.evaluation import metrics as M
@@ -100,6 +100,126 @@ def test_logistic_fit_falls_back_to_raw_predictions_with_a_warning():
         assert np.array_equal(M.map_logistic(x, x**2, 5), x)
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_fitted_plcc_of_too_few_images_is_nan_with_a_warning(n):
+    pred, mos = np.arange(float(n)), np.arange(float(n))[::-1] ** 2
+    for params in (4, 5):
+        with pytest.warns(RuntimeWarning, match="logistic needs more than"):
+            assert np.isnan(M.plcc_fitted(pred, mos, params))
+        with pytest.warns(RuntimeWarning, match="logistic needs more than"):
+            assert np.isnan(M.rmse_fitted(pred, mos, params))
+    with pytest.warns(RuntimeWarning, match="logistic needs more than"):
+        out = M.full_summary(pred, mos, resamples=10)
+    assert np.isnan(out["plcc_l4"]) and np.isnan(out["plcc_l5"])
+    assert out["plcc"] == pytest.approx(M.plcc(pred, mos))  # the raw PLCC is still defined
+    assert M.logistic_fit_failures({f"test/{k}": v for k, v in out.items()}) == [
+        "test/plcc_l4",
+        "test/plcc_l5",
+    ]
+
+
+def _realistic_case(rng: np.random.Generator, shape: str) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and MOS as evaluations produce them: S-curves, lines, outliers, steps that
+    single out the top or bottom few predictions, ties, negative correlation, skewed scores; on
+    arbitrary scales."""
+    n = int(rng.integers(40, 130))
+    x = rng.normal(0, 1, n)
+    if shape == "s-curve":
+        y = M.logistic_4(x, 4, 1, rng.normal(0, 0.5), rng.uniform(0.3, 1.5)) + rng.normal(0, 0.3, n)
+    elif shape == "line":
+        y = 0.5 * x + rng.normal(0, 0.5, n)
+    elif shape == "outliers":
+        y = np.tanh(x) + rng.normal(0, 0.2, n)
+        hit = rng.choice(n, max(2, n // 20), replace=False)
+        y[hit] += rng.normal(0, 2, len(hit))
+    elif shape == "step at the top":
+        y = 0.8 * x + rng.normal(0, 0.4, n)
+        y[x > np.quantile(x, rng.uniform(0.8, 0.97))] -= rng.uniform(1, 3)
+    elif shape == "step at the bottom":
+        y = 0.8 * x + rng.normal(0, 0.4, n)
+        y[x < np.quantile(x, rng.uniform(0.03, 0.2))] += rng.uniform(1, 3)
+    elif shape == "ties":
+        x = np.round(x * 2) / 2
+        y = np.tanh(x) + rng.normal(0, 0.3, n)
+    elif shape == "negative":
+        y = -M.logistic_4(x, 4, 1, 0, 0.7) + rng.normal(0, 0.4, n)
+    else:  # skewed
+        x = np.exp(x)
+        y = np.log(x) + rng.normal(0, 0.3, n)
+    return x * rng.uniform(0.01, 100) + rng.normal(0, 10), y * rng.uniform(0.2, 20) + 50
+
+
+def _brute_force_sse(x: np.ndarray, y: np.ndarray, params: int) -> float:
+    """The reference optimum: a profile grid far denser than the fit's (a centre in every gap
+    between sorted predictions and at both ends × 40 steepnesses, the linear parameters solved
+    exactly), then a bounded local fit from each of its 12 best points."""
+    spread = np.std(x)
+    values = np.unique(x)
+    centres = np.concatenate([(values[1:] + values[:-1]) / 2, values[[0, -1]]])
+    c, k = (g.ravel() for g in np.meshgrid(centres, np.geomspace(0.05, 1e3, 40) / spread))
+    sig = 1 / (1 + np.exp(np.clip(-k[:, None] * (x - c[:, None]), -500, 500)))
+    ones = np.ones_like(sig)
+    basis = np.stack([sig - 0.5, x * ones, ones], 2) if params == 5 else np.stack([sig, 1 - sig], 2)
+    coef = np.stack([np.linalg.lstsq(b, y, rcond=None)[0] for b in basis])
+    sse = np.sum((np.einsum("gni,gi->gn", basis, coef) - y) ** 2, axis=1)
+    starts = (
+        np.column_stack([coef[:, 0], k, c, coef[:, 1], coef[:, 2]])
+        if params == 5
+        else np.column_stack([coef[:, 0], coef[:, 1], c, 1 / k])
+    )
+    lo, hi = (np.asarray(b, float) for b in M._bounds(x, params))
+    best = float(sse.min())
+    func = M.LOGISTICS[params]
+    for start in starts[np.argsort(sse)[:12]]:
+        fit = optimize.least_squares(
+            lambda b: func(x, *b) - y, np.clip(start, lo, hi), bounds=(lo, hi), max_nfev=2000
+        )
+        best = min(best, float(np.sum(fit.fun**2)))
+    return best
+
+
+SHAPES = [
+    "s-curve",
+    "line",
+    "outliers",
+    "step at the top",
+    "step at the bottom",
+    "ties",
+    "negative",
+    "skewed",
+]
+
+
+def _misses_of_brute_force(params: int, cases: int, seed: int) -> list[tuple[int, str, float]]:
+    """(case, shape, SSE excess) of the generated cases where the fit stops short of the
+    brute-force optimum by more than 1e-4 of it; every fit must respect the bounds."""
+    rng, misses = np.random.default_rng(seed), []
+    for case in range(cases):
+        shape = SHAPES[case % len(SHAPES)]
+        x, y = _realistic_case(rng, shape)
+        fitted = M.fit_logistic(x, y, params)
+        ours = float(np.sum((M.LOGISTICS[params](x, *fitted) - y) ** 2))
+        lo, hi = M._bounds(x, params)
+        assert np.all(fitted >= lo) and np.all(fitted <= hi), (case, shape)
+        reference = _brute_force_sse(x, y, params)
+        if ours > reference * (1 + 1e-4):
+            misses.append((case, shape, ours / reference - 1))
+    return misses
+
+
+@pytest.mark.parametrize("params", [4, 5])
+def test_logistic_fit_reaches_the_brute_force_least_squares_optimum(params):
+    assert _misses_of_brute_force(params, cases=len(SHAPES), seed=13) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("params", [4, 5])
+def test_logistic_fit_reaches_the_brute_force_optimum_on_many_cases(params):
+    # The old three-start fit missed ~1 case in 3 here; allow 1 in 64, a little.
+    misses = _misses_of_brute_force(params, cases=8 * len(SHAPES), seed=14)
+    assert len(misses) <= 1 and all(excess < 0.01 for *_, excess in misses), misses
+
+
 def test_logistic_4_recovers_known_parameters():
     x = np.linspace(-3, 3, 200)
     y = M.logistic_4(x, 5.0, 1.0, 0.5, 0.7)
@@ -118,7 +238,7 @@ def test_logistic_4_recovers_known_parameters():
 def test_outlier_ratio_counts_misses_beyond_two_std():
     x = np.linspace(0, 1, 100)
     mos = x.copy()
-    mos[:10] += 0.5  # ten images far from the fitted line
+    mos[::10] += 0.5  # ten images far from the fitted line, spread over the range
     ratio = M.outlier_ratio(x, mos, mos_std=np.full(100, 0.05), params=5)
     assert 0.08 <= ratio <= 0.2
     with pytest.warns(RuntimeWarning, match="standard deviation"):
@@ -228,3 +348,29 @@ def test_full_summary_has_every_metric_of_the_issue():
     ):
         assert np.isfinite(out[key]), key
     assert out["srcc_ci_low"] <= out["srcc"] <= out["srcc_ci_high"]
+
+
+def test_mixed_test_sets_report_each_databases_fitted_plcc():
+    """IMDT and other mixed runs read per-database cells (StairIQA Table I): each database's
+    ``plcc_l4`` / ``plcc_l5`` must be in results.json beside its SRCC."""
+    import pandas as pd
+
+    from iqa_lab.evaluation.outputs import test_metrics
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for db in ("a", "b"):
+        pred = rng.uniform(size=60)
+        frames.append(
+            pd.DataFrame(
+                {"db": db, "prediction": pred, "mos": np.tanh(3 * pred) + rng.normal(0, 0.05, 60)}
+            )
+        )
+    test = pd.concat(frames, ignore_index=True)
+    metrics = test_metrics(test, {"resamples": 10})
+    for db, frame in test.groupby("db"):
+        for params in (4, 5):
+            assert metrics[f"test/{db}/plcc_l{params}"] == pytest.approx(
+                M.plcc_fitted(frame["prediction"], frame["mos"], params)
+            )
+    assert M.logistic_fit_failures(metrics) == []

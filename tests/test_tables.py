@@ -418,3 +418,147 @@ def test_a_table_with_model_size_renders_measured_and_published_sizes(tmp_path):
     ) in markdown
     provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert provenance["model_size"]["lite0"]["params"] == size["params"]
+
+
+def _spec_file(folder: Path, spec: dict) -> Path:
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump({"title": "t", "source": "test", "repeats": 1, **spec}))
+    return path
+
+
+PLCC_SPEC = {
+    "metrics": ["test/srcc", "test/plcc", "test/plcc_l4"],
+    "rows": {"ours": ["model=baseline"], "NIQE": ["model=classical"]},
+    "columns": {"A": ["data=synthetic"]},
+    "published": {"ours": {"A": {"srcc": 0.9, "plcc": 0.93}}, "NIQE": {"A": {"plcc": 0.65}}},
+}
+
+
+def test_a_published_plcc_must_say_which_plcc_it_is(tmp_path):
+    from iqa_lab.evaluation.tables import _published, load_spec
+
+    path = _spec_file(tmp_path, PLCC_SPEC)
+    with pytest.raises(SystemExit, match=r"spec\.yaml: the published PLCC of NIQE × A .*plcc_conv"):
+        load_spec(str(path))
+    l4 = {"metric": "plcc_l4", "citation": "official code, utils.performance_fit"}
+    for convention, message in (
+        ({"default": {"metric": "plcc_l4"}}, "lacks a citation"),
+        ({"default": {"metric": "logistic", "citation": "x"}}, "must name its metric"),
+        ({"default": {**l4, "metric": "plcc_l5"}}, "no test/plcc_l5"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            load_spec(str(_spec_file(tmp_path, {**PLCC_SPEC, "plcc_convention": convention})))
+    raw = {"metric": "plcc", "citation": "eq. (10): PLCC of the raw scores"}
+    spec = load_spec(
+        str(_spec_file(tmp_path, {**PLCC_SPEC, "plcc_convention": {"default": l4, "NIQE": raw}}))
+    )
+    # Each published PLCC stands beside its own metric only.
+    assert _published(spec, "ours", "A", "test/plcc_l4") == 0.93
+    assert _published(spec, "ours", "A", "test/plcc") is None
+    assert _published(spec, "NIQE", "A", "test/plcc") == 0.65
+    assert _published(spec, "NIQE", "A", "test/plcc_l4") is None
+    assert _published(spec, "ours", "A", "test/srcc") == 0.9
+    # A published key naming another fit than the stated one is a contradiction.
+    contradicting = {**PLCC_SPEC, "plcc_convention": {"default": l4, "NIQE": raw}}
+    contradicting["published"] = {"ours": {"A": {"plcc_l5": 0.93}}}
+    with pytest.raises(SystemExit, match="publishes 'plcc_l5' but plcc_convention says"):
+        load_spec(str(_spec_file(tmp_path, contradicting)))
+
+
+def test_published_only_rows_and_bracketed_gains(tmp_path):
+    """Rows the paper has but iqa_lab does not implement render as published only (nothing runs);
+    ``gains`` runs one baseline per column and brackets ours − baseline beside the paper's."""
+    from iqa_lab.evaluation.tables import gain_cells, load_spec, plan
+
+    photos = {"A": "[astronaut,coffee,camera]", "B": "[brick,coins,moon]"}
+    spec_path = _spec_file(
+        tmp_path,
+        {
+            "metrics": ["test/srcc"],
+            "rows": {
+                "ours": ["model=baseline"],
+                "HyperIQA": {"published_only": True, "note": "retrained by the paper"},
+            },
+            "columns": {c: ["data=synthetic", f"data.photos={p}"] for c, p in photos.items()},
+            "published": {"ours": {"A": 0.80, "B": 0.60}, "HyperIQA": {"A": 0.75}},
+            "gains": {
+                "label": "gain over the column's database alone",
+                "metric": "test/by_{column}/srcc",
+                "columns": {
+                    c: ["data=synthetic", f"data.photos={p}", "trainer.max_epochs=3"]
+                    for c, p in photos.items()
+                },
+                "published": {"ours": {"A": 0.0669, "B": -0.01}},
+            },
+        },
+    )
+    extra = [f"paths.log_dir={tmp_path / 'logs'}"]
+    spec = load_spec(str(spec_path))
+    cells, baselines = plan(spec, extra), gain_cells(spec, extra)
+    assert [c.status for c in cells if c.row == "HyperIQA"] == ["published-only"] * 2
+    assert len(baselines) == 2 and all(c.missing == [0] for c in baselines)
+    # Fake finished runs in the store: ours 0.80 / 0.62, the baselines 0.70 / 0.65.
+    store = tmp_path / "logs" / "store"
+    store.mkdir(parents=True)
+    ours = {"A": 0.80, "B": 0.62}
+    for cell in cells + baselines:
+        for key in cell.keys:
+            value = ours[cell.column] if cell in cells else {"A": 0.70, "B": 0.65}[cell.column]
+            metric = "test/srcc" if cell in cells else f"test/by_{cell.column}/srcc"
+            finished = tmp_path / "logs" / "runs" / key
+            finished.mkdir(parents=True)
+            (finished / "results.json").write_text("{}")
+            entry = {"output_dir": str(finished), "results": {"metrics": {metric: value}}}
+            (store / f"{key}.json").write_text(json.dumps(entry))
+    frame, launched = reproduce(str(spec_path), extra, results_dir=tmp_path / "results")
+    assert launched == 0
+    line = frame[(frame["row"] == "ours") & (frame["column"] == "A")].iloc[0]
+    assert line["gain"] == pytest.approx(0.10) and line["published_gain"] == 0.0669
+    markdown = (tmp_path / "results" / "spec" / "table.md").read_text()
+    for shown in (
+        "| 0.8000 (+0.1000) (IQR 0.0000, n=1) | 0.8000 (+0.0669) | +0.0000 | code version",
+        "| 0.6200 (-0.0300) (IQR 0.0000, n=1) | 0.6000 (-0.0100) | +0.0200 | code version",
+    ):
+        assert shown in markdown
+    assert (
+        "| HyperIQA | A | — | — | published-only: not implemented in iqa_lab: "
+        "published value only, nothing run (retrained by the paper) | 0.7500 | — | — |" in markdown
+    )
+    assert "- (bracket): gain over the column's database alone" in markdown
+    assert (
+        "0.8000 (+0.1000) & 0.0000 & 0.8000 (+0.0669)"
+        in (tmp_path / "results" / "spec" / "table.tex").read_text()
+    )
+
+
+def test_shipped_specs_name_their_plcc_and_carry_every_row_of_the_paper():
+    from iqa_lab.evaluation.tables import load_spec
+
+    stairiqa = load_spec("stairiqa_table1")
+    # StairIQA's model: its official code's PLCC is after the 4-parameter logistic fit.
+    assert stairiqa["published"]["Proposed (StairIQA + IMDT)"]["CLIVE"] == {
+        "srcc": 0.8992,
+        "plcc_l4": 0.9175,
+    }
+    assert (
+        "utils.py performance_fit"
+        in stairiqa["plcc_convention"]["Proposed (StairIQA + IMDT)"]["citation"]
+    )
+    paper_rows = ["QAC", "NIQE", "IL-NIQE", "BRISQUE (retrained SVR)", "BMPRI", "CNNIQA"]
+    paper_rows += [
+        "WaDIQaM-NR",
+        "SFA",
+        "DB-CNN",
+        "HyperIQA",
+        "UNIQUE",
+        "Proposed (StairIQA + IMDT)",
+    ]
+    for name in ("stairiqa_table1", "stairiqa_table2", "stairiqa_table3"):
+        spec = load_spec(name)
+        assert list(spec["rows"]) == paper_rows, name
+        run = [r for r, v in spec["rows"].items() if not v.get("published_only")]
+        assert run == ["NIQE", "BRISQUE (retrained SVR)", "Proposed (StairIQA + IMDT)"], name
+    assert load_spec("stairiqa_table3")["published"]["NIQE"]["LIVE"] == {"plcc": 0.6511}
+    assert load_spec("stairiqa_table5")["gains"]["published"]["CLIVE"]["BID"] == 0.0669
+    for name in ("demo", "stairiqa_table6", "stairiqa_table7"):
+        assert load_spec(name)["plcc_convention"], name

@@ -12,7 +12,11 @@
   and Steiger's Z for dependent correlations sharing the MOS.
 
 Degenerate input (constant, single element, NaN) gives NaN with a RuntimeWarning, never a crash.
-A logistic fit that does not converge falls back to the raw predictions with a warning.
+The logistic fit is multi-start (a profile grid over centres and steepnesses, then local
+refinement of its best points). Without a fit (degenerate input, no more images than parameters)
+``plcc_fitted`` / ``rmse_fitted`` and the ``plcc_l4/l5`` of ``full_summary`` are NaN with a warning
+(``logistic_fit_failures`` lists them for results.json); ``map_logistic`` (the plots) falls back
+to the raw predictions.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ __all__ = [
     "map_logistic",
     "plcc_fitted",
     "rmse_fitted",
+    "logistic_fit_failures",
+    "FITTED_PLCC",
     "outlier_ratio",
     "bootstrap_ci",
     "paired_bootstrap",
@@ -183,43 +189,122 @@ def logistic_5(x, beta1, beta2, beta3, beta4, beta5):
 
 
 LOGISTICS: dict[int, Callable] = {4: logistic_4, 5: logistic_5}
+# The PLCC after each logistic, under full_summary's keys (table specs name them).
+FITTED_PLCC = ("plcc_l4", "plcc_l5")
 
 
-def _initial_guesses(pred: np.ndarray, mos: np.ndarray, params: int) -> list[list[float]]:
-    """A few robust starting points: the data's range, centre and spread, in both directions."""
-    spread = max(float(np.std(pred)), 1e-6)
-    centre = float(np.median(pred))
-    direction = 1.0 if stats.spearmanr(pred, mos)[0] >= 0 else -1.0
-    lo, hi = float(mos.min()), float(mos.max())
-    if params == 4:
-        top, bottom = (hi, lo) if direction > 0 else (lo, hi)
-        return [
-            [top, bottom, centre, spread],
-            [top, bottom, float(np.mean(pred)), 3 * spread],
-            [top, bottom, centre, spread / 3],
-        ]
-    slope = direction * (hi - lo) / max(float(np.ptp(pred)), 1e-6)
-    return [
-        [direction * (hi - lo), 1.0 / spread, centre, 0.0, float(np.mean(mos))],
-        [float(np.ptp(mos)), direction / spread, centre, slope * 0.1, float(np.mean(mos))],
-        [0.0, 1.0 / spread, centre, slope, float(np.mean(mos) - slope * np.mean(pred))],
-    ]
+# The multi-start logistic fit: the grid's centres (quantile steps over the whole range of the
+# predictions), its steepnesses, the steepest slope allowed (per standard deviation of the
+# predictions) and how many of the best grid points are refined.
+CENTRE_STEPS = 20
+STEEPNESS_STEPS = 12
+MAX_STEEPNESS = 1e3
+REFINED_STARTS = 6
+STEP_GAPS = 200
+REFINE_EVALUATIONS = 400
 
 
 def _bounds(pred: np.ndarray, params: int) -> tuple[list[float], list[float]]:
-    """Bounds that keep the logistic's steepness finite (about 1000 steps per spread of x)."""
-    spread = max(float(np.std(pred)), 1e-6)
+    """Bounds that keep the logistic's steepness finite: at most ``MAX_STEEPNESS`` per standard
+    deviation of the predictions (a step between two neighbouring predictions is then a steep
+    slope, not an infinity)."""
+    spread = max(float(np.std(pred)), 1e-12)
     lo, hi = [-np.inf] * params, [np.inf] * params
-    if params == 4:
-        lo[3], hi[3] = -spread * 1e3, spread * 1e3
+    if params == 4:  # steepness 1/|β4|; |β4| makes its sign redundant, so keep it positive
+        lo[3], hi[3] = spread / MAX_STEEPNESS, np.inf
     else:
-        lo[1], hi[1] = -1e3 / spread, 1e3 / spread
+        lo[1], hi[1] = -MAX_STEEPNESS / spread, MAX_STEEPNESS / spread
     return lo, hi
+
+
+def _grid_points(pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, steepness) pairs of the starting grid: every ``1/CENTRE_STEPS`` quantile of the
+    predictions (both ends included) × ``STEEPNESS_STEPS`` steepnesses up to the bound, plus
+    steps (the steepest and a tenth of it) in up to ``STEP_GAPS`` gaps between neighbouring
+    predictions (a step that isolates a few outliers sits in one particular gap)."""
+    spread = max(float(np.std(pred)), 1e-12)
+    centres = np.quantile(pred, np.linspace(0, 1, CENTRE_STEPS + 1))
+    steepness = np.geomspace(0.03, MAX_STEEPNESS, STEEPNESS_STEPS) / spread
+    c, k = (g.ravel() for g in np.meshgrid(centres, steepness, indexing="ij"))
+    values = np.unique(pred)
+    gaps = (values[1:] + values[:-1]) / 2
+    if len(gaps) > STEP_GAPS:
+        gaps = gaps[np.linspace(0, len(gaps) - 1, STEP_GAPS).round().astype(int)]
+    for steep in (MAX_STEEPNESS, MAX_STEEPNESS / 10):
+        c, k = np.concatenate([c, gaps]), np.concatenate([k, np.full(len(gaps), steep / spread)])
+    return c, k
+
+
+def _grid_starts(pred: np.ndarray, mos: np.ndarray, params: int) -> list[tuple[float, list]]:
+    """Least-squares fits at every grid point of ``_grid_points``, best first.
+
+    For a fixed centre and steepness both logistics are linear in their other parameters (the
+    5-parameter one in β1, β4, β5, so both signs of β1 come out of the solve; the 4-parameter one
+    in β1, β2), which are solved exactly: every grid point is a profile least-squares fit."""
+    c, k = _grid_points(pred)
+    sig = 1.0 / (1.0 + np.exp(np.clip(-k[:, None] * (pred - c[:, None]), -500, 500)))
+    if params == 5:
+        basis = np.stack([sig - 0.5, np.broadcast_to(pred, sig.shape), np.ones_like(sig)], 2)
+    else:
+        basis = np.stack([sig, 1.0 - sig], axis=2)
+    transposed = basis.transpose(0, 2, 1)
+    coef = (np.linalg.pinv(transposed @ basis) @ (transposed @ mos)[..., None])[..., 0]
+    sse = np.sum(((basis @ coef[..., None])[..., 0] - mos) ** 2, axis=1)
+    if params == 5:
+        starts = np.column_stack([coef[:, 0], k, c, coef[:, 1], coef[:, 2]])
+    else:
+        starts = np.column_stack([coef[:, 0], coef[:, 1], c, 1.0 / k])
+    order = np.argsort(sse)
+    return [(float(sse[i]), list(starts[i])) for i in order if np.isfinite(sse[i])]
+
+
+def _distinct(starts: list[tuple[float, list]], pred: np.ndarray, params: int) -> list[list]:
+    """The ``REFINED_STARTS`` best starts that lie in different basins: each one's centre (as a
+    quantile of the predictions) or steepness (on a log scale) differs from every better one's
+    (the best grid points tend to crowd around one local optimum)."""
+    chosen, spread = [], max(float(np.std(pred)), 1e-12)
+    for _, start in starts:
+        quantile = float(np.mean(pred < start[2]))
+        steep = np.log10(spread * (abs(start[1]) if params == 5 else 1.0 / start[3]))
+        if all(abs(quantile - q) > 0.05 or abs(steep - s) > 0.5 for q, s, _ in chosen):
+            chosen.append((quantile, steep, start))
+        if len(chosen) == REFINED_STARTS:
+            break
+    return [start for _, _, start in chosen]
+
+
+def _refine(func, pred, mos, start, bounds) -> tuple[float, np.ndarray] | None:
+    """Local least squares from ``start``: Levenberg-Marquardt, and a bounded trust-region run
+    when that leaves the bounds (the optimum ran off to a step). Each is capped at
+    ``REFINE_EVALUATIONS`` evaluations and keeps the point it reached; None when nothing finite
+    within the bounds came out."""
+    lo, hi = (np.asarray(b, dtype=float) for b in bounds)
+
+    def residuals(beta):
+        return func(pred, *beta) - mos
+
+    for method in ("lm", "trf"):
+        p0 = np.clip(start, lo, hi)
+        options = {"bounds": (lo, hi), "x_scale": "jac"} if method == "trf" else {}
+        try:
+            fitted = optimize.least_squares(
+                residuals, p0, method=method, max_nfev=REFINE_EVALUATIONS, **options
+            ).x
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        if np.all(np.isfinite(fitted)) and np.all(fitted >= lo) and np.all(fitted <= hi):
+            return float(np.sum(residuals(fitted) ** 2)), fitted
+    return None
 
 
 def fit_logistic(pred, mos, params: int = 4) -> np.ndarray | None:
     """Least-squares parameters of the ``params``-parameter logistic from predictions to MOS, or
-    None (with a warning) when no starting point converges."""
+    None (with a warning) for degenerate input or no more images than parameters.
+
+    Multi-start: a profile grid over centres across the whole range of the predictions and
+    steepnesses (``_grid_starts``), then local refinement of the ``REFINED_STARTS`` best grid
+    points; the lowest sum of squared errors wins (the best grid point if no refinement
+    converges)."""
     if params not in LOGISTICS:
         raise ValueError(f"logistic mapping has 4 or 5 parameters, got {params}")
     pred, mos = _pair(pred, mos)
@@ -228,28 +313,21 @@ def fit_logistic(pred, mos, params: int = 4) -> np.ndarray | None:
     if len(pred) <= params:
         _warn(
             f"a {params}-parameter logistic needs more than {params} images, got {len(pred)}; "
-            f"using raw predictions"
+            f"no fit"
         )
         return None
-    func, best, best_sse = LOGISTICS[params], None, np.inf
-    guesses = _initial_guesses(pred, mos, params)
-    # Unbounded Levenberg-Marquardt from each start; if the optimum runs off to a step function
-    # (steepness -> infinity, e.g. a cluster of outliers), a bounded fit finds the nearest one.
-    attempts = [(p0, {}) for p0 in guesses] + [(guesses[0], {"bounds": _bounds(pred, params)})]
+    func, bounds = LOGISTICS[params], _bounds(pred, params)
+    starts = _grid_starts(pred, mos, params)
+    if not starts:
+        _warn(f"{params}-parameter logistic fit did not converge; no fit")
+        return None
+    best_sse, best = starts[0][0], np.asarray(starts[0][1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for p0, extra in attempts:
-            if best is not None and extra:
-                break
-            try:
-                fitted, _ = optimize.curve_fit(func, pred, mos, p0=p0, maxfev=20000, **extra)
-            except (RuntimeError, ValueError, TypeError, optimize.OptimizeWarning):
-                continue
-            sse = float(np.sum((func(pred, *fitted) - mos) ** 2))
-            if np.all(np.isfinite(fitted)) and sse < best_sse:
-                best, best_sse = fitted, sse
-    if best is None:
-        _warn(f"{params}-parameter logistic fit did not converge; using raw predictions")
+        for start in _distinct(starts, pred, params):
+            refined = _refine(func, pred, mos, start, bounds)
+            if refined is not None and refined[0] < best_sse:
+                best_sse, best = refined
     return best
 
 
@@ -265,15 +343,35 @@ def map_logistic(pred, mos, params: int = 4) -> np.ndarray:
     return pred if fitted is None else LOGISTICS[params](pred, *fitted)
 
 
+def _fitted(pred, mos, params: int) -> np.ndarray | None:
+    """Predictions mapped by the fitted logistic, or None when there is no fit."""
+    fitted = fit_logistic(pred, mos, params)
+    return None if fitted is None else LOGISTICS[params](pred, *fitted)
+
+
 def plcc_fitted(pred, mos, params: int = 4) -> float:
-    """PLCC after the VQEG logistic mapping (the convention of most IQA tables)."""
+    """PLCC after the VQEG logistic mapping (the convention of most IQA tables); NaN (with a
+    warning) when the logistic cannot be fitted, e.g. no more images than parameters."""
     pred, mos = _pair(pred, mos)
-    return plcc(map_logistic(pred, mos, params), mos)
+    mapped = _fitted(pred, mos, params)
+    return float("nan") if mapped is None else plcc(mapped, mos)
 
 
 def rmse_fitted(pred, mos, params: int = 4) -> float:
+    """RMSE after the VQEG logistic mapping; NaN when the logistic cannot be fitted."""
     pred, mos = _pair(pred, mos)
-    return rmse(map_logistic(pred, mos, params), mos)
+    mapped = _fitted(pred, mos, params)
+    return float("nan") if mapped is None else rmse(mapped, mos)
+
+
+def logistic_fit_failures(metrics: dict[str, float]) -> list[str]:
+    """The logistic metrics (``…plcc_l4``, ``…plcc_l5``) of ``metrics`` that have no value because
+    their fit failed: what results.json records as ``logistic_fit_failed``."""
+    return sorted(
+        key
+        for key, value in metrics.items()
+        if key.rsplit("/", 1)[-1] in FITTED_PLCC and not np.isfinite(value)
+    )
 
 
 def outlier_ratio(pred, mos, mos_std, params: int = 4, k: float = 2.0) -> float:
@@ -454,9 +552,9 @@ def full_summary(
     pred, mos = _pair(pred, mos)
     out = summary(pred, mos)
     for params in (4, 5):
-        mapped = map_logistic(pred, mos, params)
-        out[f"plcc_l{params}"] = plcc(mapped, mos)
-        out[f"rmse_l{params}"] = rmse(mapped, mos)
+        mapped = _fitted(pred, mos, params)
+        out[f"plcc_l{params}"] = float("nan") if mapped is None else plcc(mapped, mos)
+        out[f"rmse_l{params}"] = float("nan") if mapped is None else rmse(mapped, mos)
     out.update(
         {
             "mae": mae(pred, mos),

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.protocols import PAPER_PARITY
 from iqa_lab.evaluation.epoch_metrics import HEADLINE
-from iqa_lab.evaluation.metrics import full_summary
+from iqa_lab.evaluation.metrics import FITTED_PLCC, full_summary, logistic_fit_failures
 from iqa_lab.evaluation.report import run_figures, run_report
 from iqa_lab.evaluation.results import (
     git_commit,
@@ -49,7 +49,8 @@ def per_head_metrics(predictions: pd.DataFrame, compute) -> dict[str, float]:
 
 def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> dict[str, float]:
     """Every metric of ``evaluation.metrics.full_summary`` on the test predictions, under
-    ``test/…`` keys, and per database (``test/<db>/…``) when the test split mixes databases.
+    ``test/…`` keys, and per database (``test/<db>/…``: the headline metrics and ``plcc_l4/l5``)
+    when the test split mixes databases.
 
     Predictions of a multi-head model carry ``head``: rows scored by their own database's head make
     the metrics above; rows scored by another database's head (a held-out database) give
@@ -85,8 +86,13 @@ def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> di
     metrics = {f"test/{k}": v for k, v in compute(test).items()}
     if "db" in test and test["db"].nunique() > 1:
         for db, frame in test.groupby("db"):
+            # Per database also the PLCC after the logistic fits: the papers' tables report it.
             metrics.update(
-                {f"test/{db}/{k}": v for k, v in compute(frame).items() if k in HEADLINE}
+                {
+                    f"test/{db}/{k}": v
+                    for k, v in compute(frame).items()
+                    if k in HEADLINE + FITTED_PLCC
+                }
             )
     return {**metrics, **cross}
 
@@ -134,6 +140,8 @@ def write_run_outputs(
         "stamp": PAPER_PARITY if parity else None,
         "paper_parity": parity,
         "metrics": metrics,
+        # Logistic-fitted metrics left NaN because their fit failed (too few images, constant).
+        "logistic_fit_failed": logistic_fit_failures(metrics),
         "metric_scale": "MOS normalised to [0, 1], higher = better (rmse on that scale)",
         "data": {
             "name": datamodule.name,

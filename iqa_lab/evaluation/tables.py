@@ -10,9 +10,13 @@ base sets training options; a row's ``columns: [...]`` limits it to those column
 full-reference metric to databases with references; a row's ``column_overrides: false`` makes one
 run serve all its columns, each column then naming the database whose metrics it shows
 (``test/srcc`` is read as ``test/<database>/srcc``), e.g. one IMDT run over six databases) and
-``published`` (row → column → {metric: value}). A metric may name its cell: ``{row}`` and
-``{column}`` are replaced by the labels, or by their entry in the spec's ``names`` (label → database
-name), e.g. ``test/{column}/srcc`` or ``test/{row}/by_{column}/srcc``. For each cell the driver
+``published`` (row → column → {metric: value}); a published PLCC needs ``plcc_convention``
+(``resolve_published_plcc``). A row ``{published_only: true, note: ...}`` is a method of the
+paper's table that iqa_lab does not implement: its published values, no run. ``gains`` adds
+bracketed gains over one baseline run per column (``gain_cells``). A metric may name its cell:
+``{row}`` and ``{column}`` are replaced by the labels, or by their entry in the spec's ``names``
+(label → database name), e.g. ``test/{column}/srcc`` or ``test/{row}/by_{column}/srcc``. For
+each cell the driver
 
 1. composes the cell's config for every repeat and looks its run up in the run store
    (``logs/store``, see ``runstore``): finished repeats are not run again;
@@ -100,6 +104,26 @@ def _uses_columns(value) -> bool:
     return not (isinstance(value, dict) and value.get("column_overrides") is False)
 
 
+# Cells that launch nothing: no data here, no config, or a method only the paper ran.
+NOT_RUN = ("absent", "unavailable", "published-only")
+
+
+def _published_only(value) -> bool:
+    return isinstance(value, dict) and value.get("published_only") is True
+
+
+def published_only_cells(spec: dict, row: str) -> list[Cell]:
+    """A row of the paper's table for a method iqa_lab does not implement: its published values,
+    no run (``{published_only: true, note: ...}``)."""
+    note = spec["rows"][row].get("note", "")
+    detail = "not implemented in iqa_lab: published value only, nothing run" + (
+        f" ({note})" if note else ""
+    )
+    return [
+        Cell(row, column, [], status="published-only", detail=detail) for column in spec["columns"]
+    ]
+
+
 def metric_key(metric: str, spec: dict, row: str, column: str) -> str:
     """The results key of ``metric`` in the cell (row, column): placeholders filled in; in a row
     whose one run serves every column (``column_overrides: false``), ``test/srcc`` reads the
@@ -127,7 +151,77 @@ def load_spec(name_or_path: str, tables_dir: str | Path | None = None) -> dict:
         if key not in spec:
             raise SystemExit(f"{path}: the table spec lacks '{key}'")
     spec["name"] = path.stem
+    resolve_published_plcc(spec, path)
     return spec
+
+
+PLCC_METRICS = {
+    "plcc": "raw PLCC (no mapping)",
+    "plcc_l4": "PLCC after the 4-parameter logistic fit",
+    "plcc_l5": "PLCC after the 5-parameter logistic fit",
+}
+
+
+def plcc_convention(spec: dict, row: str) -> dict | None:
+    """The ``{metric, citation}`` saying which PLCC the row's published values are: the row's
+    entry of ``plcc_convention``, else its ``default``."""
+    conventions = spec.get("plcc_convention") or {}
+    return conventions.get(row, conventions.get("default"))
+
+
+def resolve_published_plcc(spec: dict, path: Path) -> None:
+    """Refuse a published PLCC whose convention is not stated; key each one by its exact metric.
+
+    A published PLCC may be raw or after a 4- or 5-parameter logistic fit, and the difference
+    (~0.01) is as large as the differences a table shows. So every row with a published PLCC needs
+    ``plcc_convention`` (for the row, or ``default``): ``{metric: plcc | plcc_l4 | plcc_l5,
+    citation: where the paper or its code says so}``; its published ``plcc`` is then read as that
+    metric (compared only with ``test/<metric>``), which ``metrics`` must list."""
+    fix = (
+        "state it: plcc_convention: {default (or the row): {metric: plcc_l4 | plcc_l5 | plcc, "
+        "citation: where the paper or its official code says which}}"
+    )
+    conventions = spec.get("plcc_convention") or {}
+    for key, convention in conventions.items():
+        if not isinstance(convention, dict) or convention.get("metric") not in PLCC_METRICS:
+            raise SystemExit(
+                f"{path}: plcc_convention '{key}' must name its metric, one of "
+                f"{sorted(PLCC_METRICS)}; {fix}"
+            )
+        if not str(convention.get("citation") or "").strip():
+            raise SystemExit(f"{path}: plcc_convention '{key}' lacks a citation; {fix}")
+    listed = {metric.rsplit("/", 1)[-1] for metric in spec["metrics"]}
+    for row, columns in (spec.get("published") or {}).items():
+        for column, values in (columns or {}).items():
+            if not isinstance(values, dict):  # a bare number is the value of the first metric
+                values = {spec["metrics"][0]: values}
+                if values and spec["metrics"][0].rsplit("/", 1)[-1] not in PLCC_METRICS:
+                    continue
+            resolved = {}
+            for key, value in values.items():
+                name = key.rsplit("/", 1)[-1]
+                if name not in PLCC_METRICS:
+                    resolved[key] = value
+                    continue
+                convention = plcc_convention(spec, row)
+                if convention is None:
+                    raise SystemExit(
+                        f"{path}: the published PLCC of {row} × {column} does not say whether it "
+                        f"is raw or after a logistic fit; {fix}"
+                    )
+                if name != "plcc" and name != convention["metric"]:
+                    raise SystemExit(
+                        f"{path}: {row} × {column} publishes '{key}' but plcc_convention says "
+                        f"'{convention['metric']}'; make them agree"
+                    )
+                if convention["metric"] not in listed:
+                    raise SystemExit(
+                        f"{path}: the published PLCC of {row} is {convention['metric']} but "
+                        f"'metrics' lists no test/{convention['metric']} to compare it with; "
+                        f"add it"
+                    )
+                resolved[convention["metric"]] = value
+            spec["published"][row][column] = resolved
 
 
 def compose_cell(entry: str, overrides: list[str]) -> DictConfig:
@@ -164,6 +258,9 @@ def plan(spec: dict, extra: list[str]) -> list[Cell]:
     """Every cell with its finished and missing repeats."""
     cells = []
     for row, row_value in spec["rows"].items():
+        if _published_only(row_value):
+            cells += published_only_cells(spec, row)
+            continue
         row_overrides, entry = _as_overrides(row_value)
         for column, col_value in spec["columns"].items():
             col_overrides, col_entry = _as_overrides(col_value)
@@ -252,7 +349,7 @@ def collect(cell: Cell, store: Path, spec: dict) -> None:
         for m in spec["metrics"]
     }
     cell.paper_parity = cell.paper_parity or any(r.get("paper_parity") for r in runs)
-    if cell.status in ("absent", "unavailable"):
+    if cell.status in NOT_RUN:
         return
     if len(runs) == len(cell.keys):
         cell.status = "ok"
@@ -263,6 +360,47 @@ def collect(cell: Cell, store: Path, spec: dict) -> None:
         cell.detail = cell.detail or "no repeat finished (see the sweep logs)"
 
 
+GAIN_BASELINE = "gain baseline"
+
+
+def gain_cells(spec: dict, extra: list[str]) -> list[Cell]:
+    """The runs behind a table's bracketed gains (StairIQA Table V: each cell's gain over the
+    model trained on the column's database alone and tested on the row's database).
+
+    ``gains: {label, metric, columns, published}``: ``columns`` gives, per column, the overrides
+    of one run that serves every row of that column (e.g. ``protocol=cross`` with
+    ``train_dbs=[<column>]`` and every other database as ``test_dbs``); ``metric`` names the key
+    it is read from (``{row}``/``{column}`` filled in as for ``metrics``); the bracket is our
+    median minus that run's median, beside the paper's ``published`` one."""
+    gains = spec.get("gains")
+    if not gains:
+        return []
+    baseline = {
+        "rows": {GAIN_BASELINE: {"overrides": [], "base": False}},
+        "columns": gains["columns"],
+        "repeats": spec["repeats"],
+    }
+    return plan(baseline, extra)
+
+
+def collect_gains(cells: list[Cell], store: Path, spec: dict) -> dict[tuple[str, str], float]:
+    """(row, column) → the median of ``gains.metric`` over the baseline runs of that column."""
+    names, metric = spec.get("names") or {}, spec["gains"]["metric"] if cells else ""
+    baseline = {}
+    for cell in cells:
+        entries = [read_entry(store, key) for key in cell.keys]
+        runs = [entry["results"]["metrics"] for entry in entries if entry is not None]
+        for row in spec["rows"]:
+            key = metric.format(row=names.get(row, row), column=names.get(cell.column, cell.column))
+            baseline[(row, cell.column)] = describe([r.get(key) for r in runs])["median"]
+    return baseline
+
+
+def _published_gain(spec: dict, row: str, column: str) -> float | None:
+    value = ((spec.get("gains") or {}).get("published") or {}).get(row, {}).get(column)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def _published(spec: dict, row: str, column: str, metric: str) -> float | None:
     value = (spec.get("published") or {}).get(row, {}).get(column)
     if isinstance(value, dict):
@@ -270,8 +408,9 @@ def _published(spec: dict, row: str, column: str, metric: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def cell_frame(cells: list[Cell], spec: dict) -> pd.DataFrame:
-    """Long format: one line per (row, column, metric)."""
+def cell_frame(cells: list[Cell], spec: dict, baseline: dict | None = None) -> pd.DataFrame:
+    """Long format: one line per (row, column, metric); with ``gains``, the first metric's lines
+    also carry ``gain`` (ours − the ``baseline`` median) and ``published_gain``."""
     lines = []
     for cell in cells:
         for metric in spec["metrics"]:
@@ -297,16 +436,27 @@ def cell_frame(cells: list[Cell], spec: dict) -> pd.DataFrame:
                     "stamp": "paper-parity" if cell.paper_parity else "",
                     "protocol": cell.protocol,
                     "selection": cell.selection,
-                    "commits": " ".join(cell.commits),
+                    "commits": "; ".join(cell.commits),
                 }
             )
+            if spec.get("gains") and metric == spec["metrics"][0]:
+                reference = (baseline or {}).get((cell.row, cell.column), float("nan"))
+                lines[-1]["gain"] = ours - reference
+                lines[-1]["published_gain"] = _published_gain(spec, cell.row, cell.column)
     return pd.DataFrame(lines)
+
+
+def _bracket(value) -> str:
+    """`` (+0.0123)`` for a finite gain, else nothing."""
+    return f" ({value:+.4f})" if value is not None and np.isfinite(value) else ""
 
 
 def _cell_text(line) -> str:
     if line.status not in ("ok", "partial"):
         return f"{line.status}" + (f": {line.detail}" if line.detail else "")
-    text = f"{line.ours:.4f} (IQR {line.iqr:.4f}, n={line.n})"
+    text = (
+        f"{line.ours:.4f}{_bracket(getattr(line, 'gain', None))} (IQR {line.iqr:.4f}, n={line.n})"
+    )
     if line.status == "partial":
         text += f" partial: {line.detail}"
     if line.stamp:
@@ -318,6 +468,16 @@ def _short_commit(commit: str) -> str:
     """A commit hash cut to 10 characters (its ``-dirty`` mark kept); other text as it is."""
     match = re.fullmatch(r"([0-9a-f]{40})(-dirty)?", commit)
     return match.group(1)[:10] + (match.group(2) or "") if match else commit
+
+
+def plcc_lines(spec: dict) -> list[str]:
+    """Which PLCC each row's published values are, and where the paper or its code says so."""
+    conventions = spec.get("plcc_convention") or {}
+    return [
+        f"- published PLCC of {'every other row' if key == 'default' else key}: "
+        f"`{value['metric']}` ({PLCC_METRICS[value['metric']]}); {value['citation'].strip()}"
+        for key, value in conventions.items()
+    ]
 
 
 def render_markdown(frame: pd.DataFrame, spec: dict, header: dict) -> str:
@@ -335,6 +495,13 @@ def render_markdown(frame: pd.DataFrame, spec: dict, header: dict) -> str:
     ]
     if spec.get("note"):
         out.append(f"- note: {spec['note'].strip()}")
+    out += plcc_lines(spec)
+    if spec.get("gains"):
+        out.append(f"- (bracket): {spec['gains']['label'].strip()}")
+    if any(_published_only(value) for value in spec["rows"].values()):
+        out.append(
+            "- rows marked *published only*: methods iqa_lab does not implement; nothing ran"
+        )
     for metric in spec["metrics"]:
         out += [
             "",
@@ -349,8 +516,9 @@ def render_markdown(frame: pd.DataFrame, spec: dict, header: dict) -> str:
                 if line.published is not None and np.isfinite(line.published)
                 else "—"
             )
+            pub += _bracket(getattr(line, "published_gain", None))
             diff = f"{line.diff:+.4f}" if np.isfinite(line.diff) else "—"
-            commits = ", ".join(_short_commit(c) for c in line.commits.split()) or "—"
+            commits = ", ".join(_short_commit(c) for c in line.commits.split("; ") if c) or "—"
             out.append(
                 f"| {line.row} | {line.column} | {line.protocol or '—'} | "
                 f"{line.selection or '—'} | {_cell_text(line)} | {pub} | {diff} | {commits} |"
@@ -379,12 +547,16 @@ def render_latex(frame: pd.DataFrame, spec: dict) -> str:
         r"\hline",
     ]
     for line in frame.itertuples():
-        ours = _latex_escape(f"{line.ours:.4f}" if np.isfinite(line.ours) else line.status)
+        ours = _latex_escape(
+            f"{line.ours:.4f}{_bracket(getattr(line, 'gain', None))}"
+            if np.isfinite(line.ours)
+            else line.status
+        )
         if line.stamp:
             ours += r"$^\dagger$"
         iqr = f"{line.iqr:.4f}" if line.iqr is not None and np.isfinite(line.iqr) else "--"
         pub = (
-            f"{line.published:.4f}"
+            f"{line.published:.4f}{_bracket(getattr(line, 'published_gain', None))}"
             if line.published is not None and np.isfinite(line.published)
             else "--"
         )
@@ -399,6 +571,7 @@ def render_latex(frame: pd.DataFrame, spec: dict) -> str:
         r"\end{tabular}",
         f"% {_latex_escape(spec['title'])}; source: {_latex_escape(spec['source'])}",
         r"% $^\dagger$ paper-parity: checkpoint picked on the test split",
+        *(f"% {_latex_escape(text[2:])}" for text in plcc_lines(spec)),
     ]
     return "\n".join(lines) + "\n"
 
@@ -483,11 +656,13 @@ def render(
     command: str,
     data_root: str | None = None,
     sizes: dict[str, dict] | None = None,
+    baseline: dict | None = None,
+    baseline_cells: list[Cell] = (),
 ) -> pd.DataFrame:
     """Write table.{csv,md,tex}, provenance.json and table.png into ``out_dir``; paths under
     ``data_root`` are written ``<data_root>/…``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = cell_frame(cells, spec)
+    frame = cell_frame(cells, spec, baseline)
 
     def write(name: str, text: str) -> None:
         atomic_write_text(out_dir / name, relative_to_data_root(text, data_root))
@@ -520,7 +695,7 @@ def render(
                         "commits": c.commits,
                         "run_keys": c.keys,
                     }
-                    for c in cells
+                    for c in [*cells, *baseline_cells]
                 ],
                 "model_size": sizes or {},
             },
@@ -550,32 +725,43 @@ def reproduce(
     configured = configured_paths(extra)
     spec = load_spec(name, tables_dir or configured["tables_dir"])
     cells = plan(spec, extra)
+    baseline_cells = gain_cells(spec, extra)
     cfg = compose_cell("train", list(spec.get("base", [])) + extra)
     store, log_dir = store_dir(cfg), Path(cfg.paths.log_dir)
     data_root = str(cfg.paths.data_root)
     GlobalHydra.instance().clear()
     sweep_root = log_dir / "tables" / spec["name"] / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     if dry_run:
-        print(relative_to_data_root(plan_text(cells, spec), data_root))
+        print(relative_to_data_root(plan_text(cells + baseline_cells, spec), data_root))
         return cell_frame(cells, spec), 0
     launched = 0
-    for cell in cells:
+    for cell in cells + baseline_cells:
         # Cells that share a run (column_overrides: false) find it finished by an earlier cell.
         cell.missing = [r for r, key in enumerate(cell.keys) if read_entry(store, key) is None]
-        if cell.status in ("absent", "unavailable") or not cell.missing:
+        if cell.status in NOT_RUN or not cell.missing:
             continue
         launched += len(cell.missing)
         if launch(cell, spec, sweep_root) != 0:
             cell.status, cell.detail = "failed", f"multirun failed; logs in {sweep_root}"
     for cell in cells:
         collect(cell, store, spec)
+    baseline = collect_gains(baseline_cells, store, spec)
     command = (
         "make reproduce-table TABLE="
         + spec["name"]
         + (" ARGS=" + shlex.quote(" ".join(extra)) if extra else "")
     )
     out_dir = Path(results_dir or configured["results_dir"]) / spec["name"]
-    frame = render(cells, spec, out_dir, command, data_root, model_sizes(spec, cells))
+    frame = render(
+        cells,
+        spec,
+        out_dir,
+        command,
+        data_root,
+        model_sizes(spec, cells),
+        baseline,
+        baseline_cells,
+    )
     print("\n" + (out_dir / "table.md").read_text())
     print(f"launched {launched} run(s); rendered into {out_dir}")
     return frame, launched
