@@ -313,8 +313,15 @@ def test_two_process_gloo_ddp_matches_one_process(reference_run, tmp_path, cache
     assert results["config"]["trainer"]["strategy"].startswith("ddp")
     expected, got = _headline(reference_run), _headline(two)
     assert got.keys() == expected.keys()
+    # Two halves of each batch averaged by all-reduce equal the whole batch up to float32
+    # rounding, which three loops of training carry to ~1e-4 relative (a wrong sampler or a
+    # dropped item moves these numbers by 1e-2 or more); rank correlations match exactly.
     for key, value in expected.items():
-        assert got[key] == pytest.approx(value, abs=1e-4), key
+        exact = key.endswith(("srcc", "srcc_best"))
+        tolerance = (
+            pytest.approx(value, abs=1e-9) if exact else pytest.approx(value, rel=1e-3, abs=1e-3)
+        )
+        assert got[key] == tolerance, key
 
 
 def test_per_database_checkpoint_ranks_nan_below_any_score(tmp_path):
