@@ -63,6 +63,17 @@ def _color_quantization(image, level, seed):
 
 def _jpeg2000(image, level, seed):
     ratio = (16, 32, 64, 128, 256)[level - 1]
+    # Below a few hundred bytes OpenJPEG writes an empty code stream, which decodes to flat grey
+    # whatever the photo (a 128 px crop at 1:256): every photo's crop would become one identical
+    # image with different labels. Compress as hard as the encoder still can instead.
+    while True:
+        compressed = _jpeg2000_at(image, ratio)
+        if ratio <= 2 or compressed.min() < compressed.max() or image.min() == image.max():
+            return compressed
+        ratio *= 0.8
+
+
+def _jpeg2000_at(image: np.ndarray, ratio: float) -> np.ndarray:
     buffer = io.BytesIO()
     Image.fromarray(image).save(
         buffer, format="JPEG2000", quality_mode="rates", quality_layers=[ratio], irreversible=True

@@ -28,7 +28,7 @@ from iqa_lab.data.distortions import distort
 from iqa_lab.data.pristine import load_pristine
 from iqa_lab.data.records import make_records, read_records_csv, write_records_csv
 
-BUILD_VERSION = 1  # bump when the generation procedure changes, so old caches are not reused
+BUILD_VERSION = 2  # bump when the generation procedure changes, so old caches are not reused
 MOS_RANGE = (1.0, 5.0)
 _MS_SSIM_KERNEL = 11
 _MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
