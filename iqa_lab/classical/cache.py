@@ -2,6 +2,7 @@
 
 One ``.npz`` per (feature extractor, database folder) under ``<cache_dir>/classical/``; an image's
 entry is keyed by its absolute path, modification time and size, so an edited file is recomputed.
+The file is replaced atomically; one that cannot be read is rebuilt, with a warning.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iqa_lab.files import atomic_path
+from iqa_lab.files import atomic_path, read_cache
 
 SAVE_EVERY = 500
 
@@ -21,6 +22,11 @@ def file_key(path: str | Path) -> str:
     path = Path(path).resolve()
     stat = path.stat()
     return f"{path}|{stat.st_mtime_ns}|{stat.st_size}"
+
+
+def _read_store(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return dict(zip(data["keys"].tolist(), data["values"]))
 
 
 class FeatureCache:
@@ -32,10 +38,7 @@ class FeatureCache:
         if cache_dir is not None:
             digest = hashlib.sha1(str(Path(scope).resolve()).encode()).hexdigest()[:12]
             self.path = Path(cache_dir) / "classical" / f"{name}_{digest}.npz"
-        self.store: dict[str, np.ndarray] = {}
-        if self.path is not None and self.path.is_file():
-            with np.load(self.path) as data:
-                self.store = dict(zip(data["keys"].tolist(), data["values"]))
+        self.store: dict[str, np.ndarray] = read_cache(self.path, _read_store) or {}
         self.computed = 0
 
     def features(

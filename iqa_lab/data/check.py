@@ -8,6 +8,11 @@ extension / duplicated (identical decoded pixels) / near-duplicate pairs (``data
 the near-duplicate pairs with their MOS and how well twins' MOS agree. Near-duplicates do not make a
 database unusable: runs keep each pair on one side of a split (``data.near_duplicates``).
 
+A light process: the check reads a database through its Lightning-free class (``DATABASE_OF``:
+``database.IQADatabase`` for every plain database, ``SPAQDatabase`` for SPAQ), so it loads neither
+torch nor Lightning; ``data=synthetic`` (built with torch) and ``data=mixed`` instantiate their
+DataModule as configured.
+
 Exit status: 0 when the database is usable, 1 when it is not — no usable record, or any record
 that ``data.on_bad=raise`` (the default) would refuse at setup or while decoding — and 2 when the
 label files cannot be parsed at all.
@@ -24,17 +29,22 @@ from dataclasses import dataclass, field
 import hydra
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
-from scipy.stats import spearmanr
 
-from iqa_lab.data.datamodule import IQADataModule
+from iqa_lab.data.database import LOADER_KEYS, IQADatabase
 from iqa_lab.data.images import BadImageError
 from iqa_lab.data.leakage import pixel_hash
 from iqa_lab.data.records import check_schema
 
 USABLE, UNUSABLE, UNPARSABLE = 0, 1, 2
+
+# The DataModule a data config names -> the class that reads its files without torch or Lightning.
+DATABASE_OF = {
+    "iqa_lab.data.datamodule.IQADataModule": "iqa_lab.data.database.IQADatabase",
+    "iqa_lab.data.spaq_datamodule.SPAQDataModule": "iqa_lab.data.databases.spaq.SPAQDatabase",
+}
 
 
 @dataclass
@@ -96,8 +106,19 @@ def _hash_or_error(path) -> tuple[str | None, str | None]:
         return None, str(err)
 
 
+def database_config(data: DictConfig) -> DictConfig:
+    """``data`` aimed at the Lightning-free class of its DataModule (``DATABASE_OF``) without the
+    loader keys; a DataModule without one (synthetic, mixed) is kept as configured."""
+    target = data.get("_target_")
+    if target not in DATABASE_OF:
+        return data
+    keys = OmegaConf.to_container(data, resolve=True)
+    light = {key: value for key, value in keys.items() if key not in LOADER_KEYS}
+    return OmegaConf.create({**light, "_target_": DATABASE_OF[target]})
+
+
 def check_database(
-    datamodule: IQADataModule, decode: bool = True, workers: int | None = None
+    datamodule: IQADatabase, decode: bool = True, workers: int | None = None
 ) -> CheckReport:
     """Screen every record of ``datamodule`` (as its setup would) and, with ``decode``, decode
     every image once to find unreadable and identical images."""
@@ -135,7 +156,7 @@ def check_database(
     return report
 
 
-def near_duplicate_pairs(datamodule: IQADataModule, records: pd.DataFrame) -> list[dict]:
+def near_duplicate_pairs(datamodule: IQADatabase, records: pd.DataFrame) -> list[dict]:
     """The near-duplicate pairs among ``records`` (``IQADataModule.find_near_duplicates``) with
     both images' published MOS."""
     pairs = datamodule.find_near_duplicates(records)
@@ -156,6 +177,8 @@ def near_duplicate_pairs(datamodule: IQADataModule, records: pd.DataFrame) -> li
 def twin_agreement(pairs: list[dict]) -> str:
     """How well the MOS of near-duplicate twins agree: SRCC over the pairs and the median
     absolute difference of their normalised MOS."""
+    from scipy.stats import spearmanr  # only here: scipy.stats takes a while to import
+
     a = np.array([p["mos_a"] for p in pairs])
     b = np.array([p["mos_b"] for p in pairs])
     srcc = spearmanr(a, b).statistic if len(pairs) > 2 else float("nan")
@@ -240,7 +263,9 @@ def render(report: CheckReport, console: Console, show: int = 20) -> None:
 def run_check(cfg: DictConfig, console: Console | None = None) -> int:
     """Instantiate ``cfg.data``, check it, print the report; returns the exit status."""
     console = console or Console()
-    datamodule: IQADataModule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
+    datamodule: IQADatabase = hydra.utils.instantiate(
+        database_config(cfg.data), protocol=cfg.protocol
+    )
     datamodule.hash_cache_dir = cfg.paths.cache_dir  # thumbnails and near-duplicate pairs
     try:
         datamodule.prepare_data()

@@ -1,5 +1,9 @@
 """IQADataModule: records (from a database parser) + protocol → datasets → loaders.
 
+The records and files side (parser, screening, near-duplicate pass, paths) is
+``iqa_lab.data.database.IQADatabase``, which imports no torch: ``iqa-check`` uses it alone. This
+module adds the splits, datasets and loaders.
+
 A plain database is a parser plus a config: ``parser: iqa_lab.data.databases.<name>.parse_<name>``
 and the parser's options as further keys (``label_file``, ``image_dir``, …); this DataModule calls
 ``parser(data_dir, mos_range=…, lower_better=…, db=name, **options)``. Subclasses exist only where
@@ -31,7 +35,6 @@ stays cheap:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -42,47 +45,27 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import get_method
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from iqa_lab.data.bad_inputs import BadInputError, BadInputs, bad_inputs_message  # noqa: F401
 from iqa_lab.data.collate import IQACollate
-from iqa_lab.data.images import BadImageError, FileResolver, load_rgb, probe_image
-from iqa_lab.data.leakage import check_leakage
-from iqa_lab.data.near_duplicates import (
-    NearDuplicateSettings,
-    find_near_duplicates,
-    join_near_duplicates,
-    straddling_pairs,
+from iqa_lab.data.database import (  # noqa: F401  (re-exported: the DataModule's names)
+    WITH_REFERENCES,
+    IQADatabase,
+    resolve_parser,
+    with_box_ids,
 )
-from iqa_lab.data.protocols import Protocol, assign_splits
-from iqa_lab.data.records import BOX_COLUMNS, check_schema, label_problems, validate_records
+from iqa_lab.data.images import BadImageError, load_rgb
+from iqa_lab.data.leakage import check_leakage
+from iqa_lab.data.near_duplicates import join_near_duplicates, straddling_pairs
+from iqa_lab.data.protocols import assign_splits
+from iqa_lab.data.records import BOX_COLUMNS, check_schema, validate_records
 from iqa_lab.data.transforms import build_transform
 
 log = logging.getLogger(__name__)
 
 # What a model may declare it needs from a batch beyond the image (``IQAModule.needs``).
 NEEDS = ("reference",)
-# Databases that fill the ``reference`` column, named in the refusal message.
-WITH_REFERENCES = ("synthetic", "kadid10k", "tid2013", "live", "csiq", "livemd")
-
-
-def with_box_ids(records: pd.DataFrame) -> pd.DataFrame:
-    """``records`` whose ``image`` also names the box where a record has one, for the label
-    checks that key items on ``image`` (three patches of one picture are three items)."""
-    if not set(BOX_COLUMNS) <= set(records.columns):
-        return records
-    boxes = records[list(BOX_COLUMNS)]
-    has_box = boxes.notna().all(axis=1)
-    view = records.copy()
-    view.loc[has_box, "image"] = (
-        view.loc[has_box, "image"].astype(str)
-        + " [box "
-        + boxes[has_box].astype(int).astype(str).agg(",".join, axis=1)
-        + "]"
-    )
-    return view
 
 
 class IQADataset(Dataset):
@@ -178,28 +161,9 @@ class IQADataset(Dataset):
         return item
 
 
-def resolve_parser(parser: str | Callable | None, options: Mapping) -> Callable | None:
-    """The parser function a config names, checked against its options before any file is read."""
-    if parser is None:
-        if options:
-            raise TypeError(
-                f"unknown data config keys {sorted(options)} (no data.parser takes them)"
-            )
-        return None
-    function = get_method(parser) if isinstance(parser, str) else parser
-    try:
-        inspect.signature(function).bind(
-            "data_dir", mos_range=(0, 1), lower_better=False, db="db", **options
-        )
-    except TypeError as err:
-        raise TypeError(
-            f"data.parser={parser} does not take the data config's keys {sorted(options)}: {err}"
-        ) from None
-    return function
-
-
-class IQADataModule(L.LightningDataModule):
-    """The DataModule of every database. ``records`` after ``setup`` holds every record with its
+class IQADataModule(IQADatabase, L.LightningDataModule):
+    """The DataModule of every database: its records and files (``IQADatabase``), split by the
+    protocol into datasets and loaders. ``records`` after ``setup`` holds every record with its
     ``split``; ``bad_inputs`` the items ``on_bad=skip`` dropped."""
 
     def __init__(
@@ -213,79 +177,19 @@ class IQADataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
-        mos_range: tuple = (0.0, 1.0),
-        lower_better: bool = False,
-        on_bad: str = "raise",
-        max_pixels: int | None = 100_000_000,
         collate: str = "stack",
-        std_range: tuple | None = None,
-        near_duplicates: Mapping | None = None,
-        **parser_options,
+        **database_keys,
     ):
-        super().__init__()
-        self.name = name
-        self.data_dir = Path(data_dir).expanduser()
-        self.parser_options = {
-            key: OmegaConf.to_container(value, resolve=True)
-            if isinstance(value, (DictConfig, ListConfig))
-            else value
-            for key, value in parser_options.items()
-        }
-        self.parser = resolve_parser(parser, self.parser_options)
-        self.protocol = Protocol(**protocol) if protocol is not None else None
+        super().__init__(
+            name=name, data_dir=data_dir, parser=parser, protocol=protocol, **database_keys
+        )
         self.transform_cfg = {stage: dict(cfg) for stage, cfg in transforms.items()}
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
-        self.mos_range = tuple(mos_range)
-        self.lower_better = lower_better
-        # The scale of the published MOS std when it differs from the MOS's (KonIQ: SD of the 1..5
-        # ratings beside a 0..100 MOS); None = the MOS's own range.
-        self.std_range = tuple(std_range) if std_range is not None else None
-        self.bad = BadInputs(on_bad)
-        self.max_pixels = max_pixels
         self.collate = IQACollate(collate)
-        # Notes on records kept as they are (case-resolved names, wrong extensions).
-        self.input_notes: list[dict] = []
-        self.records: pd.DataFrame | None = None
-        # Where the leakage guard caches pixel hashes (runs set paths.cache_dir); None: no cache.
-        self.hash_cache_dir: str | None = None
-        # The near-duplicate pass (data.near_duplicates; None: none) and what it found.
-        self.near_duplicate_settings = (
-            NearDuplicateSettings(**near_duplicates) if near_duplicates is not None else None
-        )
-        self.near_duplicates: dict | None = None
         self.datasets: dict[str, IQADataset] = {}
-
-    @property
-    def on_bad(self) -> str:
-        return self.bad.on_bad
-
-    @property
-    def bad_inputs(self) -> list[dict]:
-        """Items the bad-input policy dropped: ``{"image", "reason", "kind", ...}``."""
-        return self.bad.items
-
-    def normalised_std(self, records: pd.DataFrame) -> pd.Series:
-        """``mos_std`` on the scale of the normalised ``mos`` (for the outlier ratio)."""
-        lo, hi = self.std_range or self.mos_range
-        return records["mos_std"].astype(float) / (float(hi) - float(lo))
-
-    def load_records(self) -> pd.DataFrame:
-        """Parse the database's files into the record schema (``data.records``)."""
-        if self.parser is None:
-            raise NotImplementedError(
-                f"'{self.name}' has no parser: give data.parser="
-                f"<module.parse_function>, or override load_records()"
-            )
-        return self.parser(
-            self.data_dir,
-            mos_range=self.mos_range,
-            lower_better=self.lower_better,
-            db=self.name,
-            **self.parser_options,
-        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.records is not None:
@@ -323,43 +227,6 @@ class IQADataModule(L.LightningDataModule):
             )
         return records
 
-    def find_bad_inputs(self, records: pd.DataFrame) -> tuple[list[dict], list[dict], pd.Series]:
-        """Setup-cost screening of every record (no decoding). Returns the bad records
-        ``{"index", "image", "kind", "reason"}`` (kind: label, missing, unreadable), notes on good
-        ones ``{"image", "note"}``, and the new ``image`` of case-resolved records (by index)."""
-        bad = [{**problem, "kind": "label"} for problem in label_problems(with_box_ids(records))]
-        skip = {item["index"] for item in bad}
-        resolver = FileResolver()
-        notes, resolved = [], {}
-        for index, image, path in zip(records.index, records["image"], self.image_paths(records)):
-            if index in skip:
-                continue
-            found = resolver.resolve(path)
-            if found.path is None:
-                bad.append(
-                    {
-                        "index": index,
-                        "image": image,
-                        "kind": "missing",
-                        "reason": f"{path}: {found.reason}",
-                    }
-                )
-                continue
-            if found.note:
-                depth = len(Path(image).parts)
-                resolved[index] = Path(*found.path.parts[-depth:]).as_posix()
-                notes.append({"image": image, "note": found.note})
-            try:
-                note = probe_image(found.path, self.max_pixels)
-            except BadImageError as err:
-                bad.append(
-                    {"index": index, "image": image, "kind": "unreadable", "reason": str(err)}
-                )
-                continue
-            if note:
-                notes.append({"image": image, "note": note})
-        return bad, notes, pd.Series(resolved, dtype=object)
-
     def check_splits(self, records: pd.DataFrame) -> None:
         """Refuse splits that leak files, identical images or references across train / val /
         test (``data.leakage``); pixel hashes are cached in ``hash_cache_dir`` if set."""
@@ -369,36 +236,6 @@ class IQADataModule(L.LightningDataModule):
             cache_dir=self.hash_cache_dir,
             where=f"'{self.name}' under protocol={self.protocol.name}",
         )
-
-    def find_near_duplicates(self, records: pd.DataFrame) -> pd.DataFrame:
-        """Near-duplicate pairs (``data.near_duplicates``) within each database of ``records``
-        whose images do not already share a ``ref``: ``db``, ``image_a``, ``image_b``,
-        ``correlation``, ``psnr``; cached in ``hash_cache_dir`` if set."""
-        settings = self.near_duplicate_settings
-        frames = []
-        for db, rows in records.groupby("db", sort=True) if settings and settings.enabled else []:
-            rows = rows.assign(path=self.image_paths(rows).map(str)).drop_duplicates("path")
-            image_of = dict(zip(rows["path"], rows["image"]))
-            pairs = find_near_duplicates(
-                list(image_of),
-                settings,
-                cache_dir=self.hash_cache_dir,
-                name=str(db),
-                groups=rows["ref"].astype(str).tolist(),
-            )
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "db": db,
-                        "image_a": pairs["a"].map(image_of),
-                        "image_b": pairs["b"].map(image_of),
-                        "correlation": pairs["correlation"].round(6),
-                        "psnr": pairs["psnr"].round(3),
-                    }
-                )
-            )
-        columns = ["db", "image_a", "image_b", "correlation", "psnr"]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
     def near_duplicate_report(self, records: pd.DataFrame, pairs: pd.DataFrame) -> dict | None:
         """What the near-duplicate pass found (results.json ``near_duplicates``): its settings, the
@@ -426,32 +263,6 @@ class IQADataModule(L.LightningDataModule):
         """``(db, image)`` of the test images whose near-duplicate is in train / val."""
         straddling = (self.near_duplicates or {}).get("straddling", [])
         return {(item["db"], item["test_image"]) for item in straddling}
-
-    def image_paths(self, records: pd.DataFrame) -> pd.Series:
-        """The file of each record."""
-        return records["image"].map(lambda image: self.data_dir / image)
-
-    def reference_paths(self, records: pd.DataFrame) -> pd.Series:
-        """The reference image file of each record (``reference`` column, under ``data_dir``)."""
-        self.require_references(records)
-        return records["reference"].map(lambda reference: self.data_dir / reference)
-
-    def require_references(self, records: pd.DataFrame) -> None:
-        """Refuse, naming the database, records without a reference image."""
-        has = records["reference"].notna() if "reference" in records else None
-        if has is None or not has.any():
-            raise ValueError(
-                f"database '{self.name}' gives no reference images, and the model "
-                f"needs them (a full-reference model or metric). Databases with "
-                f"references: {', '.join(WITH_REFERENCES)}; or use a no-reference "
-                f"model"
-            )
-        if not has.all():
-            missing = records.loc[~has, "image"].tolist()
-            raise ValueError(
-                f"{len(missing)} records of '{self.name}' have no reference image, "
-                f"e.g. {missing[:5]}"
-            )
 
     def provide(self, needs) -> None:
         """Give every batch what the model needs beyond the image (``NEEDS``), or refuse."""
@@ -509,11 +320,6 @@ class IQADataModule(L.LightningDataModule):
             split=split,
             db=db,
         )
-
-    @property
-    def synthetic_labels(self) -> bool:
-        """True when the labels are generated, not human opinion scores (said wherever shown)."""
-        return False
 
     def split_sizes(self) -> dict[str, int]:
         return {split: len(ds) for split, ds in self.datasets.items()}

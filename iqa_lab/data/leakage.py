@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from iqa_lab.data.images import BadImageError, load_rgb
-from iqa_lab.files import atomic_path
+from iqa_lab.files import atomic_path, read_cache
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +54,17 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
+def _read_hashes(path: Path) -> dict[tuple[str, int, int], str]:
+    frame = pd.read_csv(path, dtype={"path": str, "hash": str})
+    return {(r.path, int(r.size), int(r.mtime_ns)): r.hash for r in frame.itertuples(index=False)}
+
+
 class PixelHashCache:
     """Pixel hashes of files keyed by (absolute path, size, mtime); a CSV under ``cache_dir``."""
 
     def __init__(self, cache_dir: str | Path | None):
         self.path = Path(cache_dir).expanduser() / "pixel_hashes.csv" if cache_dir else None
-        self.known: dict[tuple[str, int, int], str] = {}
-        if self.path is not None and self.path.is_file():
-            frame = pd.read_csv(self.path, dtype={"path": str, "hash": str})
-            self.known = {
-                (r.path, int(r.size), int(r.mtime_ns)): r.hash
-                for r in frame.itertuples(index=False)
-            }
+        self.known: dict[tuple[str, int, int], str] = read_cache(self.path, _read_hashes) or {}
         self.added = 0
 
     @staticmethod

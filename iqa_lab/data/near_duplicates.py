@@ -33,7 +33,7 @@ import pandas as pd
 from PIL import Image
 
 from iqa_lab.data.images import BadImageError, load_rgb
-from iqa_lab.files import atomic_path
+from iqa_lab.files import atomic_path, read_cache
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,14 @@ def _stat_key(path: Path) -> tuple[str, int, int] | None:
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
+def _read_thumbnails(path: Path) -> dict[tuple[str, int, int], np.ndarray]:
+    with np.load(path) as saved:
+        return {
+            (str(p), int(s), int(m)): t
+            for p, s, m, t in zip(saved["path"], saved["size"], saved["mtime_ns"], saved["thumb"])
+        }
+
+
 class ThumbnailCache:
     """Normalised thumbnails of files keyed by (absolute path, size, mtime): an ``.npz`` under
     ``cache_dir`` (one per thumbnail size)."""
@@ -103,15 +111,9 @@ class ThumbnailCache:
     def __init__(self, cache_dir: str | Path | None, size: int):
         self.size = size
         self.path = Path(cache_dir).expanduser() / f"thumbnails_{size}.npz" if cache_dir else None
-        self.known: dict[tuple[str, int, int], np.ndarray] = {}
-        if self.path is not None and self.path.is_file():
-            with np.load(self.path) as saved:
-                self.known = {
-                    (str(p), int(s), int(m)): t
-                    for p, s, m, t in zip(
-                        saved["path"], saved["size"], saved["mtime_ns"], saved["thumb"]
-                    )
-                }
+        self.known: dict[tuple[str, int, int], np.ndarray] = (
+            read_cache(self.path, _read_thumbnails) or {}
+        )
         self.added = 0
 
     def thumbnails(self, paths: list[Path], workers: int | None = None) -> np.ndarray:
@@ -203,6 +205,11 @@ def _pairs_cache_file(
     return Path(cache_dir).expanduser() / "near_duplicates" / f"{name}-{digest[:16]}.csv"
 
 
+def _read_pairs(path: Path) -> list[tuple]:
+    found = pd.read_csv(path)
+    return [tuple(row) for row in found[PAIR_COLUMNS].itertuples(index=False)]
+
+
 def find_near_duplicates(
     paths: list[str | Path],
     settings: NearDuplicateSettings,
@@ -222,10 +229,8 @@ def find_near_duplicates(
     unique = list(group_of)
     keys = [(_stat_key(p), str(group_of[p]) if groups is not None else None) for p in unique]
     cached = _pairs_cache_file(cache_dir, name, keys, settings) if cache_dir else None
-    if cached is not None and cached.is_file():
-        found = pd.read_csv(cached)
-        pairs = [tuple(row) for row in found[PAIR_COLUMNS].itertuples(index=False)]
-    else:
+    pairs = read_cache(cached, _read_pairs)
+    if pairs is None:
         thumbs = ThumbnailCache(cache_dir, settings.thumbnail_size).thumbnails(unique, workers)
         candidates = [
             (i, j, corr)

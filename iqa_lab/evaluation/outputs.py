@@ -50,7 +50,8 @@ def per_head_metrics(predictions: pd.DataFrame, compute) -> dict[str, float]:
 def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> dict[str, float]:
     """Every metric of ``evaluation.metrics.full_summary`` on the test predictions, under
     ``test/…`` keys, and per database (``test/<db>/…``: the headline metrics and ``plcc_l4/l5``)
-    when the test split mixes databases.
+    when the test split mixes databases. ``…/n`` is the number of images each was computed on:
+    those actually scored, after any that failed to decode (``data.on_bad=skip``).
 
     Predictions of a multi-head model carry ``head``: rows scored by their own database's head make
     the metrics above; rows scored by another database's head (a held-out database) give
@@ -65,13 +66,17 @@ def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> di
             if "mos_std_norm" in frame and frame["mos_std_norm"].notna().all()
             else None
         )
-        return full_summary(frame["prediction"], frame["mos"], mos_std=std, **options)
+        return {
+            **full_summary(frame["prediction"], frame["mos"], mos_std=std, **options),
+            "n": len(frame),
+        }
 
-    cross = {}
+    cross, scored = {}, len(test)
     if "head" in test:
         cross = per_head_metrics(
-            test, lambda frame: {k: v for k, v in compute(frame).items() if k in HEADLINE}
+            test, lambda frame: {k: v for k, v in compute(frame).items() if k in HEADLINE + ("n",)}
         )
+        scored = len(test) // test["head"].nunique()  # every head scores every test image
         test = test[test["db"] == test["head"]]
     if test.empty:
         return {
@@ -81,6 +86,7 @@ def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> di
                 )
                 for k in HEADLINE
             },
+            "test/n": scored,
             **cross,
         }
     metrics = {f"test/{k}": v for k, v in compute(test).items()}
@@ -91,7 +97,7 @@ def test_metrics(test: pd.DataFrame, evaluation: DictConfig | dict | None) -> di
                 {
                     f"test/{db}/{k}": v
                     for k, v in compute(frame).items()
-                    if k in HEADLINE + FITTED_PLCC
+                    if k in HEADLINE + FITTED_PLCC + ("n",)
                 }
             )
     return {**metrics, **cross}
@@ -107,6 +113,25 @@ def without_twins_metrics(
     has_twin = pd.MultiIndex.from_frame(test[["db", "image"]].astype(str)).isin(list(twinned))
     metrics = test_metrics(test[~has_twin], evaluation)
     return {"test_nodup/" + key.removeprefix("test/"): value for key, value in metrics.items()}
+
+
+def scored_sizes(datamodule: IQADataModule) -> dict[str, int]:
+    """Records each split actually used: its planned size less the records whose image failed to
+    decode during the run (``data.on_bad=skip``; setup's screening already left its finds out of
+    the split sizes). For the test split this is ``test/n``."""
+    records = datamodule.records
+    failed = [item for item in datamodule.bad_inputs if item.get("kind") == "decode"]
+    sizes = {}
+    for split, planned in datamodule.split_sizes().items():
+        rows = records[records["split"] == split]
+        lost = pd.Series(False, index=rows.index)
+        for item in (item for item in failed if item.get("split") == split):
+            same = rows["image"].astype(str) == str(item["image"])
+            if item.get("db") is not None and "db" in rows:
+                same &= rows["db"].astype(str) == str(item["db"])
+            lost |= same
+        sizes[split] = int(planned - lost.sum())
+    return sizes
 
 
 def write_run_outputs(
@@ -151,7 +176,8 @@ def write_run_outputs(
             "lower_better": datamodule.lower_better,
             "flipped": {"dmos_flipped_to_higher_better": datamodule.lower_better},
             "databases": sorted(predictions["db"].unique()) if "db" in predictions else [],
-            "split_sizes": datamodule.split_sizes(),
+            "split_sizes": datamodule.split_sizes(),  # as planned at setup
+            "scored_sizes": scored_sizes(datamodule),  # less the images that failed to decode
         },
         "protocol": OmegaConf.to_container(cfg.protocol, resolve=True),
         "split": {"seed": datamodule.protocol.split_seed, "repeat": datamodule.protocol.repeat},

@@ -25,6 +25,7 @@ import pandas as pd
 from iqa_lab.classical import brisque, fr, niqe
 from iqa_lab.classical.cache import FeatureCache
 from iqa_lab.data.images import BadImageError, load_rgb
+from iqa_lab.files import atomic_path, read_cache
 
 log = logging.getLogger("iqa_lab")
 
@@ -198,9 +199,9 @@ def _pristine_model(
         if cache_dir
         else None
     )
-    if path is not None and path.is_file():
-        with np.load(path) as data:
-            return {key: data[key] for key in data.files}
+    cached = read_cache(path, _read_pristine_model)
+    if cached is not None:
+        return cached
     names = photos or tuple(PRISTINE_PHOTOS)
     log.info(
         "NIQE: fitting the pristine model on %d shipped photos (%d px patches)",
@@ -210,5 +211,15 @@ def _pristine_model(
     model = niqe.fit_pristine_model([load_pristine(n) for n in names], patch_size, sharpness)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **model)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **model)
+    return model
+
+
+def _read_pristine_model(path: Path) -> dict:
+    with np.load(path) as data:
+        model = {key: data[key] for key in data.files}
+    missing = {"mu", "cov"} - set(model)
+    if missing:
+        raise KeyError(f"no {sorted(missing)} in the saved NIQE pristine model")
     return model

@@ -9,7 +9,8 @@ The photos are large (up to 4000x3000 and more), so ``resize_short_side`` (e.g. 
 SPAQ authors train on) scales every image once to that short side into
 ``<cache_dir>/spaq-<size>/`` (EXIF orientation applied, the way the raters saw the photo; JPEG at
 quality 95 without chroma subsampling), and images are read from there; the copies are written
-atomically and reused by later runs. ``null`` reads the originals.
+atomically and reused by later runs. ``null`` reads the originals. ``data=spaq`` instantiates
+``iqa_lab.data.spaq_datamodule.SPAQDataModule``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageOps
 
-from iqa_lab.data.datamodule import IQADataModule
+from iqa_lab.data.database import IQADatabase
 from iqa_lab.data.label_files import first_present, image_paths_under, read_table, require_columns
 from iqa_lab.data.records import make_records
 from iqa_lab.files import atomic_path
@@ -113,8 +114,9 @@ def resize_into_cache(
     return len(todo)
 
 
-class SPAQDataModule(IQADataModule):
-    """``data=spaq``: SPAQ (``parse_spaq``), optionally read from resized copies.
+class SPAQDatabase(IQADatabase):
+    """SPAQ's records and files (``parse_spaq``), optionally read from resized copies
+    (``spaq_datamodule.SPAQDataModule`` trains on them; ``iqa-check`` reads them without torch).
 
     With ``resize_short_side`` set, ``source_dir`` keeps the database folder and ``data_dir``
     becomes the folder of the copies (images keep their relative paths)."""
