@@ -16,7 +16,9 @@ Bad input (``data.on_bad=raise|skip``, ``bad_inputs.BadInputs``), found in two p
 stays cheap:
 
 1. At setup, ``screen_inputs`` checks every record without decoding: label problems (MOS not a
-   finite number, an image listed twice: ``records.label_problems``), the file's existence (with a
+   finite number, an image listed twice: ``records.label_problems``; under
+   ``data.duplicate_labels=first`` only its first row is kept, the later ones dropped with a note in
+   ``input_notes``), the file's existence (with a
    case-insensitive match when unique, e.g. BIQ2021's ``ss02 (1014).jpg`` stored as ``.JPG``; the
    record then points at the real file and the resolution is kept in ``input_notes``), and a probe
    of each file (``images.probe_image``: header, size under ``data.max_pixels``, the format's end
@@ -27,6 +29,11 @@ stays cheap:
    passes it on as ``batch["bad_inputs"]``, and ``on_before_batch_transfer`` (main process, so it
    works with worker processes) records it. A batch whose items were all bad arrives empty and the
    model skips it.
+
+Files with identical decoded pixels but different MOS (one photo listed under two names with two
+scores) are label problems too, found before the split from the leakage guard's pixel hashes
+(``drop_conflicting_duplicates``, ``records.conflicting_duplicates``): refused under ``raise``,
+every copy dropped under ``skip``. Identical files with one MOS stay the leakage guard's business.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from iqa_lab.data.bad_inputs import BadInputError, BadInputs, bad_inputs_message  # noqa: F401
 from iqa_lab.data.collate import IQACollate
 from iqa_lab.data.images import BadImageError, FileResolver, load_rgb, probe_image
-from iqa_lab.data.leakage import check_leakage
+from iqa_lab.data.leakage import PixelHashCache, check_leakage
 from iqa_lab.data.near_duplicates import (
     NearDuplicateSettings,
     find_near_duplicates,
@@ -57,7 +64,15 @@ from iqa_lab.data.near_duplicates import (
     straddling_pairs,
 )
 from iqa_lab.data.protocols import Protocol, assign_splits
-from iqa_lab.data.records import BOX_COLUMNS, check_schema, label_problems, validate_records
+from iqa_lab.data.records import (
+    BOX_COLUMNS,
+    DUPLICATE_LABELS,
+    check_schema,
+    conflicting_duplicates,
+    label_problems,
+    later_listings,
+    validate_records,
+)
 from iqa_lab.data.transforms import build_transform
 
 log = logging.getLogger(__name__)
@@ -216,6 +231,7 @@ class IQADataModule(L.LightningDataModule):
         mos_range: tuple = (0.0, 1.0),
         lower_better: bool = False,
         on_bad: str = "raise",
+        duplicate_labels: str = "drop",
         max_pixels: int | None = 100_000_000,
         collate: str = "stack",
         std_range: tuple | None = None,
@@ -244,6 +260,11 @@ class IQADataModule(L.LightningDataModule):
         # ratings beside a 0..100 MOS); None = the MOS's own range.
         self.std_range = tuple(std_range) if std_range is not None else None
         self.bad = BadInputs(on_bad)
+        if duplicate_labels not in DUPLICATE_LABELS:
+            raise ValueError(
+                f"data.duplicate_labels must be one of {DUPLICATE_LABELS}, got '{duplicate_labels}'"
+            )
+        self.duplicate_labels = duplicate_labels
         self.max_pixels = max_pixels
         self.collate = IQACollate(collate)
         # Notes on records kept as they are (case-resolved names, wrong extensions).
@@ -251,6 +272,7 @@ class IQADataModule(L.LightningDataModule):
         self.records: pd.DataFrame | None = None
         # Where the leakage guard caches pixel hashes (runs set paths.cache_dir); None: no cache.
         self.hash_cache_dir: str | None = None
+        self._pixel_hashes: PixelHashCache | None = None
         # The near-duplicate pass (data.near_duplicates; None: none) and what it found.
         self.near_duplicate_settings = (
             NearDuplicateSettings(**near_duplicates) if near_duplicates is not None else None
@@ -298,6 +320,7 @@ class IQADataModule(L.LightningDataModule):
         records = check_schema(self.load_records().reset_index(drop=True))
         records = self.screen_inputs(records)
         validate_records(with_box_ids(records))
+        records = self.drop_conflicting_duplicates(records)
         pairs = self.find_near_duplicates(records)
         records = join_near_duplicates(records, pairs, self.protocol.name == "official")
         self.records = assign_splits(records, self.protocol)
@@ -308,20 +331,57 @@ class IQADataModule(L.LightningDataModule):
     def screen_inputs(self, records: pd.DataFrame) -> pd.DataFrame:
         """Check labels and files cheaply and apply ``on_bad`` (module docstring): the records to
         keep, with ``image`` pointing at the file actually found; bad items go to ``bad_inputs``."""
+        total = len(records)
+        records, later = self.keep_first_listings(records)
         bad, notes, resolved = self.find_bad_inputs(records)
-        self.bad.refuse([{**item, "db": self.name} for item in bad], len(records), self.name)
+        self.bad.refuse([{**item, "db": self.name} for item in bad], total, self.name)
+        notes = later + notes
         for note in notes:
             log.warning("%s: %s", note["image"], note["note"])
         records = records.drop(index=[item["index"] for item in bad])
         kept = resolved.index.intersection(records.index)
         records.loc[kept, "image"] = resolved[kept]
         self.input_notes.extend(notes)
+        return self._usable(records, bad)
+
+    def _usable(self, records: pd.DataFrame, bad: list[dict]) -> pd.DataFrame:
+        """``records``, or an error listing ``bad`` when nothing is left."""
         if records.empty:
             raise BadInputError(
                 f"no usable records left in '{self.name}' ({self.data_dir}): "
                 f"{bad_inputs_message(bad, len(bad), self.name)}"
             )
         return records
+
+    def keep_first_listings(self, records: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+        """Under ``data.duplicate_labels=first``, ``records`` without the later rows of an image
+        listed twice, and a note ``{"image", "note"}`` on each; else ``records`` unchanged (every
+        row of such an image is then a label problem: ``records.label_problems``)."""
+        if self.duplicate_labels != "first":
+            return records, []
+        later = later_listings(with_box_ids(records))
+        notes = [{"image": item["image"], "note": item["note"]} for item in later]
+        return records.drop(index=[item["index"] for item in later]), notes
+
+    @property
+    def pixel_hashes(self) -> PixelHashCache:
+        """The pixel hashes of this module's files (cached in ``hash_cache_dir`` if set), shared
+        by the conflicting-label check and the leakage guard so each file is decoded once."""
+        if self._pixel_hashes is None:
+            self._pixel_hashes = PixelHashCache(self.hash_cache_dir)
+        return self._pixel_hashes
+
+    def drop_conflicting_duplicates(self, records: pd.DataFrame) -> pd.DataFrame:
+        """Refuse (``raise``) or drop (``skip``) every record whose file has the same decoded
+        pixels as another file of its database but a different MOS (module docstring)."""
+        paths = self.image_paths(records)
+        hashes = pd.Series(self.pixel_hashes.hashes(list(paths)), index=records.index)
+        bad = [
+            {**item, "kind": "label", "db": records.at[item["index"], "db"]}
+            for item in conflicting_duplicates(with_box_ids(records), hashes, paths)
+        ]
+        self.bad.refuse(bad, len(records), self.name)
+        return self._usable(records.drop(index=[item["index"] for item in bad]), bad)
 
     def find_bad_inputs(self, records: pd.DataFrame) -> tuple[list[dict], list[dict], pd.Series]:
         """Setup-cost screening of every record (no decoding). Returns the bad records
@@ -366,8 +426,8 @@ class IQADataModule(L.LightningDataModule):
         check_leakage(
             records,
             self.image_paths(records),
-            cache_dir=self.hash_cache_dir,
             where=f"'{self.name}' under protocol={self.protocol.name}",
+            cache=self.pixel_hashes,
         )
 
     def find_near_duplicates(self, records: pd.DataFrame) -> pd.DataFrame:
