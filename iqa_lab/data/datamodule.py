@@ -185,6 +185,8 @@ class IQADataset(Dataset):
             pixels = self._decode(i)
         except BadImageError as err:
             fields = {} if self.db is None else {"db": self.db}
+            if hasattr(err, "path"):  # the file that failed to decode (not a box or shape)
+                fields["path"] = err.path
             return {"bad": self.bad_inputs.decode_failed(self.images[i], err, self.split, **fields)}
         self._seed_transform(i)
         item = {**self.transform(**pixels), "mos": self.mos[i], "index": self.index[i]}

@@ -134,6 +134,7 @@ def conflicting_duplicates(
     frame = records.assign(_hash=hashes, _path=paths.map(str))
     frame = frame[frame["_hash"].notna()]
     keys = ["db", "_hash", *[c for c in BOX_COLUMNS if c in frame]]
+    frame = frame[frame.duplicated(keys, keep=False)]  # only shared pixels can conflict
     problems = []
     for _, group in frame.groupby(keys, sort=False, dropna=False):
         if group["_path"].nunique() < 2 or group["mos_raw"].nunique() < 2:
