@@ -74,9 +74,7 @@ def reuse_finished_run(cfg: DictConfig) -> dict | None:
         entry.get("repeat"),
     )
     print_summary(results, output_dir)
-    dropped = left_out(results)
-    if dropped:
-        log.warning("the reused run %s", dropped)
+    dropped = left_out(results)  # also logged by the run store (once per key)
     print(
         f"REUSED from {commit} ({entry['output_dir']})"
         + (f"; {dropped}" if dropped else "")

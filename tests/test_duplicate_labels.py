@@ -68,8 +68,8 @@ def test_check_counts_conflicting_copies_as_label_problems(tmp_path):
     assert check_database(lenient, workers=1).verdict[0] == USABLE
 
 
-def _listed_twice(folder):
-    plant(folder, {name: png_bytes(pattern(seed=i + 1)) for i, name in enumerate(NAMES)})
+def _listed_twice(folder, seed: int = 1):
+    plant(folder, {name: png_bytes(pattern(seed=i + seed)) for i, name in enumerate(NAMES)})
     return labels(NAMES + ["img3.png"], [0.1 + 0.1 * i for i in range(8)] + [0.95])
 
 
@@ -107,3 +107,26 @@ def test_duplicate_labels_must_be_drop_or_first(tmp_path):
         ValueError, match=r"data\.duplicate_labels must be one of \('drop', 'first'\), got 'last'"
     ):
         FolderDataModule(labels(NAMES), tmp_path, duplicate_labels="last")
+
+
+def test_mixed_duplicate_labels_governs_every_member(tmp_path):
+    from iqa_lab.data.mixed import MixedDataModule
+
+    members = {}
+    for name, seed in (("a", 1), ("b", 20)):  # other pictures in b
+        member = FolderDataModule(_listed_twice(tmp_path / name, seed), tmp_path / name)
+        member.name = name
+        members[name] = member
+    mixed = MixedDataModule(
+        databases=members,
+        name="mixed",
+        data_dir=str(tmp_path),
+        duplicate_labels="first",
+        protocol={"name": "random", "train_fraction": 0.5, "val_fraction": 0.5},
+    )
+    mixed.setup()
+    assert len(mixed.records) == 16 and mixed.bad_inputs == []
+    assert [(n["db"], n["image"]) for n in mixed.input_notes] == [
+        ("a", "img3.png"),
+        ("b", "img3.png"),
+    ]

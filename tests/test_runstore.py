@@ -230,3 +230,15 @@ def test_a_late_decode_failure_names_its_file(tmp_path):
     assert item["path"] == str(tmp_path / "broken.png") and item["kind"] == "decode"
     results = {"bad_inputs": {"count": 1, "list": datamodule.bad_inputs}}
     assert runstore.decode_failures(results) == [str(tmp_path / "broken.png")]
+
+
+def test_tables_reading_a_run_with_bad_inputs_warn_once(csv_cfg, tmp_path, caplog):
+    _broken_run(csv_cfg, tmp_path / "first", tmp_path / "db" / "a.png")
+    store, key = runstore.store_dir(csv_cfg), run_key(csv_cfg)
+    assert runstore.read_entry(store, key) is not None  # the table's plan…
+    assert runstore.read_entry(store, key) is not None  # …and its collect
+    warnings = [r.message for r in caplog.records if "reusing the run in" in r.message]
+    assert warnings == [
+        f"reusing the run in {(tmp_path / 'first').resolve()}: it left out 1 bad inputs "
+        "(1 failed to decode; a.png), listed in results.json bad_inputs"
+    ]

@@ -88,6 +88,8 @@ class MixedDataModule(IQADataModule):
                 check_schema(member.load_records().reset_index(drop=True))
             )
             records = records.assign(db=name)
+            # The member's notes (case-resolved, listed again…) go to results.json with the run's.
+            self.input_notes.extend({**note, "db": name} for note in member.input_notes)
             frames.append(records.assign(**{CONTENT_DB: content_groups(records)}))
         return pd.concat(frames, ignore_index=True)
 

@@ -21,9 +21,9 @@ A run's *key* hashes these, so that a finished run is reused only when all are u
   per file (5,000 BIQ2021 images: 30–50 ms) and sees every replaced, re-downloaded, added, removed
   or renamed image; it also reruns after a copy that does not keep modification times
   (``cp -r`` without ``-p``). ``content`` reads every image once per process (5,000 BIQ2021
-  images, 175 MB: ~0.6 s from the page cache; a 10k-image database of 1 GB several seconds from
-  disk) and survives such copies; an edit that keeps size and modification time is the only
-  change ``stat`` misses. So a fixed database reruns;
+  images, 175 MB: ~0.6 s from the page cache, more from a cold disk) and survives such copies;
+  an edit that keeps size and modification time is the only change ``stat`` misses. So a fixed
+  database reruns;
 - likewise the weight files its config names (``ckpt_path``, ``model.backbone.checkpoint``…).
 
 A finished run whose results list bad inputs (``data.on_bad=skip``) is never reused silently: the
@@ -331,7 +331,8 @@ def find_finished(cfg: DictConfig) -> dict | None:
 
 def read_entry(store: str | Path, key: str) -> dict | None:
     """The entry stored under ``key`` whose output folder still holds its results.json and whose
-    files that failed to decode still fail (``now_decoding``), or None."""
+    files that failed to decode still fail (``now_decoding``), or None. Reusing an entry whose
+    run left out bad inputs logs a warning saying what (``left_out``), once per key."""
     path = Path(store) / f"{key}.json"
     if not path.is_file():
         return None
@@ -349,7 +350,15 @@ def read_entry(store: str | Path, key: str) -> dict | None:
             fixed[0],
         )
         return None
+    dropped = left_out(entry.get("results") or {})
+    if dropped and key not in _WARNED:
+        _WARNED.add(key)
+        log.warning("reusing the run in %s: %s", entry["output_dir"], dropped)
     return entry
+
+
+# Keys whose reuse despite bad inputs was already announced (tables read an entry twice).
+_WARNED: set[str] = set()
 
 
 def decode_failures(results: dict) -> list[str]:
