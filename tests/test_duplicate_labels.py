@@ -58,6 +58,7 @@ def test_identical_pixels_with_one_mos_stay_the_leakage_guards(tmp_path):
 def test_check_counts_conflicting_copies_as_label_problems(tmp_path):
     report = check_database(FolderDataModule(_database(tmp_path, 0.9), tmp_path), workers=1)
     assert report.count("label") == 2 and report.usable == 7 and len(report.mos_raw) == 7
+    assert report.found == 9  # the copies' files are there: their labels are the problem
     assert report.duplicates == [["img0.png", "copy.png"]]  # still shown as identical images
     assert report.verdict == (
         UNUSABLE,

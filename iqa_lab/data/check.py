@@ -52,6 +52,7 @@ class CheckReport:
     notes: list[dict] = field(default_factory=list)
     # Later rows of an image listed twice, dropped under data.duplicate_labels=first
     later_listings: list[dict] = field(default_factory=list)
+    found: int = 0  # records whose file is present (label problems of the label file aside)
     duplicates: list[list[str]] = field(default_factory=list)  # images with identical pixels
     # Near-duplicate pairs: db, image_a, image_b, correlation, psnr, and both images' mos_raw_a /
     # mos_raw_b (as published) and mos_a / mos_b (normalised)
@@ -114,6 +115,7 @@ def check_database(
         datamodule.name, str(datamodule.data_dir), datamodule.on_bad, total, notes=notes
     )
     report.later_listings = later
+    report.found = len(records) - report.count("label") - report.count("missing")
     report.bad = [{k: v for k, v in item.items() if k != "index"} for item in bad]
     good = records.drop(index=[item["index"] for item in bad])
     if decode and len(good):
@@ -197,11 +199,10 @@ def render(report: CheckReport, console: Console, show: int = 20) -> None:
     table = Table(title=f"data.check: {report.name} ({report.data_dir})")
     table.add_column("check")
     table.add_column("count", justify="right")
-    found = report.records - report.count("label") - report.count("missing")
     duplicated = sum(len(group) for group in report.duplicates)
     rows = [
         ("records in the label files", report.records),
-        ("found (files present)", found),
+        ("found (files present)", report.found),
         ("  of which case-resolved", len(report.case_resolved)),
         ("  of which wrong extension (decoded by content)", len(report.wrong_extension)),
         ("missing", report.count("missing")),
