@@ -68,8 +68,8 @@ def reuse_finished_run(cfg: DictConfig) -> dict | None:
     output_dir.mkdir(parents=True, exist_ok=True)
     write_results_json(output_dir / "results.json", results)
     log.info(
-        "this config already finished with this code and these label files in %s (repeat %s): "
-        "reusing its results; reuse_finished=false runs it again",
+        "this config already finished with this code and these label and image files in %s "
+        "(repeat %s): reusing its results; reuse_finished=false runs it again",
         entry["output_dir"],
         entry.get("repeat"),
     )
