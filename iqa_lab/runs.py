@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.evaluation.outputs import print_summary
 from iqa_lab.evaluation.results import write_results_json
-from iqa_lab.evaluation.runstore import entry_commit, find_finished
+from iqa_lab.evaluation.runstore import entry_commit, find_finished, left_out
 
 log = logging.getLogger("iqa_lab")
 
@@ -52,10 +52,11 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
 
 
 def reuse_finished_run(cfg: DictConfig) -> dict | None:
-    """If a run with this config, this code version and these label files already finished
-    (``logs/store``, see ``runstore``), point this run's folder at it (``results.json`` with
-    ``reused_from`` and ``reused_from_commit``), print its summary marked ``REUSED from
-    <commit>`` and return its results; else None."""
+    """If a run with this config, this code version and these label and image files already
+    finished (``logs/store``, see ``runstore``), point this run's folder at it (``results.json``
+    with ``reused_from`` and ``reused_from_commit``), print its summary marked ``REUSED from
+    <commit>`` (with what it left out, if it dropped bad inputs) and return its results; else
+    None."""
     if not cfg.get("reuse_finished"):
         return None
     entry = find_finished(cfg)
@@ -67,13 +68,18 @@ def reuse_finished_run(cfg: DictConfig) -> dict | None:
     output_dir.mkdir(parents=True, exist_ok=True)
     write_results_json(output_dir / "results.json", results)
     log.info(
-        "this config already finished with this code and these label files in %s (repeat %s): "
-        "reusing its results; reuse_finished=false runs it again",
+        "this config already finished with this code and these label and image files in %s "
+        "(repeat %s): reusing its results; reuse_finished=false runs it again",
         entry["output_dir"],
         entry.get("repeat"),
     )
     print_summary(results, output_dir)
-    print(f"REUSED from {commit} ({entry['output_dir']}); reuse_finished=false runs it again")
+    dropped = left_out(results)  # also logged by the run store (once per key)
+    print(
+        f"REUSED from {commit} ({entry['output_dir']})"
+        + (f"; {dropped}" if dropped else "")
+        + "; reuse_finished=false runs it again"
+    )
     return results
 
 

@@ -161,8 +161,14 @@ def test_a_run_refuses_a_planted_duplicate(make_cfg, tmp_path):
     shutil.copy(data_dir / test_image, data_dir / "images" / "innocent_name.png")
     frame = records[["image", "mos_raw", "ref"]].copy()
     frame["mos_raw"] = records["mos"]
-    # Its own reference: every content-based split puts it beside its twin only by chance.
-    frame.loc[len(frame)] = {"image": "images/innocent_name.png", "mos_raw": 0.5, "ref": "planted"}
+    # Its own reference: every content-based split puts it beside its twin only by chance. Its
+    # twin's MOS: a different one would make the pair a label problem, refused before the split.
+    twin_mos = frame.loc[frame["image"] == test_image, "mos_raw"].iloc[0]
+    frame.loc[len(frame)] = {
+        "image": "images/innocent_name.png",
+        "mos_raw": twin_mos,
+        "ref": "planted",
+    }
     frame.to_csv(data_dir / "labels.csv", index=False)
     # Find a split seed that separates the twins (the planted ref is drawn independently).
     for seed in range(50):

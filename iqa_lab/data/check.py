@@ -4,9 +4,11 @@ Parses the label files with the database's own parser, screens every record as s
 (labels, file present or case-resolved, header, size, end marker), then decodes every image once
 and hashes its pixels. Prints a table — found / missing / unreadable / case-resolved / wrong
 extension / duplicated (identical decoded pixels) / near-duplicate pairs (``data.near_duplicates``)
-/ label problems / usable — with the MOS range and a text histogram, then the offending items and
-the near-duplicate pairs with their MOS and how well twins' MOS agree. Near-duplicates do not make a
-database unusable: runs keep each pair on one side of a split (``data.near_duplicates``).
+/ label problems (identical pixels with different MOS among them) / listed again with
+``data.duplicate_labels=first`` (first row kept) / usable — with the MOS range and a text
+histogram, then the offending items and the near-duplicate pairs with their MOS and how well
+twins' MOS agree. Near-duplicates do not make a database unusable: runs keep each pair on one
+side of a split (``data.near_duplicates``).
 
 A light process: the check reads a database through its Lightning-free class (``DATABASE_OF``:
 ``database.IQADatabase`` for every plain database, ``SPAQDatabase`` for SPAQ), so it loads neither
@@ -33,10 +35,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from iqa_lab.data.database import LOADER_KEYS, IQADatabase
+from iqa_lab.data.database import LOADER_KEYS, IQADatabase, with_box_ids
 from iqa_lab.data.images import BadImageError
 from iqa_lab.data.leakage import pixel_hash
-from iqa_lab.data.records import check_schema
+from iqa_lab.data.records import check_schema, conflicting_duplicates
 
 USABLE, UNUSABLE, UNPARSABLE = 0, 1, 2
 
@@ -58,6 +60,9 @@ class CheckReport:
     records: int
     bad: list[dict] = field(default_factory=list)
     notes: list[dict] = field(default_factory=list)
+    # Later rows of an image listed twice, dropped under data.duplicate_labels=first
+    later_listings: list[dict] = field(default_factory=list)
+    found: int = 0  # records whose file is present (label problems of the label file aside)
     duplicates: list[list[str]] = field(default_factory=list)  # images with identical pixels
     # Near-duplicate pairs: db, image_a, image_b, correlation, psnr, and both images' mos_raw_a /
     # mos_raw_b (as published) and mos_a / mos_b (normalised)
@@ -78,7 +83,7 @@ class CheckReport:
 
     @property
     def usable(self) -> int:
-        return self.records - len(self.bad)
+        return self.records - len(self.bad) - len(self.later_listings)
 
     @property
     def verdict(self) -> tuple[int, str]:
@@ -123,11 +128,15 @@ def check_database(
     """Screen every record of ``datamodule`` (as its setup would) and, with ``decode``, decode
     every image once to find unreadable and identical images."""
     records = check_schema(datamodule.load_records().reset_index(drop=True))
+    total = len(records)
+    records, later = datamodule.keep_first_listings(records)
     bad, notes, resolved = datamodule.find_bad_inputs(records)
     records.loc[resolved.index, "image"] = resolved
     report = CheckReport(
-        datamodule.name, str(datamodule.data_dir), datamodule.on_bad, len(records), notes=notes
+        datamodule.name, str(datamodule.data_dir), datamodule.on_bad, total, notes=notes
     )
+    report.later_listings = later
+    report.found = len(records) - report.count("label") - report.count("missing")
     report.bad = [{k: v for k, v in item.items() if k != "index"} for item in bad]
     good = records.drop(index=[item["index"] for item in bad])
     if decode and len(good):
@@ -150,6 +159,13 @@ def check_database(
             seen.add(path)
         report.duplicates = [images for images in groups.values() if len(images) > 1]
         good = good.drop(index=failed)
+        hashes = paths[good.index].map(lambda path: results[path][0])
+        conflicts = conflicting_duplicates(with_box_ids(good), hashes, paths[good.index])
+        report.bad.extend(
+            {"image": item["image"], "kind": "label", "reason": item["reason"]}
+            for item in conflicts
+        )
+        good = good.drop(index=[item["index"] for item in conflicts])
         report.near_duplicates = near_duplicate_pairs(datamodule, good)
     report.mos_raw = good["mos_raw"].to_numpy(dtype=float)
     report.mos = good["mos"].to_numpy(dtype=float)
@@ -206,11 +222,10 @@ def render(report: CheckReport, console: Console, show: int = 20) -> None:
     table = Table(title=f"data.check: {report.name} ({report.data_dir})")
     table.add_column("check")
     table.add_column("count", justify="right")
-    found = report.records - report.count("label") - report.count("missing")
     duplicated = sum(len(group) for group in report.duplicates)
     rows = [
         ("records in the label files", report.records),
-        ("found (files present)", found),
+        ("found (files present)", report.found),
         ("  of which case-resolved", len(report.case_resolved)),
         ("  of which wrong extension (decoded by content)", len(report.wrong_extension)),
         ("missing", report.count("missing")),
@@ -218,7 +233,11 @@ def render(report: CheckReport, console: Console, show: int = 20) -> None:
         ("unreadable (full decode)", report.count("decode")),
         (f"duplicated (identical pixels, {len(report.duplicates)} groups)", duplicated),
         ("near-duplicate pairs (data.near_duplicates)", len(report.near_duplicates)),
-        ("label problems (MOS not finite, listed twice)", report.count("label")),
+        (
+            "label problems (MOS not finite, listed twice, same pixels other MOS)",
+            report.count("label"),
+        ),
+        ("listed again, first row kept (data.duplicate_labels=first)", len(report.later_listings)),
         ("usable", report.usable),
     ]
     for label, count in rows:
@@ -242,6 +261,7 @@ def render(report: CheckReport, console: Console, show: int = 20) -> None:
 
     listing("case-resolved", [f"{n['image']}: {n['note']}" for n in report.case_resolved])
     listing("wrong extension", [f"{n['image']}: {n['note']}" for n in report.wrong_extension])
+    listing("listed again", [f"{n['image']}: {n['note']}" for n in report.later_listings])
     for kind in ("missing", "unreadable", "decode", "label"):
         listing(kind, [f"{b['image']}: {b['reason']}" for b in report.bad if b["kind"] == kind])
     listing("identical images", [", ".join(group) for group in report.duplicates])

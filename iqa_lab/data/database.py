@@ -19,11 +19,18 @@ import pandas as pd
 from hydra.utils import get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from iqa_lab.data.bad_inputs import BadInputs
+from iqa_lab.data.bad_inputs import BadInputError, BadInputs, bad_inputs_message
 from iqa_lab.data.images import BadImageError, FileResolver, probe_image
+from iqa_lab.data.leakage import PixelHashCache
 from iqa_lab.data.near_duplicates import NearDuplicateSettings, find_near_duplicates
 from iqa_lab.data.protocols import Protocol
-from iqa_lab.data.records import BOX_COLUMNS, label_problems
+from iqa_lab.data.records import (
+    BOX_COLUMNS,
+    DUPLICATE_LABELS,
+    conflicting_duplicates,
+    label_problems,
+    later_listings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +96,7 @@ class IQADatabase:
         mos_range: tuple = (0.0, 1.0),
         lower_better: bool = False,
         on_bad: str = "raise",
+        duplicate_labels: str = "drop",
         max_pixels: int | None = 100_000_000,
         std_range: tuple | None = None,
         near_duplicates: Mapping | None = None,
@@ -111,12 +119,18 @@ class IQADatabase:
         # ratings beside a 0..100 MOS); None = the MOS's own range.
         self.std_range = tuple(std_range) if std_range is not None else None
         self.bad = BadInputs(on_bad)
+        if duplicate_labels not in DUPLICATE_LABELS:
+            raise ValueError(
+                f"data.duplicate_labels must be one of {DUPLICATE_LABELS}, got '{duplicate_labels}'"
+            )
+        self.duplicate_labels = duplicate_labels
         self.max_pixels = max_pixels
         # Notes on records kept as they are (case-resolved names, wrong extensions).
         self.input_notes: list[dict] = []
         self.records: pd.DataFrame | None = None
         # Where the leakage guard caches pixel hashes (runs set paths.cache_dir); None: no cache.
         self.hash_cache_dir: str | None = None
+        self._pixel_hashes: PixelHashCache | None = None
         # The near-duplicate pass (data.near_duplicates; None: none) and what it found.
         self.near_duplicate_settings = (
             NearDuplicateSettings(**near_duplicates) if near_duplicates is not None else None
@@ -159,6 +173,45 @@ class IQADatabase:
     def synthetic_labels(self) -> bool:
         """True when the labels are generated, not human opinion scores (said wherever shown)."""
         return False
+
+    def _usable(self, records: pd.DataFrame, bad: list[dict]) -> pd.DataFrame:
+        """``records``, or an error listing ``bad`` when nothing is left."""
+        if records.empty:
+            raise BadInputError(
+                f"no usable records left in '{self.name}' ({self.data_dir}): "
+                f"{bad_inputs_message(bad, len(bad), self.name)}"
+            )
+        return records
+
+    def keep_first_listings(self, records: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+        """Under ``data.duplicate_labels=first``, ``records`` without the later rows of an image
+        listed twice, and a note ``{"image", "note"}`` on each; else ``records`` unchanged (every
+        row of such an image is then a label problem: ``records.label_problems``)."""
+        if self.duplicate_labels != "first":
+            return records, []
+        later = later_listings(with_box_ids(records))
+        notes = [{"image": item["image"], "note": item["note"]} for item in later]
+        return records.drop(index=[item["index"] for item in later]), notes
+
+    @property
+    def pixel_hashes(self) -> PixelHashCache:
+        """The pixel hashes of this database's files (cached in ``hash_cache_dir`` if set), shared
+        by the conflicting-label check and the leakage guard so each file is decoded once."""
+        if self._pixel_hashes is None:
+            self._pixel_hashes = PixelHashCache(self.hash_cache_dir)
+        return self._pixel_hashes
+
+    def drop_conflicting_duplicates(self, records: pd.DataFrame) -> pd.DataFrame:
+        """Refuse (``raise``) or drop (``skip``) every record whose file has the same decoded
+        pixels as another file of its database but a different MOS (module docstring)."""
+        paths = self.image_paths(records)
+        hashes = pd.Series(self.pixel_hashes.hashes(list(paths)), index=records.index)
+        bad = [
+            {**item, "kind": "label", "db": records.at[item["index"], "db"]}
+            for item in conflicting_duplicates(with_box_ids(records), hashes, paths)
+        ]
+        self.bad.refuse(bad, len(records), self.name)
+        return self._usable(records.drop(index=[item["index"] for item in bad]), bad)
 
     def find_bad_inputs(self, records: pd.DataFrame) -> tuple[list[dict], list[dict], pd.Series]:
         """Setup-cost screening of every record (no decoding). Returns the bad records

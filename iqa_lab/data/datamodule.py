@@ -20,7 +20,9 @@ Bad input (``data.on_bad=raise|skip``, ``bad_inputs.BadInputs``), found in two p
 stays cheap:
 
 1. At setup, ``screen_inputs`` checks every record without decoding: label problems (MOS not a
-   finite number, an image listed twice: ``records.label_problems``), the file's existence (with a
+   finite number, an image listed twice: ``records.label_problems``; under
+   ``data.duplicate_labels=first`` only its first row is kept, the later ones dropped with a note in
+   ``input_notes``), the file's existence (with a
    case-insensitive match when unique, e.g. BIQ2021's ``ss02 (1014).jpg`` stored as ``.JPG``; the
    record then points at the real file and the resolution is kept in ``input_notes``), and a probe
    of each file (``images.probe_image``: header, size under ``data.max_pixels``, the format's end
@@ -31,6 +33,11 @@ stays cheap:
    passes it on as ``batch["bad_inputs"]``, and ``on_before_batch_transfer`` (main process, so it
    works with worker processes) records it. A batch whose items were all bad arrives empty and the
    model skips it.
+
+Files with identical decoded pixels but different MOS (one photo listed under two names with two
+scores) are label problems too, found before the split from the leakage guard's pixel hashes
+(``drop_conflicting_duplicates``, ``records.conflicting_duplicates``): refused under ``raise``,
+every copy dropped under ``skip``. Identical files with one MOS stay the leakage guard's business.
 """
 
 from __future__ import annotations
@@ -153,6 +160,8 @@ class IQADataset(Dataset):
             pixels = self._decode(i)
         except BadImageError as err:
             fields = {} if self.db is None else {"db": self.db}
+            if hasattr(err, "path"):  # the file that failed to decode (not a box or shape)
+                fields["path"] = err.path
             return {"bad": self.bad_inputs.decode_failed(self.images[i], err, self.split, **fields)}
         self._seed_transform(i)
         item = {**self.transform(**pixels), "mos": self.mos[i], "index": self.index[i]}
@@ -202,6 +211,7 @@ class IQADataModule(IQADatabase, L.LightningDataModule):
         records = check_schema(self.load_records().reset_index(drop=True))
         records = self.screen_inputs(records)
         validate_records(with_box_ids(records))
+        records = self.drop_conflicting_duplicates(records)
         pairs = self.find_near_duplicates(records)
         records = join_near_duplicates(records, pairs, self.protocol.name == "official")
         self.records = assign_splits(records, self.protocol)
@@ -212,20 +222,18 @@ class IQADataModule(IQADatabase, L.LightningDataModule):
     def screen_inputs(self, records: pd.DataFrame) -> pd.DataFrame:
         """Check labels and files cheaply and apply ``on_bad`` (module docstring): the records to
         keep, with ``image`` pointing at the file actually found; bad items go to ``bad_inputs``."""
+        total = len(records)
+        records, later = self.keep_first_listings(records)
         bad, notes, resolved = self.find_bad_inputs(records)
-        self.bad.refuse([{**item, "db": self.name} for item in bad], len(records), self.name)
+        self.bad.refuse([{**item, "db": self.name} for item in bad], total, self.name)
+        notes = later + notes
         for note in notes:
             log.warning("%s: %s", note["image"], note["note"])
         records = records.drop(index=[item["index"] for item in bad])
         kept = resolved.index.intersection(records.index)
         records.loc[kept, "image"] = resolved[kept]
         self.input_notes.extend(notes)
-        if records.empty:
-            raise BadInputError(
-                f"no usable records left in '{self.name}' ({self.data_dir}): "
-                f"{bad_inputs_message(bad, len(bad), self.name)}"
-            )
-        return records
+        return self._usable(records, bad)
 
     def check_splits(self, records: pd.DataFrame) -> None:
         """Refuse splits that leak files, identical images or references across train / val /
@@ -233,8 +241,8 @@ class IQADataModule(IQADatabase, L.LightningDataModule):
         check_leakage(
             records,
             self.image_paths(records),
-            cache_dir=self.hash_cache_dir,
             where=f"'{self.name}' under protocol={self.protocol.name}",
+            cache=self.pixel_hashes,
         )
 
     def near_duplicate_report(self, records: pd.DataFrame, pairs: pd.DataFrame) -> dict | None:

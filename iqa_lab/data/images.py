@@ -49,6 +49,8 @@ _EXTENSIONS = {
     "WEBP": {".webp"},
     "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
 }
+# File names the run store fingerprints as images (``runstore.image_fingerprint``).
+IMAGE_SUFFIXES = frozenset().union(*_EXTENSIONS.values())
 _FIX = (
     "replace the file with a good copy, or set data.on_bad=skip to drop it (it is then listed "
     "in results.json)"
@@ -233,8 +235,17 @@ def _upright(image: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
-    """Decode ``path`` to an ``(H, W, 3)`` uint8 array (see the module docstring for the rules)."""
-    path = Path(path)
+    """Decode ``path`` to an ``(H, W, 3)`` uint8 array (see the module docstring for the rules).
+    A ``BadImageError`` from here carries the file in ``path``: results.json lists it with the
+    decode failure, and the run store decodes it again before reusing the run."""
+    try:
+        return _decode_rgb(Path(path), max_pixels)
+    except BadImageError as err:
+        err.path = str(path)
+        raise
+
+
+def _decode_rgb(path: Path, max_pixels: int | None) -> np.ndarray:
     with _open(path, max_pixels) as image:
         image_format = image.format
         try:

@@ -138,10 +138,12 @@ def find_leaks(
     paths: pd.Series,
     cache_dir: str | Path | None = None,
     pixels: bool = True,
+    cache: PixelHashCache | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Offending rows per kind (``file``, ``pixels``, ``ref``); empty frames when clean.
 
-    ``records`` carry ``image``, ``ref`` and ``split``; ``paths`` the absolute file of each row."""
+    ``records`` carry ``image``, ``ref`` and ``split``; ``paths`` the absolute file of each row;
+    ``cache`` a hash cache already filled (else one in ``cache_dir``)."""
     frame = records[["image", "ref", "split"]].copy()
     if "db" in records:
         frame["ref"] = records["db"].astype(str) + "/" + records["ref"].astype(str)
@@ -149,7 +151,7 @@ def find_leaks(
     frame["file_id"] = [_file_id(p) or f"missing:{p}" for p in files]
     leaks = {"file": _crossing(frame, "file_id"), "ref": _crossing(frame, "ref")}
     if pixels:
-        frame["pixels"] = PixelHashCache(cache_dir).hashes(files)
+        frame["pixels"] = (cache or PixelHashCache(cache_dir)).hashes(files)
         leaks["pixels"] = _crossing(frame, "pixels")
     return leaks
 
@@ -160,10 +162,11 @@ def check_leakage(
     cache_dir: str | Path | None = None,
     pixels: bool = True,
     where: str = "",
+    cache: PixelHashCache | None = None,
 ) -> None:
     """Raise ``LeakageError`` listing every file, identical image and reference that crosses
     train / val / test."""
-    leaks = find_leaks(records, paths, cache_dir, pixels)
+    leaks = find_leaks(records, paths, cache_dir, pixels, cache)
     labels = {
         "file": ("file_id", "files in more than one split"),
         "pixels": ("pixels", "identical images (same decoded pixels) in more than one split"),

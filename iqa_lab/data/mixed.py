@@ -15,8 +15,9 @@ With ``imdt`` set (``loops``, ``epochs_upper``, ``epochs_rule``), training follo
 mixed-database training (``training.imdt``): each epoch trains and validates one database, in the
 order of ``databases``, as the schedule says. Without it, every epoch pools all training databases.
 
-One bad-input setting: ``data.on_bad`` of the mixed module governs every member (screening,
-decoding, classical scoring); a member's own ``on_bad`` is overridden, with a warning if it differs.
+One bad-input setting: ``data.on_bad`` (and ``data.duplicate_labels``) of the mixed module
+governs every member (screening, decoding, classical scoring); a member's own is overridden, with a
+warning if it differs.
 """
 
 from __future__ import annotations
@@ -62,6 +63,15 @@ class MixedDataModule(IQADataModule):
                     self.on_bad,
                 )
             member.bad = self.bad
+            if member.duplicate_labels != self.duplicate_labels:
+                log.warning(
+                    "data.databases.%s.duplicate_labels=%s is overridden by "
+                    "data.duplicate_labels=%s: one setting governs every database of data=mixed",
+                    name,
+                    member.duplicate_labels,
+                    self.duplicate_labels,
+                )
+            member.duplicate_labels = self.duplicate_labels
         self.imdt = dict(imdt) if imdt else None
         self.schedule: IMDTSchedule | None = None
         # split -> database -> its dataset
@@ -78,6 +88,8 @@ class MixedDataModule(IQADataModule):
                 check_schema(member.load_records().reset_index(drop=True))
             )
             records = records.assign(db=name)
+            # The member's notes (case-resolved, listed again…) go to results.json with the run's.
+            self.input_notes.extend({**note, "db": name} for note in member.input_notes)
             frames.append(records.assign(**{CONTENT_DB: content_groups(records)}))
         return pd.concat(frames, ignore_index=True)
 

@@ -32,6 +32,8 @@ RECORD_COLUMNS = [
 ]
 BOX_COLUMNS = ("top", "left", "bottom", "right")
 OPTIONAL_COLUMNS = ("reference", *BOX_COLUMNS)
+# ``data.duplicate_labels``: what an image listed twice in the label files is.
+DUPLICATE_LABELS = ("drop", "first")
 
 
 def normalise_mos(raw, mos_range: tuple[float, float], lower_better: bool = False) -> np.ndarray:
@@ -103,6 +105,50 @@ def label_problems(records: pd.DataFrame) -> list[dict]:
                     f"MOS {scores})",
                 }
             )
+    return problems
+
+
+def later_listings(records: pd.DataFrame) -> list[dict]:
+    """Rows that list an image already listed above it (within one ``db``), as ``{"index",
+    "image", "note"}``: what ``data.duplicate_labels=first`` drops, keeping the first row."""
+    key = records[["db", "image"]].astype(str).agg("\0".join, axis=1)
+    first_mos = records.groupby(key, sort=False)["mos_raw"].transform("first")
+    later = key.duplicated(keep="first")
+    return [
+        {
+            "index": index,
+            "image": records.at[index, "image"],
+            "note": f"listed again: kept its first row (MOS {first_mos[index]}), dropped this "
+            f"one (MOS {records.at[index, 'mos_raw']}) (data.duplicate_labels=first)",
+        }
+        for index in records.index[later]
+    ]
+
+
+def conflicting_duplicates(
+    records: pd.DataFrame, hashes: pd.Series, paths: pd.Series
+) -> list[dict]:
+    """Rows whose file has the same decoded pixels (``hashes``, by index; None when unknown) as
+    another file of the same ``db`` (and box) but a different MOS, as ``{"index", "image",
+    "reason"}``: every row of such a group, since which score is right is unknown."""
+    frame = records.assign(_hash=hashes, _path=paths.map(str))
+    frame = frame[frame["_hash"].notna()]
+    keys = ["db", "_hash", *[c for c in BOX_COLUMNS if c in frame]]
+    frame = frame[frame.duplicated(keys, keep=False)]  # only shared pixels can conflict
+    problems = []
+    for _, group in frame.groupby(keys, sort=False, dropna=False):
+        if group["_path"].nunique() < 2 or group["mos_raw"].nunique() < 2:
+            continue
+        listing = ", ".join(f"{i} (MOS {m})" for i, m in zip(group["image"], group["mos_raw"]))
+        problems.extend(
+            {
+                "index": index,
+                "image": image,
+                "reason": f"label: identical pixels but different MOS: {listing}; give the "
+                f"copies one MOS or remove all but one from the label file",
+            }
+            for index, image in zip(group.index, group["image"])
+        )
     return problems
 
 

@@ -1,7 +1,6 @@
 """Finished runs, found again by what they computed: repeats and tables are resumable.
 
-A run's *key* hashes three things, so that a finished run is reused only when all three are
-unchanged:
+A run's *key* hashes these, so that a finished run is reused only when all are unchanged:
 
 - the resolved parts of its config that decide its numbers (data, model, protocol, trainer, seed,
   evaluation, checkpoint selection), leaving out where things are written and how they are shown
@@ -13,9 +12,24 @@ unchanged:
   never reuses a run; the git commit is only recorded, to say where a reused result came from;
 - the *label fingerprint* (``label_fingerprint``): name, size and SHA-256 of each label file of
   the run's databases (the files the data config names, and the label-type files at the top of
-  each ``data_dir``), never the images. Generated databases (``data=synthetic``) have none: their
-  labels follow from the code and the config, both already in the key;
+  each ``data_dir``). Generated databases (``data=synthetic``) have none: their labels follow
+  from the code and the config, both already in the key;
+- the *image fingerprint* (``image_fingerprint``): every image file under each ``data_dir``
+  (``images.IMAGE_SUFFIXES``, any case; hidden and temporary files left out), by relative name,
+  size and, as the top-level config key ``image_fingerprint`` says, either its modification time
+  (``stat``, the default) or the SHA-256 of its bytes (``content``). ``stat`` costs one ``stat``
+  per file (5,000 BIQ2021 images: 30–50 ms) and sees every replaced, re-downloaded, added, removed
+  or renamed image; it also reruns after a copy that does not keep modification times
+  (``cp -r`` without ``-p``). ``content`` reads every image once per process (5,000 BIQ2021
+  images, 175 MB: ~0.6 s from the page cache, more from a cold disk) and survives such copies;
+  an edit that keeps size and modification time is the only change ``stat`` misses. So a fixed
+  database reruns;
 - likewise the weight files its config names (``ckpt_path``, ``model.backbone.checkpoint``…).
+
+A finished run whose results list bad inputs (``data.on_bad=skip``) is never reused silently: the
+files that failed to decode are decoded again first (``decode_failures`` in the entry), and if
+one now decodes (a transient read error, a file fixed in a way its size and time do not show)
+the run is not reused; otherwise the reuse names what the run left out.
 
 Its *group* is the config part alone without ``protocol.repeat``: the repeats of one experiment
 share a group, which is what the aggregator summarises. A finished run leaves
@@ -28,12 +42,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
+import os
 from importlib import metadata
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from iqa_lab.data.images import IMAGE_SUFFIXES, BadImageError, load_rgb
 from iqa_lab.files import atomic_write_text, is_temporary
+
+log = logging.getLogger(__name__)
 
 KEY_PARTS = (
     "data",
@@ -139,6 +158,8 @@ LIBRARIES = (
 )
 LABEL_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".mat", ".xls", ".xlsx", ".xlsm")
 WEIGHT_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".npz", ".pkl")
+# How images enter a run's key (top-level config key ``image_fingerprint``; module docstring).
+IMAGE_FINGERPRINTS = ("stat", "content")
 
 
 def _library_version(name: str) -> str:
@@ -216,6 +237,54 @@ def label_fingerprint(data: dict) -> dict[str, dict[str, str]]:
     return {str(data.get("name", folder.name)): prints}
 
 
+def image_files(folder: Path) -> list[str]:
+    """Every image file under ``folder`` (symbolic links followed) as a path relative to it,
+    hidden and temporary files and folders left out, sorted. Plain strings: this runs for every
+    key (~7 µs a file)."""
+    found = []
+    for root, folders, files in os.walk(folder, followlinks=True):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        prefix = os.path.relpath(root, folder).replace(os.sep, "/") + "/"
+        found.extend(
+            (prefix + name).removeprefix("./")
+            for name in files
+            if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+            and not name.startswith(".")
+            and not (".tmp" in name and is_temporary(name))
+        )
+    return sorted(found)
+
+
+def image_fingerprint(data: dict, mode: str) -> dict[str, str]:
+    """database name -> ``"<mode> <n> images <digest>"`` over each image's relative name, size
+    and modification time (``stat``) or content hash (``content``); members of a mixed database
+    each on their own, none without a ``data_dir``."""
+    if mode not in IMAGE_FINGERPRINTS:
+        raise ValueError(f"image_fingerprint must be one of {IMAGE_FINGERPRINTS}, got '{mode}'")
+    if "databases" in data:
+        merged = {}
+        for member in (data.get("databases") or {}).values():
+            merged.update(image_fingerprint(member, mode))
+        return merged
+    if not data.get("data_dir"):
+        return {}
+    folder = Path(str(data["data_dir"])).expanduser()
+    if not folder.is_dir():
+        return {}
+    digest = hashlib.sha256()
+    files = image_files(folder)
+    for name in files:
+        path = os.path.join(folder, name)
+        stat = os.stat(path)
+        what = (
+            stat.st_mtime_ns
+            if mode == "stat"
+            else _file_sha256(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+        )
+        digest.update(f"{name}\0{stat.st_size}\0{what}\n".encode())
+    return {str(data.get("name", folder.name)): f"{mode} {len(files)} images {digest.hexdigest()}"}
+
+
 def weight_fingerprint(ident: dict) -> dict[str, str]:
     """Weight files the model config or ``ckpt_path`` names (a checkpoint to test or start
     from, a backbone's weights): path -> "<size>:<sha256>", so new weights under an old name are
@@ -231,12 +300,14 @@ def weight_fingerprint(ident: dict) -> dict[str, str]:
 
 
 def key_parts(cfg: DictConfig) -> dict:
-    """Everything a run's key hashes: config identity, code version, label and weight files."""
+    """Everything a run's key hashes: config identity, code version, label, image and weight
+    files."""
     ident = identity(cfg)
     return {
         "config": ident,
         "code_version": code_version(),
         "labels": label_fingerprint(ident.get("data") or {}),
+        "images": image_fingerprint(ident.get("data") or {}, cfg.get("image_fingerprint")),
         "weights": weight_fingerprint(ident),
     }
 
@@ -259,13 +330,67 @@ def find_finished(cfg: DictConfig) -> dict | None:
 
 
 def read_entry(store: str | Path, key: str) -> dict | None:
-    """The entry stored under ``key`` whose output folder still holds its results.json, or None."""
+    """The entry stored under ``key`` whose output folder still holds its results.json and whose
+    files that failed to decode still fail (``now_decoding``), or None. Reusing an entry whose
+    run left out bad inputs logs a warning saying what (``left_out``), once per key."""
     path = Path(store) / f"{key}.json"
     if not path.is_file():
         return None
     entry = json.loads(path.read_text())
     results = Path(entry.get("output_dir", "")) / "results.json"
-    return entry if results.is_file() else None
+    if not results.is_file():
+        return None
+    fixed = now_decoding(entry)
+    if fixed:
+        log.warning(
+            "not reusing the run in %s: %d of the images that failed to decode in it decode "
+            "now (e.g. %s); it runs again",
+            entry["output_dir"],
+            len(fixed),
+            fixed[0],
+        )
+        return None
+    dropped = left_out(entry.get("results") or {})
+    if dropped and key not in _WARNED:
+        _WARNED.add(key)
+        log.warning("reusing the run in %s: %s", entry["output_dir"], dropped)
+    return entry
+
+
+# Keys whose reuse despite bad inputs was already announced (tables read an entry twice).
+_WARNED: set[str] = set()
+
+
+def decode_failures(results: dict) -> list[str]:
+    """The files whose decoding failed in a run (``bad_inputs`` items of kind ``decode`` that
+    name their ``path``), sorted."""
+    items = (results.get("bad_inputs") or {}).get("list") or []
+    return sorted({i["path"] for i in items if i.get("kind") == "decode" and i.get("path")})
+
+
+def now_decoding(entry: dict) -> list[str]:
+    """The files listed as decode failures of a stored run that decode now."""
+    fixed = []
+    for path in entry.get("decode_failures") or []:
+        try:
+            load_rgb(path)
+        except BadImageError:
+            continue
+        fixed.append(path)
+    return fixed
+
+
+def left_out(results: dict) -> str:
+    """What a run left out, for the line that announces its reuse ('' when nothing)."""
+    items = (results.get("bad_inputs") or {}).get("list") or []
+    if not items:
+        return ""
+    decode = [i["image"] for i in items if i.get("kind") == "decode"]
+    shown = ", ".join(i["image"] for i in items[:5]) + (", …" if len(items) > 5 else "")
+    return (
+        f"it left out {len(items)} bad inputs ({len(decode)} failed to decode; {shown}), "
+        f"listed in results.json bad_inputs"
+    )
 
 
 def entry_commit(entry: dict) -> str:
@@ -275,8 +400,8 @@ def entry_commit(entry: dict) -> str:
 
 
 def record_finished(cfg: DictConfig, output_dir: str | Path, results: dict) -> Path:
-    """Remember a finished run (atomically): key, group, code version, git commit, label
-    fingerprint, output folder and its results."""
+    """Remember a finished run (atomically): key, group, code version, git commit, label and
+    image fingerprints, the files that failed to decode, output folder and its results."""
     folder = store_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     parts = key_parts(cfg)
@@ -287,6 +412,8 @@ def record_finished(cfg: DictConfig, output_dir: str | Path, results: dict) -> P
         "code_version": parts["code_version"],
         "git_commit": results.get("git_commit"),
         "labels": parts["labels"],
+        "images": parts["images"],
+        "decode_failures": decode_failures(results),
         "output_dir": str(Path(output_dir).resolve()),
         "repeat": results.get("split", {}).get("repeat"),
         "results": results,

@@ -68,7 +68,11 @@ class ClassicalIQA:
                 row = records.iloc[position]
                 datamodule.bad.add(
                     datamodule.bad.decode_failed(
-                        str(row["image"]), err, str(row["split"]), db=str(row["db"])
+                        str(row["image"]),
+                        err,
+                        str(row["split"]),
+                        db=str(row["db"]),
+                        **({"path": err.path} if hasattr(err, "path") else {}),
                     )
                 )
         return records.iloc[keep], np.asarray(values)
