@@ -272,6 +272,11 @@ def test_kill_mid_schedule_and_resume_gives_identical_metrics(reference_run, tmp
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-6), key
+    expected_bytes = (reference_run / "predictions.csv").read_bytes()
+    assert (resumed / "predictions.csv").read_bytes() == expected_bytes
+    # Each database's best model is tested from the resumed run's own folder (copied over).
+    tested = json.loads((resumed / "results.json").read_text())["checkpoint"]
+    assert {Path(path).parent for path in tested.values()} == {resumed / "checkpoints"}
 
 
 def test_two_process_gloo_ddp_matches_one_process(reference_run, tmp_path, cache_dir):

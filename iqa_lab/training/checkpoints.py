@@ -36,7 +36,7 @@ class ResumableCheckpoint(ModelCheckpoint):
             super().load_state_dict(state_dict)
             return
         moved = {
-            path: self._carry_over(Path(old_dir), path)
+            path: carry_over(path, Path(old_dir), Path(self.dirpath))
             for path in {*state_dict.get("best_k_models", {}), *_named_paths(state_dict)}
         }
         carried = {
@@ -54,21 +54,22 @@ class ResumableCheckpoint(ModelCheckpoint):
         )
         super().load_state_dict(carried)
 
-    def _carry_over(self, old_dir: Path, path: str) -> str:
-        """``path`` of the interrupted run's folder copied into this callback's folder (once);
-        a path elsewhere, or a file that no longer exists, is kept as it was."""
-        source = Path(path)
-        if old_dir not in source.parents:
-            return path
-        if not source.is_file():
-            log.warning("%s is gone: the resumed run cannot test or keep it", source)
-            return path
-        target = Path(self.dirpath) / source.relative_to(old_dir)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target) as tmp:
-                shutil.copyfile(source, tmp)
-        return str(target)
+
+def carry_over(path: str, old_dir: Path, new_dir: Path) -> str:
+    """``path``, a checkpoint in the interrupted run's folder ``old_dir``, copied to the same place
+    under the resumed run's ``new_dir``; a path elsewhere, or a file that no longer exists, is kept
+    as it was."""
+    source, old_dir, new_dir = Path(path).resolve(), old_dir.resolve(), new_dir.resolve()
+    if old_dir == new_dir or old_dir not in source.parents:
+        return path
+    if not source.is_file():
+        log.warning("%s is gone: the resumed run cannot test or keep it", source)
+        return path
+    target = new_dir / source.relative_to(old_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return str(target)
 
 
 def _named_paths(state_dict: dict[str, Any]) -> set[str]:
