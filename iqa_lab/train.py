@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from iqa_lab.evaluation.outputs import finish_run, test_predictions
 from iqa_lab.runs import build_trainer, reuse_finished_run, seeded_datamodule, task_wrapper
+from iqa_lab.training.checkpoints import selection_checkpoint
 from iqa_lab.training.imdt import find_per_database_checkpoint, test_per_database
 
 
@@ -45,15 +46,16 @@ def train(cfg: DictConfig) -> dict:
 def _test_best(cfg: DictConfig, trainer, model, datamodule, _) -> tuple:
     """Test the checkpoint selected on validation: (predictions, extra metrics, checkpoint)."""
     best = None
+    selection = selection_checkpoint(trainer)
     # fast_dev_run and callbacks=none keep no checkpoints: they test the weights in hand.
-    if cfg.train and trainer.checkpoint_callback is not None and not trainer.fast_dev_run:
-        best = trainer.checkpoint_callback.best_model_path
+    if cfg.train and selection is not None and not trainer.fast_dev_run:
+        best = selection.best_model_path
         if not best:
             raise RuntimeError("no checkpoint was selected on validation (is val/srcc logged?)")
     trainer.test(model, datamodule=datamodule, ckpt_path=best)
     extra = {}
-    if best and trainer.checkpoint_callback.best_model_score is not None:
-        extra["val/srcc"] = float(trainer.checkpoint_callback.best_model_score)
+    if best and selection.best_model_score is not None:
+        extra["val/srcc"] = float(selection.best_model_score)
     return test_predictions(model, datamodule), extra, best or cfg.get("ckpt_path")
 
 

@@ -4,9 +4,7 @@ schedule and its Lightning run (per-database selection, kill-and-resume, two-pro
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +16,7 @@ from iqa_lab.data.imdt_schedule import IMDTSchedule, epochs_per_database
 from iqa_lab.models.stairiqa import StairIQA
 from iqa_lab.nn.backbones import Backbone
 from iqa_lab.nn.staircase import Staircase
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.train_runs import run_train
 
 # Two synthetic databases on different MOS scales, 3 photos x 3 distortions x 2 levels each
 # (6 images per content, 64 px): 6 train / 6 val / 6 test images per database.
@@ -234,26 +231,7 @@ def test_leave_one_out_tests_every_head_on_the_held_out_database(make_cfg):
 def _run(
     args: list[str], out: Path, cache: Path, check: bool = True
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "IQA_LAB_CACHE": str(cache), "PYTHONHASHSEED": "0"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "iqa_lab.train",
-            *TINY_IMDT,
-            *args,
-            f"hydra.run.dir={out}",
-            f"paths.log_dir={out}/logs",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and done.returncode:
-        raise AssertionError(f"run failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return done
+    return run_train([*TINY_IMDT, *args], out, cache, check)
 
 
 def _headline(out: Path) -> dict:
@@ -294,6 +272,11 @@ def test_kill_mid_schedule_and_resume_gives_identical_metrics(reference_run, tmp
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-6), key
+    expected_bytes = (reference_run / "predictions.csv").read_bytes()
+    assert (resumed / "predictions.csv").read_bytes() == expected_bytes
+    # Each database's best model is tested from the resumed run's own folder (copied over).
+    tested = json.loads((resumed / "results.json").read_text())["checkpoint"]
+    assert {Path(path).parent for path in tested.values()} == {resumed / "checkpoints"}
 
 
 def test_two_process_gloo_ddp_matches_one_process(reference_run, tmp_path, cache_dir):

@@ -75,6 +75,11 @@ log = logging.getLogger(__name__)
 NEEDS = ("reference",)
 
 
+def loader_seed(seed: int) -> int:
+    """The seed of a loader's own generator (worker base seeds), apart from its sampler's."""
+    return int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+
+
 class IQADataset(Dataset):
     """Decodes one image per item, lazily; returns the image tensor, its MOS and its row index,
     and its reference image when ``needs`` holds ``"reference"``.
@@ -338,9 +343,11 @@ class IQADataModule(IQADatabase, L.LightningDataModule):
             raise ValueError(f"batch size {batch_size} is not divisible by {world} devices")
         return batch_size // world
 
-    def _epoch_seed(self) -> int:
-        """The run's seed (``seed_everything``) combined with the current epoch."""
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+    def _epoch_seed(self, epoch: int | None = None) -> int:
+        """The run's seed (``seed_everything``) combined with ``epoch`` (default: the current
+        one)."""
+        if epoch is None:
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
         return int(os.environ.get("PL_GLOBAL_SEED", 0)) + epoch
 
     def _loader(self, split: str, shuffle: bool, dataset=None) -> DataLoader:
@@ -348,15 +355,19 @@ class IQADataModule(IQADatabase, L.LightningDataModule):
         (``trainer.reload_dataloaders_every_n_epochs: 1``): the order is the permutation
         ``DistributedSampler`` draws for (seed, epoch), so one process and DDP see the same global
         batches, and each item's augmentation is seeded by (seed, epoch, item). A run resumed
-        from an epoch's checkpoint therefore continues exactly as the uninterrupted one."""
+        from an epoch's checkpoint therefore continues exactly as the uninterrupted one.
+
+        Every loader has its own seeded generator: starting to iterate it draws the workers' base
+        seed from there, not from torch's global random state, which dropout uses and which
+        Lightning's hooks meet in another order on a resumed run."""
         dataset = self.datasets[split] if dataset is None else dataset
         size = self.batch_size if split == "train" else self.eval_batch_size
         reloading = bool(
             self.trainer is not None and self.trainer.reload_dataloaders_every_n_epochs
         )
+        seed = self._epoch_seed() if shuffle else self._epoch_seed(epoch=0)
         sampler = None
         if shuffle:
-            seed = self._epoch_seed()
             # A loader kept for several epochs must not repeat each item's augmentation: then the
             # transforms draw from their own stream instead.
             for part in getattr(dataset, "datasets", [dataset]):
@@ -371,6 +382,7 @@ class IQADataModule(IQADatabase, L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0 and not reloading,
             drop_last=False,
+            generator=torch.Generator().manual_seed(loader_seed(seed)),
         )
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):

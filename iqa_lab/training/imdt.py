@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import Callback
 
 from iqa_lab.data.imdt_schedule import IMDTSchedule
 from iqa_lab.evaluation.outputs import test_predictions
+from iqa_lab.training.checkpoints import carry_over
 
 log = logging.getLogger("iqa_lab")
 
@@ -131,7 +132,11 @@ class PerDatabaseCheckpoint(Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.best_scores = dict(state_dict["best_scores"])
-        self.best_paths = dict(state_dict["best_paths"])
+        # A run resumed into another folder gets copies of the bests it keeps.
+        self.best_paths = {
+            db: carry_over(path, Path(path).parent, self.dirpath)
+            for db, path in state_dict["best_paths"].items()
+        }
         self.best_epochs = dict(state_dict["best_epochs"])
 
     @property
