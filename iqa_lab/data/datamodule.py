@@ -59,6 +59,7 @@ from iqa_lab.data.near_duplicates import (
 from iqa_lab.data.protocols import Protocol, assign_splits
 from iqa_lab.data.records import BOX_COLUMNS, check_schema, label_problems, validate_records
 from iqa_lab.data.transforms import build_transform
+from iqa_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def resolve_parser(parser: str | Callable | None, options: Mapping) -> Callable 
     """The parser function a config names, checked against its options before any file is read."""
     if parser is None:
         if options:
-            raise TypeError(
+            raise ConfigError(
                 f"unknown data config keys {sorted(options)} (no data.parser takes them)"
             )
         return None
@@ -192,7 +193,7 @@ def resolve_parser(parser: str | Callable | None, options: Mapping) -> Callable 
             "data_dir", mos_range=(0, 1), lower_better=False, db="db", **options
         )
     except TypeError as err:
-        raise TypeError(
+        raise ConfigError(
             f"data.parser={parser} does not take the data config's keys {sorted(options)}: {err}"
         ) from None
     return function
@@ -440,7 +441,7 @@ class IQADataModule(L.LightningDataModule):
         """Refuse, naming the database, records without a reference image."""
         has = records["reference"].notna() if "reference" in records else None
         if has is None or not has.any():
-            raise ValueError(
+            raise ConfigError(
                 f"database '{self.name}' gives no reference images, and the model "
                 f"needs them (a full-reference model or metric). Databases with "
                 f"references: {', '.join(WITH_REFERENCES)}; or use a no-reference "
@@ -521,7 +522,10 @@ class IQADataModule(L.LightningDataModule):
     def _per_device(self, batch_size: int) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1
         if batch_size % world:
-            raise ValueError(f"batch size {batch_size} is not divisible by {world} devices")
+            raise ConfigError(
+                f"data.batch_size / data.eval_batch_size {batch_size} is not divisible by the "
+                f"{world} devices (trainer.devices); make it a multiple"
+            )
         return batch_size // world
 
     def _epoch_seed(self) -> int:
