@@ -13,8 +13,10 @@ from __future__ import annotations
 import runpy
 
 
-def _run_as_main(module: str) -> None:
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+def _run_as_main(module: str, alter_sys: bool = True) -> None:
+    """Run ``module``'s ``__main__`` block; ``alter_sys=False`` keeps ``sys.argv[0]``, the
+    script's name that argparse shows in its usage line."""
+    runpy.run_module(module, run_name="__main__", alter_sys=alter_sys)
 
 
 def train() -> None:
@@ -34,9 +36,9 @@ def check() -> None:
 
 def table() -> None:
     """``iqa-table``: ``python -m iqa_lab.evaluation.tables``."""
-    _run_as_main("iqa_lab.evaluation.tables")
+    _run_as_main("iqa_lab.evaluation.tables", alter_sys=False)
 
 
 def aggregate() -> None:
     """``iqa-aggregate``: ``python -m iqa_lab.evaluation.aggregate``."""
-    _run_as_main("iqa_lab.evaluation.aggregate")
+    _run_as_main("iqa_lab.evaluation.aggregate", alter_sys=False)
