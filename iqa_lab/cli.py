@@ -45,14 +45,15 @@ def verbose_requested(argv: list[str]) -> bool:
 
 
 def project_error(err: BaseException) -> IQALabError | None:
-    """The project's own error behind ``err``: itself or one it was raised from (Hydra wraps a
-    constructor's error in an ``InstantiationException``)."""
+    """The project's own error behind ``err``: itself or one it was raised ``from`` (Hydra wraps
+    a constructor's error in an ``InstantiationException``). An error raised while another was
+    being handled is not the other's: a bug in a handler keeps its traceback."""
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, IQALabError):
             return err
         seen.add(id(err))
-        err = err.__cause__ or err.__context__
+        err = err.__cause__
     return None
 
 

@@ -126,6 +126,17 @@ def test_other_errors_keep_their_traceback_and_the_environment_is_restored(monke
     assert cli.HYDRA_FULL_ERROR not in os.environ and cli.VERBOSE_ENV not in os.environ
 
 
+def test_a_bug_while_handling_a_project_error_keeps_its_traceback():
+    def main():
+        try:
+            raise LabelFileError("/db/labels.csv: unreadable")
+        except LabelFileError:
+            {}["a bug in the handler"]
+
+    with pytest.raises(KeyError):
+        cli.run_command(main, ["iqa-train"])
+
+
 def test_an_error_from_a_dataloader_worker_gives_the_original_message():
     # torch re-raises a worker's error with the worker's traceback as its message.
     worker = BadImageError(
