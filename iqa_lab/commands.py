@@ -1,9 +1,11 @@
-"""The console scripts of the Hydra apps: ``iqa-train``, ``iqa-eval``, ``iqa-check``.
+"""The console scripts: ``iqa-train``, ``iqa-eval``, ``iqa-check``, ``iqa-table``,
+``iqa-aggregate``.
 
 Hydra reads an app's ``config_path`` (``../conf``) beside the app's file only when the app runs as
 ``__main__``; imported by a console script it looks for a Python package ``conf`` instead, which
-the repository's ``conf/`` is not. Each script therefore runs its module as ``python -m`` does.
-The argparse commands (``iqa-table``, ``iqa-aggregate``) are their modules' ``main``.
+the repository's ``conf/`` is not. Each script therefore runs its module as ``python -m`` does,
+the argparse commands too, so every command reports errors the same way (``iqa_lab.cli``: one
+line for the project's own errors, ``--verbose`` for the traceback).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import runpy
 
 
-def _run_as_main(module: str) -> None:
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+def _run_as_main(module: str, alter_sys: bool = True) -> None:
+    """Run ``module``'s ``__main__`` block; ``alter_sys=False`` keeps ``sys.argv[0]``, the
+    script's name that argparse shows in its usage line."""
+    runpy.run_module(module, run_name="__main__", alter_sys=alter_sys)
 
 
 def train() -> None:
@@ -28,3 +32,13 @@ def evaluate() -> None:
 def check() -> None:
     """``iqa-check``: ``python -m iqa_lab.data.check``."""
     _run_as_main("iqa_lab.data.check")
+
+
+def table() -> None:
+    """``iqa-table``: ``python -m iqa_lab.evaluation.tables``."""
+    _run_as_main("iqa_lab.evaluation.tables", alter_sys=False)
+
+
+def aggregate() -> None:
+    """``iqa-aggregate``: ``python -m iqa_lab.evaluation.aggregate``."""
+    _run_as_main("iqa_lab.evaluation.aggregate", alter_sys=False)

@@ -8,10 +8,13 @@ under a protocol and write the run's outputs. The model is rebuilt from the chec
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from iqa_lab.cli import run_command
+from iqa_lab.errors import ConfigError, MissingFileError
 from iqa_lab.evaluation.outputs import finish_run, test_predictions
 from iqa_lab.models.base import load_iqa_module
 from iqa_lab.runs import build_trainer, reuse_finished_run, seeded_datamodule, task_wrapper
@@ -24,9 +27,14 @@ def evaluate(cfg: DictConfig) -> dict:
     if finished is not None:
         return finished["metrics"]
     if not cfg.get("ckpt_path") and not cfg.get("model"):
-        raise ValueError(
+        raise ConfigError(
             "eval needs ckpt_path=<trained checkpoint> or model=<a model without "
             "checkpoint, e.g. model=classical model.metric=brisque_live>"
+        )
+    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).expanduser().is_file():
+        raise MissingFileError(
+            f"ckpt_path={cfg.ckpt_path}: no such checkpoint; give a trained run's "
+            f"checkpoints/<name>.ckpt"
         )
     if not cfg.get("ckpt_path"):
         return _evaluate_without_checkpoint(cfg, start)
@@ -52,7 +60,7 @@ def choose_head(model, head: str | None, datamodule) -> str | None:
     database; None lets a mixed database's images pick their own."""
     names = getattr(model, "head_names", None) or []
     if head is not None and head not in names:
-        raise ValueError(f"head={head}: the checkpoint has heads {names}")
+        raise ConfigError(f"head={head}: the checkpoint has heads {names}; pick one of them")
     if head is None and datamodule.name in names:
         return datamodule.name
     return head
@@ -73,4 +81,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from iqa_lab.errors import ConfigError
+
 
 def plcc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """``(1 - PLCC) / 2`` over the batch: scale-free, rewards linear agreement."""
@@ -30,5 +32,5 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 def get_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name not in LOSSES:
-        raise ValueError(f"unknown loss '{name}'; known: {sorted(LOSSES)}")
+        raise ConfigError(f"unknown loss '{name}'; known: {sorted(LOSSES)}")
     return LOSSES[name]

@@ -14,6 +14,8 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
+from iqa_lab.cli import end_single_run, log_traceback_to_files
+from iqa_lab.config_checks import check_config
 from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.evaluation.outputs import print_summary
 from iqa_lab.evaluation.results import write_results_json
@@ -84,16 +86,21 @@ def reuse_finished_run(cfg: DictConfig) -> dict | None:
 
 
 def task_wrapper(task: Callable[[DictConfig], dict]) -> Callable[[DictConfig], dict]:
-    """Always say where the outputs are and close wandb, so one failed multirun job does not
-    break the others silently."""
+    """Check the config's keys before anything runs (``config_checks``); always say where the
+    outputs are and close wandb, so one failed multirun job does not break the others silently.
+    A failure's traceback goes to the run's log file; the console gets it once, from
+    ``cli.run_command`` (one line for the project's own errors, ``cli.end_single_run``)."""
 
     @functools.wraps(task)
     def wrapped(cfg: DictConfig) -> dict:
         start = time.time()
+        failure = None
         try:
+            check_config(cfg)
             return task(cfg)
-        except Exception:
-            log.exception("run failed")
+        except Exception as err:
+            failure = err
+            log_traceback_to_files(log, "run failed", err)
             raise
         finally:
             log.info("output dir: %s (%.0f s)", cfg.paths.output_dir, time.time() - start)
@@ -104,5 +111,7 @@ def task_wrapper(task: Callable[[DictConfig], dict]) -> Callable[[DictConfig], d
                     wandb.finish()
             except ImportError:
                 pass
+            if failure is not None:
+                end_single_run(failure)  # after the lines above, so the error is the last line
 
     return wrapped

@@ -8,6 +8,7 @@ import time
 import hydra
 from omegaconf import DictConfig
 
+from iqa_lab.cli import run_command
 from iqa_lab.evaluation.outputs import finish_run, test_predictions
 from iqa_lab.runs import build_trainer, reuse_finished_run, seeded_datamodule, task_wrapper
 from iqa_lab.training.checkpoints import selection_checkpoint
@@ -92,4 +93,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

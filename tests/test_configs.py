@@ -5,6 +5,7 @@ from pathlib import Path
 import hydra
 import pytest
 
+from iqa_lab.config_checks import check_config
 from tests.conftest import CONF_DIR
 
 GROUPS = [
@@ -32,6 +33,7 @@ def test_every_group_option_composes(make_cfg, group, option):
     cfg = make_cfg("train", [f"{group}={option}"], tiny=False)
     assert cfg.paths.output_dir
     assert cfg.data._target_ and cfg.model._target_ and cfg.trainer._target_
+    check_config(cfg)  # and passes the startup checks of its numeric keys
 
 
 def test_every_group_has_options():

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from iqa_lab.errors import ConfigError
+
 FEATURES = 36
 
 
@@ -120,7 +122,7 @@ def fit_svr(
 
     train_x, val_x = (np.where(np.isfinite(x), x, np.nan) for x in (train_x, val_x))
     if len(train_x) < 2 or len(val_x) < 2:
-        raise ValueError(
+        raise ConfigError(
             f"brisque_svr needs training and validation images; got {len(train_x)} "
             f"and {len(val_x)} (protocol.val_fraction must be > 0)"
         )

@@ -30,6 +30,7 @@ import scipy.io
 import torch
 
 from iqa_lab.classical.brisque import _package
+from iqa_lab.errors import ConfigError
 
 VERSION = 1  # bump when the feature code changes: cached fits and scores start afresh
 
@@ -74,7 +75,7 @@ def patch_features(image: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.n
     luma = luminance(image)
     h, w = luma.shape
     if h < patch_size or w < patch_size:
-        raise ValueError(
+        raise ConfigError(
             f"NIQE with {patch_size}px patches needs an image of at least "
             f"{patch_size}x{patch_size}, got {w}x{h}: use smaller patches "
             f"(model.metric=niqe model.niqe.patch_size=...)"

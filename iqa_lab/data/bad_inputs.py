@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 
 from iqa_lab.data.images import BadImageError
+from iqa_lab.errors import ConfigError, IQALabError
 
 log = logging.getLogger(__name__)
 
 ON_BAD = ("raise", "skip")
 
 
-class BadInputError(ValueError):
+class BadInputError(IQALabError, ValueError):
     """Records whose label or image cannot be used under ``data.on_bad=raise``."""
 
 
@@ -45,7 +46,7 @@ class BadInputs:
 
     def __init__(self, on_bad: str = "raise"):
         if on_bad not in ON_BAD:
-            raise ValueError(f"data.on_bad must be one of {ON_BAD}, got '{on_bad}'")
+            raise ConfigError(f"data.on_bad must be one of {ON_BAD}, got '{on_bad}'")
         self.on_bad = on_bad
         self.items: list[dict] = []
 

@@ -35,10 +35,13 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from iqa_lab.cli import one_line, one_line_errors, run_command
+from iqa_lab.config_checks import check_config
 from iqa_lab.data.database import LOADER_KEYS, IQADatabase, with_box_ids
 from iqa_lab.data.images import BadImageError
 from iqa_lab.data.leakage import pixel_hash
 from iqa_lab.data.records import check_schema, conflicting_duplicates
+from iqa_lab.errors import ConfigError
 
 USABLE, UNUSABLE, UNPARSABLE = 0, 1, 2
 
@@ -282,6 +285,7 @@ def render(report: CheckReport, console: Console, show: int = 20) -> None:
 
 def run_check(cfg: DictConfig, console: Console | None = None) -> int:
     """Instantiate ``cfg.data``, check it, print the report; returns the exit status."""
+    check_config(cfg)
     console = console or Console()
     datamodule: IQADatabase = hydra.utils.instantiate(
         database_config(cfg.data), protocol=cfg.protocol
@@ -290,11 +294,14 @@ def run_check(cfg: DictConfig, console: Console | None = None) -> int:
     try:
         datamodule.prepare_data()
         report = check_database(datamodule, decode=cfg.decode, workers=cfg.workers)
+    except ConfigError:
+        raise  # a key to fix, not the label files: one line from cli.run_command, exit 1
     except (OSError, ValueError, KeyError) as err:
         console.print(
-            f"cannot parse the label files of '{datamodule.name}': {err}",
+            f"cannot parse the label files of '{datamodule.name}': {one_line(err)}",
             style="bold red",
             markup=False,
+            soft_wrap=True,  # one line, however wide the terminal
         )
         return UNPARSABLE
     render(report, console, show=cfg.show)
@@ -302,9 +309,10 @@ def run_check(cfg: DictConfig, console: Console | None = None) -> int:
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="check")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     sys.exit(run_check(cfg))
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from iqa_lab.errors import ConfigError
+
 COLLATES = ("stack", "pad")
 
 
@@ -42,7 +44,7 @@ class IQACollate:
 
     def __init__(self, mode: str = "stack"):
         if mode not in COLLATES:
-            raise ValueError(f"data.collate must be one of {COLLATES}, got '{mode}'")
+            raise ConfigError(f"data.collate must be one of {COLLATES}, got '{mode}'")
         self.mode = mode
 
     def __call__(self, items: list[dict]) -> dict:
@@ -73,7 +75,7 @@ class IQACollate:
             return pad_images(images)
         shapes = {tuple(image.shape) for image in images}
         if len(shapes) > 1:
-            raise ValueError(
+            raise ConfigError(
                 f"images of different sizes in one batch {sorted(shapes)}: use a "
                 f"crop or resize policy (data.transforms), a batch size of 1, or "
                 f"data.collate=pad for a model that takes a mask"

@@ -31,6 +31,7 @@ from iqa_lab.data.records import (
     label_problems,
     later_listings,
 )
+from iqa_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def resolve_parser(parser: str | Callable | None, options: Mapping) -> Callable 
     """The parser function a config names, checked against its options before any file is read."""
     if parser is None:
         if options:
-            raise TypeError(
+            raise ConfigError(
                 f"unknown data config keys {sorted(options)} (no data.parser takes them)"
             )
         return None
@@ -78,7 +79,7 @@ def resolve_parser(parser: str | Callable | None, options: Mapping) -> Callable 
             "data_dir", mos_range=(0, 1), lower_better=False, db="db", **options
         )
     except TypeError as err:
-        raise TypeError(
+        raise ConfigError(
             f"data.parser={parser} does not take the data config's keys {sorted(options)}: {err}"
         ) from None
     return function
@@ -120,7 +121,7 @@ class IQADatabase:
         self.std_range = tuple(std_range) if std_range is not None else None
         self.bad = BadInputs(on_bad)
         if duplicate_labels not in DUPLICATE_LABELS:
-            raise ValueError(
+            raise ConfigError(
                 f"data.duplicate_labels must be one of {DUPLICATE_LABELS}, got '{duplicate_labels}'"
             )
         self.duplicate_labels = duplicate_labels
@@ -293,7 +294,7 @@ class IQADatabase:
         """Refuse, naming the database, records without a reference image."""
         has = records["reference"].notna() if "reference" in records else None
         if has is None or not has.any():
-            raise ValueError(
+            raise ConfigError(
                 f"database '{self.name}' gives no reference images, and the model "
                 f"needs them (a full-reference model or metric). Databases with "
                 f"references: {', '.join(WITH_REFERENCES)}; or use a no-reference "

@@ -68,6 +68,7 @@ from iqa_lab.data.near_duplicates import join_near_duplicates, straddling_pairs
 from iqa_lab.data.protocols import assign_splits
 from iqa_lab.data.records import BOX_COLUMNS, check_schema, validate_records
 from iqa_lab.data.transforms import build_transform
+from iqa_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +341,10 @@ class IQADataModule(IQADatabase, L.LightningDataModule):
     def _per_device(self, batch_size: int) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1
         if batch_size % world:
-            raise ValueError(f"batch size {batch_size} is not divisible by {world} devices")
+            raise ConfigError(
+                f"data.batch_size / data.eval_batch_size {batch_size} is not divisible by the "
+                f"{world} devices (trainer.devices); make it a multiple"
+            )
         return batch_size // world
 
     def _epoch_seed(self, epoch: int | None = None) -> int:

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from iqa_lab.errors import IQALabError
+
 BACKGROUND = (255, 255, 255)  # what transparent pixels are composited over
 
 # The bytes a complete file ends with (some writers append a trailer, hence a search window).
@@ -60,7 +62,7 @@ _FIX = (
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-class BadImageError(RuntimeError):
+class BadImageError(IQALabError, RuntimeError):
     """An image file that cannot be used; the message names the file and the fix."""
 
 

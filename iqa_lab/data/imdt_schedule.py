@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from iqa_lab.errors import ConfigError
+
 EPOCH_RULES = ("min", "max")
 
 
 def epochs_per_database(sizes: dict[str, int], upper: int, rule: str = "min") -> dict[str, int]:
     """E_i for each database from its training size N_i (Algorithm 1, line 7)."""
     if rule not in EPOCH_RULES:
-        raise ValueError(f"data.imdt.epochs_rule must be one of {EPOCH_RULES}, got '{rule}'")
+        raise ConfigError(f"data.imdt.epochs_rule must be one of {EPOCH_RULES}, got '{rule}'")
     if upper < 1:
-        raise ValueError(f"data.imdt.epochs_upper must be at least 1, got {upper}")
+        raise ConfigError(f"data.imdt.epochs_upper must be at least 1, got {upper}")
     empty = sorted(name for name, n in sizes.items() if n <= 0)
     if empty:
-        raise ValueError(f"IMDT: database(s) {empty} have no training images under this protocol")
+        raise ConfigError(f"IMDT: database(s) {empty} have no training images under this protocol")
     largest = max(sizes.values())
     pick = min if rule == "min" else max
     # Python's round() rounds halves to even; Algorithm 1's [.] is ordinary rounding.
@@ -44,7 +46,7 @@ class IMDTSchedule:
         self, sizes: dict[str, int], loops: int, epochs_upper: int, epochs_rule: str = "min"
     ):
         if loops < 1:
-            raise ValueError(f"data.imdt.loops must be at least 1, got {loops}")
+            raise ConfigError(f"data.imdt.loops must be at least 1, got {loops}")
         self.sizes = dict(sizes)
         self.loops = loops
         self.epochs = epochs_per_database(self.sizes, epochs_upper, epochs_rule)

@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iqa_lab.errors import IQALabError
+
 log = logging.getLogger(__name__)
 
 # utf-8-sig reads plain UTF-8 too and strips a BOM (SPAQ's CSV export starts with one).
 _FALLBACK_ENCODINGS = ("cp1252", "latin-1")
 
 
-class LabelFileError(ValueError):
+class LabelFileError(IQALabError, ValueError):
     """A label file that is missing or cannot be read; the message names the file and the fix."""
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from iqa_lab.data.images import BadImageError, load_rgb
+from iqa_lab.errors import IQALabError
 from iqa_lab.files import atomic_path, read_cache
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 SHOWN = 10  # offending items listed per kind in the message
 
 
-class LeakageError(ValueError):
+class LeakageError(IQALabError, ValueError):
     """Train / val / test share files, images or references."""
 
 

@@ -32,6 +32,7 @@ from iqa_lab.data.datamodule import IQADataModule, IQADataset
 from iqa_lab.data.imdt_schedule import IMDTSchedule
 from iqa_lab.data.protocols import CONTENT_DB, content_groups
 from iqa_lab.data.records import check_schema
+from iqa_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class MixedDataModule(IQADataModule):
         self, databases: Mapping[str, IQADataModule], imdt: Mapping | None = None, **kwargs
     ):
         if not databases:
-            raise ValueError(
+            raise ConfigError(
                 "data=mixed needs data.databases: name → database config "
                 "(e.g. an experiment with `- /data@data.databases.koniq10k: koniq10k`)"
             )
@@ -50,7 +51,7 @@ class MixedDataModule(IQADataModule):
         self.databases: dict[str, IQADataModule] = dict(databases)
         for name, member in self.databases.items():
             if member.name != name:
-                raise ValueError(
+                raise ConfigError(
                     f"data.databases.{name} is named '{member.name}'; set its "
                     f"`name: {name}` so records and heads agree"
                 )
@@ -143,7 +144,7 @@ class MixedDataModule(IQADataModule):
         step = self.schedule.at(self.trainer.current_epoch if self.trainer is not None else 0)
         dataset = self.db_datasets[split].get(step.database)
         if dataset is None:
-            raise ValueError(
+            raise ConfigError(
                 f"IMDT: '{step.database}' has no {split} images under "
                 f"protocol={self.protocol.name}; each database needs its own "
                 f"validation split (protocol.val_fraction > 0)"

@@ -33,6 +33,7 @@ import pandas as pd
 from PIL import Image
 
 from iqa_lab.data.images import BadImageError, load_rgb
+from iqa_lab.errors import ConfigError
 from iqa_lab.files import atomic_path, read_cache
 
 log = logging.getLogger(__name__)
@@ -52,16 +53,16 @@ class NearDuplicateSettings:
 
     def __post_init__(self):
         if self.thumbnail_size < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"data.near_duplicates.thumbnail_size must be >= 2, got {self.thumbnail_size}"
             )
         if not -1 <= self.min_correlation <= 1:
-            raise ValueError(
+            raise ConfigError(
                 "data.near_duplicates.min_correlation must be in [-1, 1], got "
                 f"{self.min_correlation}"
             )
         if self.block < 1:
-            raise ValueError(f"data.near_duplicates.block must be >= 1, got {self.block}")
+            raise ConfigError(f"data.near_duplicates.block must be >= 1, got {self.block}")
 
 
 def thumbnail(image: np.ndarray, size: int) -> np.ndarray:

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from iqa_lab.errors import ConfigError
+
 SPLITS = ("train", "val", "test")
 PAPER_PARITY = "paper-parity"
 # Optional record column: the database whose contents a record's ``ref`` names (default: ``db``).
@@ -56,31 +58,31 @@ class Protocol:
 
     def __post_init__(self):
         if self.name not in PROTOCOLS:
-            raise ValueError(f"unknown protocol '{self.name}'; known: {sorted(PROTOCOLS)}")
+            raise ConfigError(f"unknown protocol '{self.name}'; known: {sorted(PROTOCOLS)}")
         if not 0 < self.train_fraction < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"protocol.train_fraction must be in (0, 1), got {self.train_fraction}"
             )
         if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"protocol.val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise ConfigError(f"protocol.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.selection not in ("val", "test"):
-            raise ValueError(f"protocol.selection must be 'val' or 'test', got {self.selection}")
+            raise ConfigError(f"protocol.selection must be 'val' or 'test', got {self.selection}")
         if not 0 <= self.repeat:
-            raise ValueError(f"protocol.repeat must be >= 0, got {self.repeat}")
+            raise ConfigError(f"protocol.repeat must be >= 0, got {self.repeat}")
         object.__setattr__(self, "train_dbs", tuple(self.train_dbs or ()))
         object.__setattr__(self, "test_dbs", tuple(self.test_dbs or ()))
         if self.name == "cross" and not (self.train_dbs and self.test_dbs):
-            raise ValueError(
+            raise ConfigError(
                 "protocol=cross needs protocol.train_dbs and protocol.test_dbs "
                 "(database names of data=mixed)"
             )
         if self.name == "cross" and set(self.train_dbs) & set(self.test_dbs):
-            raise ValueError(
+            raise ConfigError(
                 f"protocol=cross: {sorted(set(self.train_dbs) & set(self.test_dbs))} "
                 f"is both a training and a test database"
             )
         if self.name == "leave_one_out" and not self.held_out:
-            raise ValueError("protocol=leave_one_out needs protocol.held_out (a database name)")
+            raise ConfigError("protocol=leave_one_out needs protocol.held_out (a database name)")
 
     @property
     def split_seed(self) -> int:
@@ -162,7 +164,7 @@ def random_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
 def content_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
     distinct = (content_groups(records) + "/" + records["ref"].astype(str)).nunique()
     if distinct == len(records) and len(records) > 1:
-        raise ValueError(
+        raise ConfigError(
             f"protocol=content needs references shared by several images, but every "
             f"one of the {len(records)} records has its own ref; this database has "
             f"no references: use protocol=random or protocol=official"
@@ -184,13 +186,13 @@ _OFFICIAL_NAMES = {
 def official_split(records: pd.DataFrame, protocol: Protocol) -> pd.Series:
     sets = records["set"].fillna("").astype(str).str.strip().str.lower()
     if (sets == "").all():
-        raise ValueError(
+        raise ConfigError(
             f"protocol=official: database '{records['db'].iloc[0]}' publishes no "
             f"official split (the records' `set` is empty); use protocol=random"
         )
     unknown = sorted(set(sets) - set(_OFFICIAL_NAMES))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"protocol=official: unknown set label(s) {unknown}; expected train / val / test"
         )
     split = sets.map(_OFFICIAL_NAMES)
@@ -203,7 +205,7 @@ def _by_database(records: pd.DataFrame, protocol: Protocol, train_dbs, test_dbs)
     known = set(records["db"])
     missing = sorted((set(train_dbs) | set(test_dbs)) - known)
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"protocol={protocol.name}: database(s) {missing} are not in the data; "
             f"data=mixed holds {sorted(known)}"
         )
@@ -257,7 +259,7 @@ def assign_splits(records: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
     val_expected = protocol.val_fraction > 0 and not protocol.paper_parity
     empty = [s for s in SPLITS if not (out["split"] == s).any() and (s != "val" or val_expected)]
     if empty:
-        raise ValueError(
+        raise ConfigError(
             f"protocol '{protocol.name}' left split(s) {empty} empty on {len(out)} "
             f"records with {out['ref'].nunique()} references; use more data or "
             f"change protocol.train_fraction / val_fraction"

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iqa_lab.errors import ConfigError
 from iqa_lab.files import atomic_path
 
 RECORD_COLUMNS = [
@@ -40,7 +41,7 @@ def normalise_mos(raw, mos_range: tuple[float, float], lower_better: bool = Fals
     """Map published scores onto [0, 1] with higher = better (DMOS is flipped)."""
     lo, hi = float(mos_range[0]), float(mos_range[1])
     if not hi > lo:
-        raise ValueError(f"mos_range must be (low, high) with high > low, got {mos_range}")
+        raise ConfigError(f"data.mos_range must be (low, high) with high > low, got {mos_range}")
     mos = (np.asarray(raw, dtype=float) - lo) / (hi - lo)
     return 1.0 - mos if lower_better else mos
 

@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 
+from iqa_lab.errors import ConfigError
+
 CROPS = ("random", "center", "five")
 
 
@@ -51,7 +53,7 @@ def _augmentations(augment: Mapping | None) -> tuple[list, list]:
     for name, kwargs in (augment or {}).items():
         cls = getattr(A, name, None)
         if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)):
-            raise ValueError(f"transforms augment: '{name}' is not an albumentations transform")
+            raise ConfigError(f"transforms augment: '{name}' is not an albumentations transform")
         (pixel if issubclass(cls, A.ImageOnlyTransform) else geometric).append(
             cls(**dict(kwargs or {}))
         )
@@ -143,10 +145,10 @@ def build_transform(
     ``five``; flips and ``augment`` apply at train only."""
     train = stage == "train"
     if resize_short_side and resize:
-        raise ValueError("transforms: give resize_short_side or resize, not both")
+        raise ConfigError("transforms: give resize_short_side or resize, not both")
     crop = crop or ("random" if train else "center")
     if crop not in CROPS:
-        raise ValueError(f"transforms crop must be one of {CROPS}, got '{crop}'")
+        raise ConfigError(f"transforms crop must be one of {CROPS}, got '{crop}'")
     ops: list = []
     # Padding first: StairIQA's FLIVE pictures are white-filled, then scaled (its official code).
     if pad_to:

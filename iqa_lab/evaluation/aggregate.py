@@ -19,6 +19,8 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from iqa_lab.cli import VERBOSE_FLAG, VERBOSE_HELP, run_command
+from iqa_lab.errors import IQALabError, MissingFileError
 from iqa_lab.evaluation.runstore import group_key
 from iqa_lab.files import atomic_write_text
 
@@ -31,10 +33,21 @@ def load_results(folders) -> list[dict]:
     """Every results.json under ``folders`` (each once)."""
     seen, found = set(), []
     for folder in folders:
+        if not Path(folder).is_dir():
+            raise MissingFileError(
+                f"{folder}: no such folder; give folders that hold runs (e.g. "
+                f"logs/train/multiruns/<date>)"
+            )
         for path in sorted(Path(folder).rglob("results.json")):
             if path.resolve() not in seen:
                 seen.add(path.resolve())
-                results = json.loads(path.read_text())
+                try:
+                    results = json.loads(path.read_text())
+                except json.JSONDecodeError as err:
+                    raise IQALabError(
+                        f"{path}: not valid JSON ({err}); delete it (or its run folder) and "
+                        f"run that run again"
+                    ) from None
                 results["_path"] = str(path)
                 found.append(results)
     return found
@@ -162,10 +175,11 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--out", default=None, help="where aggregate.{csv,json,md} go (default: the first folder)"
     )
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
     args = parser.parse_args(argv)
     frame = write_aggregate(args.folders, args.out)
     print(to_markdown(frame) if len(frame) else "no results.json found")
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -57,6 +57,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from iqa_lab.cli import VERBOSE_FLAG, VERBOSE_HELP, run_command
+from iqa_lab.config_checks import check_config
 from iqa_lab.evaluation.aggregate import describe
 from iqa_lab.evaluation.cell_provenance import (
     describe_protocol,
@@ -230,6 +232,7 @@ def compose_cell(entry: str, overrides: list[str]) -> DictConfig:
     with initialize(config_path="../../conf", version_base="1.3"):
         cfg = compose(entry, overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
+    check_config(cfg)  # a bad key stops the table before any run is launched
     return cfg
 
 
@@ -791,6 +794,7 @@ def main(argv=None) -> None:
         help="print which repeats would run, which are reused (from which commit) and which "
         "cells are absent; launch and write nothing",
     )
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides
     frame, _ = reproduce(
         args.table, args.overrides, args.results_dir, args.dry_run, args.tables_dir
@@ -800,4 +804,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -41,6 +41,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 
+from iqa_lab.errors import ConfigError, MissingFileError
 from iqa_lab.evaluation.epoch_metrics import IQAEpochMetrics
 from iqa_lab.losses import get_loss
 from iqa_lab.nn.backbones import no_pretrained_weights
@@ -112,11 +113,11 @@ class IQAModule(L.LightningModule):
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"model.init_from={path}: no such checkpoint; give a run's checkpoints/*.ckpt"
             ) from None
         if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-            raise ValueError(
+            raise ConfigError(
                 f"model.init_from={path} is not a Lightning checkpoint (no state_dict)"
             )
         theirs, own = checkpoint["state_dict"], self.state_dict()
@@ -131,7 +132,7 @@ class IQAModule(L.LightningModule):
             k for k in shared(own) & shared(theirs) if own[k].shape != theirs[k].shape
         )
         if missing or unexpected or reshaped:
-            raise ValueError(
+            raise ConfigError(
                 f"model.init_from={path}: its architecture does not match this model "
                 f"({type(self).__name__}): missing {missing[:5]}, unexpected {unexpected[:5]}, "
                 f"other shapes {reshaped[:5]} (of {len(missing)}, {len(unexpected)}, "
@@ -140,7 +141,7 @@ class IQAModule(L.LightningModule):
         heads = {k for k in own if k not in shared(own) and k in theirs}
         wrong = sorted(k for k in heads if own[k].shape != theirs[k].shape)
         if wrong:
-            raise ValueError(
+            raise ConfigError(
                 f"model.init_from={path}: head tensors of another shape {wrong[:5]}; "
                 f"start from a checkpoint of the same model config"
             )
@@ -194,14 +195,14 @@ class IQAModule(L.LightningModule):
             return None
         if self.active_head is not None:
             if self.active_head not in names:
-                raise ValueError(f"head '{self.active_head}' does not exist; heads: {names}")
+                raise ConfigError(f"head '{self.active_head}' does not exist; heads: {names}")
             return [self.active_head]
         if len(names) == 1:
             return list(names)
         dbs = batch.get("db")
         unknown = sorted({db for db in dbs or [] if db not in names})
         if dbs is None or unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot choose among the heads {names} for images of "
                 f"{unknown or 'an unnamed database'}: pick one with head=<name>"
             )
@@ -358,7 +359,9 @@ def load_iqa_module(ckpt_path: str, map_location: str = "cpu") -> IQAModule:
     checkpoint holds the trained ones, and loading it is strict."""
     checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=True)
     if "iqa_lab_class" not in checkpoint:
-        raise ValueError(f"{ckpt_path} was not written by an iqa_lab model (no iqa_lab_class)")
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} was not written by an iqa_lab model (no iqa_lab_class)"
+        )
     module_name, class_name = checkpoint["iqa_lab_class"].rsplit(".", 1)
     cls = getattr(importlib.import_module(module_name), class_name)
     with no_pretrained_weights():

@@ -25,6 +25,7 @@ import pandas as pd
 from iqa_lab.classical import brisque, fr, niqe
 from iqa_lab.classical.cache import FeatureCache
 from iqa_lab.data.images import BadImageError, load_rgb
+from iqa_lab.errors import ConfigError
 from iqa_lab.files import atomic_path, read_cache
 
 log = logging.getLogger("iqa_lab")
@@ -45,7 +46,7 @@ class ClassicalIQA:
         niqe: Mapping | None = None,
     ):
         if metric not in METRICS:
-            raise ValueError(f"model.metric must be one of {list(METRICS)}, got '{metric}'")
+            raise ConfigError(f"model.metric must be one of {list(METRICS)}, got '{metric}'")
         self.metric = metric
         self.cache_dir = cache_dir
         self.fr_options = dict(fr or {})

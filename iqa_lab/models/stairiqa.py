@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from iqa_lab.errors import ConfigError
 from iqa_lab.models.base import IQAModule
 from iqa_lab.nn.backbones import Backbone
 from iqa_lab.nn.heads import MLPHead
@@ -39,7 +40,7 @@ class StairIQA(IQAModule):
     ):
         super().__init__(**kwargs)
         if not heads:
-            raise ValueError(
+            raise ConfigError(
                 "model=stairiqa needs model.heads (database names); the train entry "
                 "point fills them from the DataModule when the config says null"
             )

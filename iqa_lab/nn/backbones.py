@@ -30,10 +30,11 @@ import timm
 import torch
 from torch import nn
 
+from iqa_lab.errors import ConfigError, IQALabError, MissingFileError
 from iqa_lab.nn.pooling import masked_mean_pool
 
 
-class BackboneWeightsUnavailable(RuntimeError):
+class BackboneWeightsUnavailable(IQALabError, RuntimeError):
     """Pretrained weights were asked for but cannot be had on this machine."""
 
 
@@ -128,7 +129,7 @@ def load_weights(model: nn.Module, name: str, path: str | Path) -> None:
     """Load a local weights file into a full (classifier-bearing) timm model, strictly."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"backbone.checkpoint={path} does not exist; give a weights file, or use "
             f"backbone.pretrained=false to start from random weights"
         )
@@ -136,7 +137,7 @@ def load_weights(model: nn.Module, name: str, path: str | Path) -> None:
     if _looks_lukemelas(state_dict):
         shipped = SHIPPED_WEIGHTS.get(name)
         if shipped is None:
-            raise ValueError(
+            raise ConfigError(
                 f"{path} is in the lukemelas EfficientNet layout, which iqa_lab "
                 f"converts only for {sorted(SHIPPED_WEIGHTS)}; not for {name}"
             )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from iqa_lab.errors import ConfigError
+
 # Activations a head may put between its two layers; None = none (the two layers compose into one
 # linear map of rank ``hidden``, as StairIQA's regressor is written).
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
@@ -22,7 +24,7 @@ class MLPHead(nn.Module):
     ):
         super().__init__()
         if activation is not None and activation not in ACTIVATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"head activation must be one of {sorted(ACTIVATIONS)} or null (none), "
                 f"got '{activation}'"
             )

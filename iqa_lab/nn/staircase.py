@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iqa_lab.errors import ConfigError
+
 
 class Bridge(nn.Sequential):
     """1x1 conv (channels / 4) → 3x3 conv with ``stride`` → 1x1 conv (``out_channels``)."""
@@ -64,7 +66,7 @@ class Staircase(nn.Module):
         paths = available if paths is None else sorted({int(p) for p in paths})
         unknown = [p for p in paths if p not in available]
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"staircase paths {unknown} do not exist: a backbone with {levels} "
                 f"feature levels has paths {available} (path k starts at level k-1)"
             )
