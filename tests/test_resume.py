@@ -68,8 +68,9 @@ def test_killed_at_a_random_step_and_resumed_gives_identical_predictions(
 
 
 def test_last_ckpt_is_the_last_epoch_when_validation_stops_improving(make_cfg):
-    # Weights and BatchNorm statistics frozen: no epoch after the first improves validation.
-    frozen = ["model.optimizer.lr=0.0", "model.freeze_bn=true"]
+    # Weights and BatchNorm statistics frozen (lr must be > 0: a step of 1e-12 is below float32
+    # resolution of the weights): no epoch after the first improves validation.
+    frozen = ["model.optimizer.lr=1e-12", "model.freeze_bn=true"]
     cfg = make_cfg("train", ["trainer.max_epochs=3", *frozen, *QUIET])
     train(cfg)
     checkpoints = Path(cfg.paths.output_dir) / "checkpoints"
