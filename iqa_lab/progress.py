@@ -24,6 +24,7 @@ from typing import TextIO, TypeVar
 T = TypeVar("T")
 
 ENV = "IQA_LAB_PROGRESS"
+DELAY = 1.0  # seconds of work before anything is printed (tests set 0)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -62,7 +63,8 @@ def progress_shown(stream: TextIO) -> bool:
 class Progress:
     """A counter of ``total`` units of work that reports its rate and ETA (module docstring).
 
-    ``enabled=None`` decides by ``progress_shown(stream)``; ``clock`` is injectable for tests.
+    ``enabled=None`` decides by ``progress_shown(stream)``; ``delay=None`` is ``DELAY``; ``clock``
+    is injectable for tests.
     """
 
     def __init__(
@@ -74,7 +76,7 @@ class Progress:
         enabled: bool | None = None,
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
-        delay: float = 1.0,
+        delay: float | None = None,
         refresh: float = 0.2,
         line_every: float = 30.0,
     ):
@@ -88,7 +90,8 @@ class Progress:
         isatty = getattr(self.stream, "isatty", None)
         self.redraw = bool(isatty and isatty())  # terminal: one line rewritten in place
         self.clock = clock
-        self.delay, self.refresh, self.line_every = delay, refresh, line_every
+        self.delay = DELAY if delay is None else delay
+        self.refresh, self.line_every = refresh, line_every
         self.done = 0
         self.started = clock()
         self.shown_at: float | None = None  # when a report was last written
