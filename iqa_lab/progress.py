@@ -25,6 +25,7 @@ T = TypeVar("T")
 
 ENV = "IQA_LAB_PROGRESS"
 DELAY = 1.0  # seconds of work before anything is printed (tests set 0)
+CLOCK = time.monotonic  # the default clock (tests replace it)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -43,6 +44,8 @@ def format_rate(rate: float | None, unit: str) -> str:
     """``3.4 images/s``, or ``12.5 s per image`` when slower than one unit per second."""
     if not rate:
         return f"? {unit}/s"
+    if rate >= 100:
+        return f"{rate:.0f} {unit}/s"
     if rate >= 1:
         return f"{rate:.3g} {unit}/s"
     return f"{1 / rate:.3g} s per {unit.removesuffix('s') or unit}"
@@ -63,8 +66,8 @@ def progress_shown(stream: TextIO) -> bool:
 class Progress:
     """A counter of ``total`` units of work that reports its rate and ETA (module docstring).
 
-    ``enabled=None`` decides by ``progress_shown(stream)``; ``delay=None`` is ``DELAY``; ``clock``
-    is injectable for tests.
+    ``enabled=None`` decides by ``progress_shown(stream)``; ``delay=None`` is ``DELAY`` and
+    ``clock=None`` is ``CLOCK``.
     """
 
     def __init__(
@@ -75,7 +78,7 @@ class Progress:
         *,
         enabled: bool | None = None,
         stream: TextIO | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         delay: float | None = None,
         refresh: float = 0.2,
         line_every: float = 30.0,
@@ -89,11 +92,11 @@ class Progress:
         self.enabled = progress_shown(self.stream) if enabled is None else enabled
         isatty = getattr(self.stream, "isatty", None)
         self.redraw = bool(isatty and isatty())  # terminal: one line rewritten in place
-        self.clock = clock
+        self.clock = clock if clock is not None else CLOCK
         self.delay = DELAY if delay is None else delay
         self.refresh, self.line_every = refresh, line_every
         self.done = 0
-        self.started = clock()
+        self.started = self.clock()
         self.shown_at: float | None = None  # when a report was last written
         self.closed = False
 
@@ -117,7 +120,11 @@ class Progress:
         return max(self.total - self.done, 0) / rate
 
     def summary(self) -> str:
-        """``<description>: done/total unit (pct%), rate, elapsed, ETA``."""
+        """``<description>: <status>``."""
+        return f"{self.description}: {self.status()}"
+
+    def status(self) -> str:
+        """``done/total unit (pct%), rate, elapsed, ETA`` (no ETA once closed)."""
         if self.total is None:
             count = f"{self.done} {self.unit}"
         else:
@@ -130,7 +137,7 @@ class Progress:
         ]
         if not self.closed:
             parts.append(f"ETA {format_duration(self.eta)}")
-        return f"{self.description}: " + ", ".join(parts)
+        return ", ".join(parts)
 
     # -- reporting -----------------------------------------------------------------------------
     def advance(self, count: int = 1) -> None:

@@ -123,6 +123,7 @@ def test_durations_read_at_a_glance(seconds, text):
 
 def test_rates_read_at_a_glance():
     assert format_rate(None, "images") == "? images/s"
+    assert format_rate(1012.6, "images") == "1013 images/s"
     assert format_rate(33.3333, "images") == "33.3 images/s"
     assert format_rate(0.25, "runs") == "4 s per run"
 
