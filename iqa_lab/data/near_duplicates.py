@@ -35,6 +35,7 @@ from PIL import Image
 from iqa_lab.data.images import BadImageError, load_rgb
 from iqa_lab.errors import ConfigError
 from iqa_lab.files import atomic_path, read_cache
+from iqa_lab.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,11 @@ class ThumbnailCache:
         if todo:
             log.info("thumbnails of %d images for the near-duplicate pass (cached)", len(todo))
             with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-                for i, value in zip(todo, pool.map(compute, todo)):
+                made = pool.map(compute, todo)
+                # The progress first: zip then resumes it after the last image, which it counts.
+                for value, i in zip(
+                    track(made, "near-duplicate thumbnails", len(todo), "images"), todo
+                ):
                     if value is not None:
                         self.known[keys[i]] = value
                         self.added += 1
