@@ -1,7 +1,8 @@
 """Progress of long work — count, rate and ETA — on stderr, and silent where nobody watches.
 
-``track(items, "hashing images", unit="images")`` wraps an iterable; ``Progress(total, ...)`` is
-the same counter for work that advances in batches (``bar.advance(len(batch))``). Both print
+``track(items, "hashing images", unit="images")`` wraps an iterable (``size=`` counts batches by
+their length); ``Progress(total, ...)`` is the same counter for work that advances by hand
+(``bar.advance(len(batch))``). Both print
 ``<description>: 120/1000 images (12%), 3.4 images/s, elapsed 35s, ETA 4m18s``.
 
 Shown when stderr is a terminal (one line, redrawn at most every ``refresh`` seconds) and not
@@ -183,13 +184,16 @@ def track(
     description: str,
     total: int | None = None,
     unit: str = "items",
+    size: Callable[[T], int] | None = None,
     **options,
 ) -> Iterator[T]:
-    """Yield ``items``, counting one unit each (``total`` defaults to ``len(items)``);
-    ``options`` go to ``Progress``."""
-    if total is None and hasattr(items, "__len__"):
+    """Yield ``items``, each counting ``size(item)`` units once the caller is done with it (one
+    without ``size``; a batch of a DataLoader: ``size=len`` and ``total=len(dataset)``).
+    ``total`` defaults to ``len(items)`` when ``size`` is not given; ``options`` go to
+    ``Progress``."""
+    if total is None and size is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     with Progress(total, description, unit, **options) as bar:
         for item in items:
             yield item
-            bar.advance()
+            bar.advance(1 if size is None else size(item))

@@ -104,6 +104,18 @@ def test_work_shorter_than_the_delay_prints_nothing():
     assert out.getvalue() == ""
 
 
+def test_batches_count_their_items_and_the_last_one_counts_too():
+    clock, out = Clock(), io.StringIO()
+    batches = [[0] * 16, [0] * 16, [0] * 8]  # a DataLoader's batches over 40 images
+    options = dict(size=len, enabled=True, stream=out, clock=clock, delay=0)
+    for batch in track(batches, "caching", 40, "images", **options):
+        clock.now += len(batch) / 8  # 8 images/s
+    assert out.getvalue().splitlines() == [
+        "caching: 16/40 images (40%), 8 images/s, elapsed 2s, ETA 3s",
+        "caching: 40/40 images (100%), 8 images/s, elapsed 5s",
+    ]
+
+
 def test_unknown_total_counts_without_percent_or_eta():
     clock = Clock()
     bar = Progress(None, "decoding", "files", enabled=False, clock=clock)
