@@ -29,6 +29,7 @@ import pandas as pd
 from iqa_lab.data.images import BadImageError, load_rgb
 from iqa_lab.errors import IQALabError
 from iqa_lab.files import atomic_path, read_cache
+from iqa_lab.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,9 @@ class PixelHashCache:
                 "hashing the pixels of %d images for the leakage guard (cached after)", len(todo)
             )
             with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-                for i, value in zip(todo, pool.map(compute, todo)):
+                made = pool.map(compute, todo)
+                # The progress first: zip then resumes it after the last image, which it counts.
+                for value, i in zip(track(made, "pixel hashes", len(todo), "images"), todo):
                     if value is not None:
                         self.known[keys[i]] = value
                         self.added += 1
