@@ -164,8 +164,8 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        """The final report (``done in``), only when something was shown or the work took longer
-        than ``delay``."""
+        """The final report (count, rate, elapsed; no ETA), only when something was shown or the
+        work took longer than ``delay``."""
         if self.closed:
             return
         self.closed = True
