@@ -188,7 +188,8 @@ def track(
     **options,
 ) -> Iterator[T]:
     """Yield ``items``, each counting ``size(item)`` units once the caller is done with it (one
-    without ``size``; a batch of a DataLoader: ``size=len`` and ``total=len(dataset)``).
+    without ``size``; an iqa_lab DataLoader's batches: ``size=lambda b: len(b["image"])`` and
+    ``total=len(loader.dataset)``).
     ``total`` defaults to ``len(items)`` when ``size`` is not given; ``options`` go to
     ``Progress``."""
     if total is None and size is None and hasattr(items, "__len__"):
