@@ -18,6 +18,7 @@ from iqa_lab.errors import ConfigError
 from iqa_lab.nn.backbones import Backbone
 from iqa_lab.nn.feature_cache import FeatureStore, file_content_hash
 from iqa_lab.runs import build_trainer, seeded_datamodule
+from iqa_lab.train import train
 from iqa_lab.training.feature_cache import (
     CachedFeatureDataset,
     FeatureCache,
@@ -202,3 +203,27 @@ def test_cache_larger_than_its_memory_budget_still_trains(make_cfg):
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     assert not torch.equal(model.head.net[0].weight, head_before)
     assert torch.equal(model.backbone.model.blocks[0][0].conv_dw.weight, frozen_before)
+    trainer.test(model, datamodule=datamodule)
+    assert len(model.test_predictions["prediction"]) == len(datamodule.datasets["test"])
+    assert torch.isfinite(trainer.callback_metrics["test/srcc"])
+
+
+def test_second_run_reads_every_feature_from_the_cache(make_cfg, caplog):
+    overrides = [
+        "trainer.max_epochs=1",
+        "model.backbone.frozen_stages=6",
+        "reuse_finished=false",
+        "data.transforms.train.crop_size=48",
+        "data.transforms.eval.crop_size=48",
+    ] + QUIET
+    metrics = []
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="iqa_lab.training.feature_cache"):
+            metrics.append(train(make_cfg("train", overrides)))
+        summary = [r.getMessage() for r in caplog.records if "images computed" in r.getMessage()]
+        assert len(summary) == 1 and "in memory" in summary[0]
+    # val and test share the eval transform (one store); run 1 computed all, run 2 none
+    assert summary[0].startswith("feature cache: 0 images computed (train 0, val 0, test 0)")
+    assert metrics[0]["test/srcc"] == metrics[1]["test/srcc"]
+    assert float(metrics[1]["test/n"]) > 0

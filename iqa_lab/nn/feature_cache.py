@@ -142,7 +142,8 @@ class FeatureRows:
         self.in_memory = in_memory
         self._rows: np.ndarray | None = None
         if in_memory:
-            self._rows = np.fromfile(self.path, dtype=dtype).reshape(count, *self.shape)
+            size = count * int(np.prod(self.shape))
+            self._rows = np.fromfile(self.path, dtype=dtype, count=size).reshape(count, *self.shape)
 
     @property
     def rows(self) -> np.ndarray:

@@ -243,9 +243,9 @@ class FeatureCache(L.Callback):
         for split, dataset in datamodule.datasets.items():
             train = split == "train"
             views = self.views if train else 1
-            stores[split] = FeatureStore(
-                self.cache_dir, set_key(backbone, dataset.transform), self.dtype
-            )
+            store = FeatureStore(self.cache_dir, set_key(backbone, dataset.transform), self.dtype)
+            # val and test share a transform, hence a store: one object, one index
+            stores[split] = next((s for s in stores.values() if s.folder == store.folder), store)
             rows[split], self.computed[split] = fill_store(
                 stores[split],
                 backbone,
@@ -257,9 +257,13 @@ class FeatureCache(L.Callback):
             )
         backbone.to(home)
         total = sum(store.nbytes() for store in {s.folder: s for s in stores.values()}.values())
+        readers = {}
         self.streaming = total > self.max_ram_bytes
         for split, dataset in list(datamodule.datasets.items()):
-            reader = stores[split].reader(in_memory=not self.streaming)
+            folder = stores[split].folder
+            if folder not in readers:
+                readers[folder] = stores[split].reader(in_memory=not self.streaming)
+            reader = readers[folder]
             datamodule.datasets[split] = CachedFeatureDataset(dataset, rows[split], reader)
         backbone.reads_prefix_features = True
         self.wall_s = time.time() - start
