@@ -110,8 +110,11 @@ def test_hit_miss_and_invalidation_on_every_key_part(tmp_path, backbone):
     assert computed == 0 and (copy_rows[0] == rows[0]).all()
 
 
-@pytest.mark.parametrize("dtype", ["float16", "float32"])
-def test_cached_features_equal_recomputed(tmp_path, backbone, dtype):
+@pytest.mark.parametrize("dtype,frozen_stages", [("float16", 3), ("float32", 3), ("float16", 8)])
+def test_cached_features_equal_recomputed(tmp_path, dtype, frozen_stages):
+    """Stages 1-3 frozen (a feature map is cached), or all 7 and the pooling (8: a vector)."""
+    backbone = Backbone("tf_efficientnet_lite0", pretrained=False, frozen_stages=frozen_stages)
+    backbone.eval()
     names = _write_images(tmp_path / "img")
     root = tmp_path / "cache"
     for split, transform, views in (
@@ -122,6 +125,7 @@ def test_cached_features_equal_recomputed(tmp_path, backbone, dtype):
         store = FeatureStore(root, set_key(backbone, data.transform), dtype)
         rows, _ = fill_store(store, backbone, data, views, split == "train", batch_size=5)
         reader = store.reader(in_memory=False)
+        assert reader[0].shape == ((40, 4, 4) if frozen_stages == 3 else (1280,))
         for i, name in enumerate(names):
             pixels = data._decode(i)["image"]
             content = file_content_hash(tmp_path / "img" / name)
@@ -164,8 +168,10 @@ def test_frozen_prefix_gets_no_gradient_and_keeps_batchnorm(backbone):
 
 
 def test_bad_frozen_stages_are_refused():
-    with pytest.raises(ConfigError, match="frozen_stages=8: 'tf_efficientnet_lite0' has 7"):
-        Backbone("tf_efficientnet_lite0", pretrained=False, frozen_stages=8)
+    with pytest.raises(ConfigError, match="frozen_stages=9: 'tf_efficientnet_lite0' has 7 stages"):
+        Backbone("tf_efficientnet_lite0", pretrained=False, frozen_stages=9)
+    with pytest.raises(ConfigError, match="cannot find the stages of 'vit_tiny_patch16_224'"):
+        Backbone("vit_tiny_patch16_224", pretrained=False, frozen_stages=2)
     with pytest.raises(ConfigError, match="needs pooled features"):
         Backbone("tf_efficientnet_lite0", pretrained=False, features_only=True, frozen_stages=2)
 

@@ -14,10 +14,11 @@ Inside ``with no_pretrained_weights():`` none of these is loaded (rebuilding a t
 checkpoint holds every weight: ``models.base.load_iqa_module``).
 
 ``frozen_stages=k`` freezes a prefix: the stem and the first ``k`` stages keep their weights and
-BatchNorm statistics and get no gradient. ``forward_prefix`` computes that prefix's output,
-``forward_from_prefix`` the rest; with ``reads_prefix_features`` set (``training.feature_cache``)
-``forward`` takes the prefix's output in place of the images, so a model trains from cached
-features without knowing it.
+BatchNorm statistics and get no gradient; ``k`` = the number of stages + 1 freezes the whole
+backbone up to its pooled features (only the head trains). ``forward_prefix`` computes the
+prefix's output, ``forward_from_prefix`` the rest; with ``reads_prefix_features`` set
+(``training.feature_cache``) ``forward`` takes the prefix's output in place of the images, so a
+model trains from cached features without knowing it.
 """
 
 from __future__ import annotations
@@ -334,20 +335,29 @@ class Backbone(nn.Module):
                 f"(features_only=false); a stage-list model freezes its backbone otherwise"
             )
         stem, stages, _ = _stage_layout(self.model, self.name)
-        if not 0 < self.frozen_stages <= len(stages):
+        if not 0 < self.frozen_stages <= len(stages) + 1:
             raise ConfigError(
                 f"backbone.frozen_stages={self.frozen_stages}: '{self.name}' has "
-                f"{len(stages)} stages; give 0..{len(stages)}"
+                f"{len(stages)} stages; give 0..{len(stages)}, or {len(stages) + 1} to freeze "
+                f"everything up to the pooled features"
             )
         for module in self.prefix_modules():
             module.requires_grad_(False)
 
+    @property
+    def frozen_to_pool(self) -> bool:
+        """Whether the whole backbone is frozen: its prefix output is the pooled features."""
+        if self.frozen_stages == 0:
+            return False
+        return self.frozen_stages > len(_stage_layout(self.model, self.name)[1])
+
     def prefix_modules(self) -> list[nn.Module]:
-        """The frozen stem and stages, in order (empty when nothing is frozen)."""
+        """The frozen stem and stages (and the layers before pooling when the whole backbone is
+        frozen), in order; empty when nothing is frozen."""
         if self.frozen_stages == 0:
             return []
-        stem, stages, _ = _stage_layout(self.model, self.name)
-        return stem + stages[: self.frozen_stages]
+        stem, stages, tail = _stage_layout(self.model, self.name)
+        return stem + stages[: self.frozen_stages] + (tail if self.frozen_to_pool else [])
 
     def train(self, mode: bool = True):
         """The frozen prefix stays in eval mode: its BatchNorm statistics never move."""
@@ -356,24 +366,29 @@ class Backbone(nn.Module):
             module.eval()
         return self
 
-    def forward_prefix(self, images: torch.Tensor) -> torch.Tensor:
-        """The frozen prefix's output for images in [0, 1] (what the feature cache stores)."""
+    def forward_prefix(
+        self, images: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The frozen prefix's output for images in [0, 1] (what the feature cache stores): a
+        feature map, or ``(B, C)`` pooled features when the whole backbone is frozen."""
         x = self.normalize(images)
         for module in self.prefix_modules():
             x = module(x)
-        return x
+        return masked_mean_pool(x, mask) if self.frozen_to_pool else x
 
     def forward_from_prefix(
         self, x: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Pooled features from the prefix's output: the trainable stages, then the head."""
-        _, stages, tail = _stage_layout(self.model, self.name)
-        for module in stages[self.frozen_stages :] + tail:
-            x = module(x)
-        if mask is None:
-            return self.model.forward_head(x, pre_logits=True)
-        pooled = masked_mean_pool(x, mask)
-        return self.model.forward_head(pooled[:, :, None, None], pre_logits=True)
+        if not self.frozen_to_pool:
+            _, stages, tail = _stage_layout(self.model, self.name)
+            for module in stages[self.frozen_stages :] + tail:
+                x = module(x)
+            if mask is None:
+                return self.model.forward_head(x, pre_logits=True)
+            x = masked_mean_pool(x, mask)
+        # timm's head pools a 1x1 map to itself, then applies dropout
+        return self.model.forward_head(x[:, :, None, None], pre_logits=True)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std
@@ -383,8 +398,11 @@ class Backbone(nn.Module):
         real-pixel ``mask`` (padded batches) the pooling averages real pixels only. With
         ``reads_prefix_features`` the input is the frozen prefix's output, not images."""
         if self.frozen_stages:
-            x = images if self.reads_prefix_features else self.forward_prefix(images)
-            return self.forward_from_prefix(x, mask)
+            if self.reads_prefix_features:
+                return self.forward_from_prefix(images, mask)
+            if self.frozen_to_pool:  # the prefix pooled over real pixels already
+                return self.forward_from_prefix(self.forward_prefix(images, mask))
+            return self.forward_from_prefix(self.forward_prefix(images), mask)
         images = self.normalize(images)
         if self.features_only or mask is None:
             return self.model(images)
