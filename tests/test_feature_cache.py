@@ -233,3 +233,22 @@ def test_second_run_reads_every_feature_from_the_cache(make_cfg, caplog):
     assert summary[0].startswith("feature cache: 0 images computed (train 0, val 0, test 0)")
     assert metrics[0]["test/srcc"] == metrics[1]["test/srcc"]
     assert float(metrics[1]["test/n"]) > 0
+
+
+def test_a_broken_store_heals(tmp_path, backbone, caplog):
+    names = _write_images(tmp_path / "img", count=2)
+    data = _dataset(tmp_path / "img", names, crop_size=32)
+    root = tmp_path / "cache"
+    rows, _ = _fill(root, backbone, data)
+    store = FeatureStore(root, set_key(backbone, data.transform))
+    # an append killed before its index was written: the extra bytes are cut off
+    with open(store.rows_path, "ab") as handle:
+        handle.write(b"\0" * 100)
+    assert _fill(root, backbone, data)[1] == 0
+    assert store.rows_path.stat().st_size == 4 * store.row_bytes
+    # an unreadable index: rebuilt, with a warning naming the store
+    (store.folder / "index.json").write_text('{"trunc')
+    with caplog.at_level("WARNING", logger="iqa_lab"):
+        again, computed = _fill(root, backbone, data)
+    assert computed == 2 and (again == rows).all()
+    assert f"feature cache {store.folder}" in caplog.text and "rebuilding it" in caplog.text

@@ -7,8 +7,10 @@ the image's content hash (SHA-256 of the file's bytes), its crop box if any, and
 Change any part and the lookup misses: a new folder for a set-key part, a new row for an item part.
 
 Files: ``meta.json`` (the set key in clear, row shape and dtype), ``rows.bin`` (rows appended in
-C order) and ``index.json`` (item key → row), replaced atomically after each append, so a run killed
-while writing leaves rows beyond the index, which the next open cuts off.
+C order, flushed to disk) and ``index.json`` (item key → row), replaced atomically after each
+append: a run killed while writing leaves rows beyond the index, which the next open cuts off. A
+store whose files cannot be read (or whose rows fall short of its index) starts afresh, with a
+warning naming it.
 
 Reading (``FeatureRows``) loads the rows into memory when they fit the given budget, and
 otherwise reads them from disk through a memory map (the page cache, not the process, holds
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,8 +30,9 @@ import torch
 from torch import nn
 
 from iqa_lab.errors import ConfigError
-from iqa_lab.files import atomic_write_text
+from iqa_lab.files import atomic_write_text, flush_to_disk, read_cache
 
+log = logging.getLogger(__name__)
 DTYPES = ("float16", "float32")
 
 
@@ -80,16 +84,28 @@ class FeatureStore:
         return self.folder / "rows.bin"
 
     def _open(self) -> None:
-        meta, index = self.folder / "meta.json", self.folder / "index.json"
-        if not meta.is_file():
+        meta_path, index_path = self.folder / "meta.json", self.folder / "index.json"
+        if not meta_path.is_file():
             return
-        self.shape = tuple(json.loads(meta.read_text())["shape"])
-        if index.is_file():
-            self.index = json.loads(index.read_text())
+        meta = read_cache(meta_path, lambda p: tuple(json.loads(p.read_text())["shape"]))
+        index = read_cache(index_path, lambda p: dict(json.loads(p.read_text())))
+        on_disk = self.rows_path.stat().st_size if self.rows_path.is_file() else 0
+        if meta is None or (index is None and on_disk):
+            self._start_afresh("its meta.json or index.json cannot be read")
+            return
+        self.shape, self.index = meta, index or {}
         size = len(self.index) * self.row_bytes
-        if self.rows_path.is_file() and self.rows_path.stat().st_size > size:
+        if on_disk < size:
+            self._start_afresh(f"rows.bin holds {on_disk} bytes, its index needs {size}")
+        elif on_disk > size:
             with open(self.rows_path, "r+b") as handle:  # rows of an interrupted append
                 handle.truncate(size)
+
+    def _start_afresh(self, why: str) -> None:
+        log.warning("feature cache %s: %s; rebuilding it", self.folder, why)
+        for name in ("index.json", "meta.json", "rows.bin"):
+            (self.folder / name).unlink(missing_ok=True)
+        self.shape, self.index = None, {}
 
     @property
     def row_bytes(self) -> int:
@@ -118,6 +134,7 @@ class FeatureStore:
         start = len(self.index)
         with open(self.rows_path, "ab") as handle:
             handle.write(rows.tobytes())
+        flush_to_disk(self.rows_path)  # the rows reach the disk before the index names them
         for offset, key in enumerate(keys):
             self.index[key] = start + offset
         atomic_write_text(self.folder / "index.json", json.dumps(self.index))
