@@ -252,3 +252,23 @@ def test_a_broken_store_heals(tmp_path, backbone, caplog):
         again, computed = _fill(root, backbone, data)
     assert computed == 2 and (again == rows).all()
     assert f"feature cache {store.folder}" in caplog.text and "rebuilding it" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "name,frozen_stages",
+    [("tf_efficientnet_lite0", 3), ("tf_efficientnet_lite0", 8), ("resnet18", 2), ("resnet18", 5)],
+)
+def test_a_frozen_prefix_computes_what_the_whole_backbone_does(name, frozen_stages):
+    whole = Backbone(name, pretrained=False).eval()
+    split = Backbone(name, pretrained=False, frozen_stages=frozen_stages).eval()
+    split.load_state_dict(whole.state_dict())
+    images, mask = torch.rand(2, 3, 48, 64), torch.ones(2, 48, 64)
+    mask[1, :, 40:] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(split(images), whole(images), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            split(images, mask=mask), whole(images, mask=mask), rtol=1e-5, atol=1e-5
+        )
+        prefix = split.forward_prefix(images)
+        split.reads_prefix_features = True
+        torch.testing.assert_close(split(prefix), whole(images), rtol=1e-5, atol=1e-5)
