@@ -15,6 +15,7 @@ from PIL import Image
 from iqa_lab.data.datamodule import IQADataset
 from iqa_lab.data.transforms import build_transform
 from iqa_lab.errors import ConfigError
+from iqa_lab.evaluation.runstore import identity
 from iqa_lab.nn.backbones import Backbone
 from iqa_lab.nn.feature_cache import FeatureStore, file_content_hash
 from iqa_lab.runs import build_trainer, seeded_datamodule
@@ -272,3 +273,13 @@ def test_a_frozen_prefix_computes_what_the_whole_backbone_does(name, frozen_stag
         prefix = split.forward_prefix(images)
         split.reads_prefix_features = True
         torch.testing.assert_close(split(prefix), whole(images), rtol=1e-5, atol=1e-5)
+
+
+def test_the_run_key_sees_the_views_not_the_memory_budget(make_cfg):
+    def key(*overrides):
+        return identity(make_cfg("train", ["model.backbone.frozen_stages=8", *overrides]))
+
+    base = key()
+    assert key("callbacks.feature_cache.views=2") != base
+    assert key("callbacks.feature_cache.dtype=float32") != base
+    assert key("callbacks.feature_cache.max_ram_mb=1") == base
