@@ -1,5 +1,6 @@
 """The timm factory and the offline ImageNet weights."""
 
+import re
 import time
 
 import numpy as np
@@ -9,6 +10,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
+from iqa_lab.errors import ConfigError
 from iqa_lab.nn import backbones
 from iqa_lab.nn.backbones import (
     SHIPPED_WEIGHTS,
@@ -17,6 +19,7 @@ from iqa_lab.nn.backbones import (
     convert_lukemelas_efficientnet,
     create_timm_model,
 )
+from iqa_lab.nn.pooling import masked_mean_std_pool
 
 IMAGENET_CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -107,3 +110,65 @@ def test_features_only_keeps_pretrained_weights():
         float(multi.model.blocks[6][0].conv_pwl.weight.abs().sum()),
         float(pooled.model.blocks[6][0].conv_pwl.weight.abs().sum()),
     )
+
+
+def test_mean_std_pool_equals_numpy_and_respects_the_mask():
+    features = torch.rand(2, 3, 4, 6)
+    pooled = masked_mean_std_pool(features, eps=0.0)
+    flat = features.flatten(2).numpy()
+    assert np.allclose(pooled[:, :3].numpy(), flat.mean(-1), atol=1e-6)
+    assert np.allclose(pooled[:, 3:].numpy(), flat.std(-1), atol=1e-5)  # population std
+    mask = torch.zeros(2, 8, 12)
+    mask[:, :, :6] = 1  # the left half of the input is real: the left 3 columns of the map
+    left = features[..., :3].flatten(2).numpy()
+    masked = masked_mean_std_pool(features, mask, eps=0.0)
+    assert np.allclose(masked[:, :3].numpy(), left.mean(-1), atol=1e-6)
+    assert np.allclose(masked[:, 3:].numpy(), left.std(-1), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name,widths",
+    [
+        ("tf_efficientnet_lite0", [16, 24, 40, 80, 112, 192, 320, 1280]),
+        ("resnet18", [64, 128, 256, 512]),
+    ],
+)
+def test_stage_mean_std_pools_every_stage(name, widths):
+    backbone = Backbone(name, pretrained=False, pooling="stage_mean_std").eval()
+    assert backbone.stage_widths() == widths
+    assert backbone.num_features == 2 * sum(widths)
+    images = torch.rand(2, 3, 96, 96)
+    pooled = backbone(images)
+    assert pooled.shape == (2, 2 * sum(widths))
+    # the last block of statistics is the last map's: its means are what avg pooling gives
+    average = Backbone(name, pretrained=False).eval()
+    average.load_state_dict(backbone.state_dict())
+    last = pooled[:, -2 * widths[-1] : -widths[-1]]
+    assert torch.allclose(last, average(images), atol=1e-5)
+    # a real-pixel mask that covers everything changes nothing
+    ones = torch.ones(2, 96, 96)
+    assert torch.allclose(backbone(images, mask=ones), pooled, atol=1e-5)
+
+
+def test_stage_mean_std_of_a_frozen_backbone_is_its_prefix_output():
+    frozen = Backbone(
+        "tf_efficientnet_lite0", pretrained=False, frozen_stages=8, pooling="stage_mean_std"
+    ).eval()
+    images = torch.rand(2, 3, 64, 64)
+    assert frozen.forward_prefix(images).shape == (2, frozen.num_features) == (2, 4128)
+    assert torch.allclose(frozen(images), frozen.forward_prefix(images))
+    frozen.reads_prefix_features = True
+    assert torch.allclose(frozen(frozen.forward_prefix(images)), frozen.forward_prefix(images))
+
+
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [
+        ({"pooling": "max"}, "choose one of"),
+        ({"pooling": "stage_mean_std", "frozen_stages": 3}, "freeze all (8) or none"),
+        ({"pooling": "stage_mean_std", "features_only": True}, "backbone.pooling=avg"),
+    ],
+)
+def test_bad_pooling_is_refused(kwargs, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        Backbone("tf_efficientnet_lite0", pretrained=False, **kwargs)

@@ -91,6 +91,15 @@ def test_hit_miss_and_invalidation_on_every_key_part(tmp_path, backbone):
     deeper = Backbone("tf_efficientnet_lite0", pretrained=False, frozen_stages=4).eval()
     deeper.load_state_dict(backbone.state_dict())
     assert _fill(root, deeper, data)[1] == 4
+    # pooling: a whole frozen backbone's pooled features, averaged or multi-level
+    whole = Backbone("tf_efficientnet_lite0", pretrained=False, frozen_stages=8).eval()
+    multi = Backbone(
+        "tf_efficientnet_lite0", pretrained=False, frozen_stages=8, pooling="stage_mean_std"
+    ).eval()
+    multi.load_state_dict(whole.state_dict())
+    assert _fill(root, whole, data)[1] == 4
+    assert _fill(root, multi, data)[1] == 4
+    assert _fill(root, multi, data)[1] == 0
     # transform (crop size, a flip)
     assert _fill(root, backbone, _dataset(tmp_path / "img", names, crop_size=24, hflip=True))[1]
     assert _fill(root, backbone, _dataset(tmp_path / "img", names, crop_size=32))[1] == 4

@@ -10,6 +10,12 @@ Weights, in order of precedence:
 - ``pretrained=true`` otherwise — timm's hub (or its local cache); when that cannot be reached the
   user gets one ``BackboneWeightsUnavailable`` naming the alternatives.
 
+``pooling`` chooses the pooled features: ``avg`` (timm's global average of the last feature map),
+or ``stage_mean_std`` — each stage's output and the last feature map pooled to per-channel mean and
+standard deviation, concatenated: multi-level statistics that keep the low-level detail quality
+depends on, as in the multi-level IQA models (e.g. StairIQA's stage features, the mean/std pooling
+of Hosu et al.'s MLSP features).
+
 Inside ``with no_pretrained_weights():`` none of these is loaded (rebuilding a trained model whose
 checkpoint holds every weight: ``models.base.load_iqa_module``).
 
@@ -38,7 +44,7 @@ import torch
 from torch import nn
 
 from iqa_lab.errors import ConfigError, IQALabError, MissingFileError
-from iqa_lab.nn.pooling import masked_mean_pool
+from iqa_lab.nn.pooling import masked_mean_pool, masked_mean_std_pool
 
 
 class BackboneWeightsUnavailable(IQALabError, RuntimeError):
@@ -261,6 +267,7 @@ STAGE_LAYOUTS = (
     StageLayout(("conv1", "bn1", "act1", "maxpool"), "", ()),
 )
 _RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+POOLINGS = ("avg", "stage_mean_std")
 
 
 def _stage_layout(model: nn.Module, name: str) -> tuple[list[nn.Module], list[nn.Module], list]:
@@ -300,10 +307,12 @@ class Backbone(nn.Module):
         out_indices: list[int] | None = None,
         drop_rate: float = 0.0,
         frozen_stages: int = 0,
+        pooling: str = "avg",
     ):
         super().__init__()
         self.name = name
         self.frozen_stages = int(frozen_stages)
+        self.pooling = pooling
         # Set while the model trains from cached prefix outputs (``training.feature_cache``).
         self.reads_prefix_features = False
         model = create_timm_model(name, pretrained=pretrained, checkpoint=checkpoint)
@@ -324,7 +333,58 @@ class Backbone(nn.Module):
             self.model = model
             # What the pooled output has: MobileNetV3's head widens the pooled features.
             self.num_features = getattr(model, "head_hidden_size", None) or model.num_features
+        self._check_pooling()
         self._freeze_prefix()
+
+    def _check_pooling(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"backbone.pooling={self.pooling!r}: choose one of {POOLINGS}")
+        if self.pooling == "avg":
+            return
+        if self.features_only:
+            raise ConfigError(
+                f"backbone.pooling={self.pooling} pools the stages itself; a stage-list "
+                f"(features_only) model pools its own way: use backbone.pooling=avg"
+            )
+        stages = len(_stage_layout(self.model, self.name)[1])
+        if 0 < self.frozen_stages <= stages:
+            raise ConfigError(
+                f"backbone.pooling={self.pooling} with frozen_stages={self.frozen_stages}: a "
+                f"cached prefix would lose the statistics of the frozen stages; freeze all "
+                f"({stages + 1}) or none (0)"
+            )
+        self.num_features = sum(self.stage_widths()) * 2
+
+    def stage_widths(self) -> list[int]:
+        """Channels of each map that ``stage_mean_std`` pools: every stage, then the tail's."""
+        stem, stages, tail = _stage_layout(self.model, self.name)
+        widths, x = [], torch.zeros(1, 3, 64, 64)
+        with torch.no_grad():
+            for module in stem:
+                x = module(x)
+            for stage in stages:
+                x = stage(x)
+                widths.append(x.shape[1])
+            if tail:
+                for module in tail:
+                    x = module(x)
+                widths.append(x.shape[1])
+        return widths
+
+    def _stage_mean_std(self, images: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``stage_mean_std`` pooled features of normalised images."""
+        stem, stages, tail = _stage_layout(self.model, self.name)
+        x, pooled = images, []
+        for module in stem:
+            x = module(x)
+        for stage in stages:
+            x = stage(x)
+            pooled.append(masked_mean_std_pool(x, mask))
+        if tail:
+            for module in tail:
+                x = module(x)
+            pooled.append(masked_mean_std_pool(x, mask))
+        return torch.cat(pooled, dim=1)
 
     def _freeze_prefix(self) -> None:
         if self.frozen_stages == 0:
@@ -372,6 +432,8 @@ class Backbone(nn.Module):
         """The frozen prefix's output for images in [0, 1] (what the feature cache stores): a
         feature map, or ``(B, C)`` pooled features when the whole backbone is frozen."""
         x = self.normalize(images)
+        if self.pooling == "stage_mean_std":  # frozen to the pool (_check_pooling)
+            return self._stage_mean_std(x, mask)
         for module in self.prefix_modules():
             x = module(x)
         return masked_mean_pool(x, mask) if self.frozen_to_pool else x
@@ -387,8 +449,14 @@ class Backbone(nn.Module):
             if mask is None:
                 return self.model.forward_head(x, pre_logits=True)
             x = masked_mean_pool(x, mask)
+        if self.pooling == "stage_mean_std":
+            return self._drop(x)
         # timm's head pools a 1x1 map to itself, then applies dropout
         return self.model.forward_head(x[:, :, None, None], pre_logits=True)
+
+    def _drop(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The dropout timm's head applies after pooling (``drop_rate``)."""
+        return nn.functional.dropout(pooled, self.model.drop_rate, self.training)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std
@@ -404,6 +472,8 @@ class Backbone(nn.Module):
                 return self.forward_from_prefix(self.forward_prefix(images, mask))
             return self.forward_from_prefix(self.forward_prefix(images), mask)
         images = self.normalize(images)
+        if self.pooling == "stage_mean_std":
+            return self._drop(self._stage_mean_std(images, mask))
         if self.features_only or mask is None:
             return self.model(images)
         # timm's head pools a 1x1 map to itself, then applies what follows the pooling

@@ -13,3 +13,14 @@ def masked_mean_pool(features: torch.Tensor, mask: torch.Tensor | None = None) -
         return features.mean(dim=(2, 3))
     weights = F.adaptive_avg_pool2d(mask[:, None].to(features.dtype), features.shape[-2:])
     return (features * weights).sum(dim=(2, 3)) / weights.sum(dim=(2, 3)).clamp_min(1e-6)
+
+
+def masked_mean_std_pool(
+    features: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-6
+) -> torch.Tensor:
+    """``(B, C, h, w)`` → ``(B, 2C)``: each channel's mean, then its (population) standard
+    deviation, over all positions or weighted by ``mask`` as ``masked_mean_pool`` weights them."""
+    mean = masked_mean_pool(features, mask)
+    second = masked_mean_pool(features * features, mask)
+    std = (second - mean * mean).clamp_min(0).add(eps).sqrt()
+    return torch.cat([mean, std], dim=1)

@@ -86,6 +86,7 @@ def set_key(backbone: Backbone, transform) -> dict:
         "backbone": backbone.name,
         "weights": weights_digest(backbone.prefix_modules()),
         "frozen_stages": backbone.frozen_stages,
+        "pooling": backbone.pooling,
         "transform": transform_fingerprint(transform),
         "libraries": _library_versions(),
     }
