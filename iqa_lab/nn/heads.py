@@ -12,7 +12,12 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
 class MLPHead(nn.Module):
-    """Pooled features → hidden layer → (activation) → one quality score per image."""
+    """Pooled features → hidden layer → (activation) → one quality score per image.
+
+    ``input_norm`` standardises each input feature with batch statistics (a BatchNorm without
+    affine parameters; running statistics at evaluation): multi-level pooled features mix scales
+    that differ by orders of magnitude. ``input_dropout`` drops input features while training.
+    """
 
     def __init__(
         self,
@@ -21,6 +26,8 @@ class MLPHead(nn.Module):
         dropout: float = 0.1,
         init_bias: float = 0.5,
         activation: str | None = "gelu",
+        input_norm: bool = False,
+        input_dropout: float = 0.0,
     ):
         super().__init__()
         if activation is not None and activation not in ACTIVATIONS:
@@ -29,8 +36,15 @@ class MLPHead(nn.Module):
                 f"got '{activation}'"
             )
         between = [ACTIVATIONS[activation]()] if activation else []
+        before = [nn.BatchNorm1d(in_features, affine=False)] if input_norm else []
+        if input_dropout:
+            before.append(nn.Dropout(input_dropout))
         self.net = nn.Sequential(
-            nn.Linear(in_features, hidden), *between, nn.Dropout(dropout), nn.Linear(hidden, 1)
+            *before,
+            nn.Linear(in_features, hidden),
+            *between,
+            nn.Dropout(dropout),
+            nn.Linear(hidden, 1),
         )
         # Start at the middle of the MOS scale: an output bias learnt from 0 at fine-tuning learning
         # rates takes hundreds of steps to reach the scores.
