@@ -54,3 +54,35 @@ def test_every_console_script_answers_help_from_any_folder(script, tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.startswith(f"usage: {script}") or "powered by Hydra" in result.stdout
     assert not list(tmp_path.iterdir())  # asking for help writes nothing
+
+
+TINY_SYNTHETIC = [
+    "data.photos=[astronaut,coffee,camera,china]",
+    "data.crops_per_photo=1",
+    "data.crop_size=48",
+    "data.distortions=[jpeg]",
+    "data.levels=[1,5]",
+]
+
+
+def test_a_command_line_multirun_names_its_sweep_folder_under_the_launch_folder(tmp_path):
+    # The sweeper resolves hydra.sweep.dir (from paths.log_dir) before Hydra's own runtime
+    # config exists: ${hydra:runtime.cwd} there failed every `-m` run.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "IQA_LAB_CACHE": str(tmp_path / "cache"),
+    }
+    command = [sys.executable, "-m", "iqa_lab.train", "-m", "protocol.repeat=0,1"]
+    result = subprocess.run(
+        [*command, "train=false", "test=false", *TINY_SYNTHETIC],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    assert len(sweeps) == 1
+    assert sorted(p.name for p in sweeps[0].iterdir() if p.is_dir()) == ["0", "1"]
