@@ -42,7 +42,7 @@ class Ratio:
 
 def table(ratios: list[Ratio]) -> str:
     """The ratios as aligned text lines: name, value, goal, verdict, note."""
-    width = max(len(r.name) for r in ratios)
+    width = max(len("ratio"), *(len(r.name) for r in ratios))
     lines = [f"{'ratio':<{width}}  {'value':>8}  {'goal':<8}  verdict"]
     for r in ratios:
         if r.value is None:
