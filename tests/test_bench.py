@@ -22,6 +22,7 @@ TINY_BENCH = [
     "data.batch_size=2",  # 7 batches of the tiny training split
     "bench.warmup_batches=1",
     "bench.batches=2",
+    "bench.rounds=1",
     "bench.classical.metrics=[psnr,gmsd]",
     "bench.classical.pairs=2",
     "bench.classical.repeats=1",
@@ -55,7 +56,7 @@ def test_bench_runs_on_a_tiny_set_and_writes_its_json(make_cfg, capsys):
     epoch = ratios["peak_rss_gib"]["detail"]
     assert epoch["images_covered"] == epoch["epoch_images"] > 0  # epoch_batches=null: all of it
     assert report["setup"]["data"] == "synthetic" and report["setup"]["batch_size"] == 2
-    assert report["setup"]["timed_batches"] == 2
+    assert report["setup"]["timed_batches"] == 2 and report["setup"]["rounds"] == 1
     printed = capsys.readouterr().out
     assert re.search(
         r"^cached_vs_recomputed_epoch +- +≥ 20 +not measured: needs the frozen-feature cache "

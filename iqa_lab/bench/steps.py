@@ -28,6 +28,11 @@ class Timing:
         return self.images / self.seconds if self.seconds > 0 else float("inf")
 
 
+def fastest(timings: list[Timing]) -> Timing:
+    """The timing with the highest throughput (the least disturbed by other work)."""
+    return max(timings, key=lambda timing: timing.per_second)
+
+
 def batch_size(batch: dict) -> int:
     return len(batch["mos"])
 
