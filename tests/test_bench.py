@@ -6,6 +6,8 @@ import json
 import math
 import re
 
+import torch
+
 from iqa_lab.bench.report import Ratio, table
 from iqa_lab.bench.run import run_bench
 
@@ -23,6 +25,7 @@ TINY_BENCH = [
     "bench.warmup_batches=1",
     "bench.batches=2",
     "bench.rounds=1",
+    "bench.torch_threads=1",
     "bench.classical.metrics=[psnr,gmsd]",
     "bench.classical.pairs=2",
     "bench.classical.repeats=1",
@@ -31,7 +34,11 @@ TINY_BENCH = [
 
 def test_bench_runs_on_a_tiny_set_and_writes_its_json(make_cfg, capsys):
     cfg = make_cfg("bench", TINY_BENCH)
-    run_bench(cfg)
+    threads = torch.get_num_threads()
+    try:
+        run_bench(cfg)
+    finally:
+        torch.set_num_threads(threads)  # bench.torch_threads=1 must not outlive the test
     path = f"{cfg.paths.output_dir}/bench.json"
     with open(path) as f:
         report = json.load(f)
@@ -57,6 +64,7 @@ def test_bench_runs_on_a_tiny_set_and_writes_its_json(make_cfg, capsys):
     assert epoch["images_covered"] == epoch["epoch_images"] > 0  # epoch_batches=null: all of it
     assert report["setup"]["data"] == "synthetic" and report["setup"]["batch_size"] == 2
     assert report["setup"]["timed_batches"] == 2 and report["setup"]["rounds"] == 1
+    assert report["setup"]["torch_threads"] == 1
     printed = capsys.readouterr().out
     assert re.search(
         r"^cached_vs_recomputed_epoch +- +≥ 20 +not measured: needs the frozen-feature cache "

@@ -53,13 +53,17 @@ def image_pairs(records: pd.DataFrame, data_dir: Path, count: int) -> list[tuple
     return pairs
 
 
-def _fastest(call: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
+def fastest_per_pair(calls: Mapping[str, Callable], pairs: list[tuple], repeats: int) -> dict:
+    """Seconds per pair of each call, the fastest of ``repeats`` per pair. The calls take turns
+    within each repeat, so a burst of other work on a shared machine slows all of them alike."""
+    best = {name: [float("inf")] * len(pairs) for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return best
+        for i, (distorted, reference) in enumerate(pairs):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call(distorted, reference)
+                best[name][i] = min(best[name][i], time.perf_counter() - start)
+    return {name: sum(seconds) / len(pairs) for name, seconds in best.items()}
 
 
 def piq_call(metric: str, options: Mapping) -> Callable:
@@ -87,24 +91,21 @@ def time_metric(metric: str, options: Mapping, pairs: list[tuple], repeats: int)
     and, if installed, pyiqa (float32)."""
     dtype = to_tensor(pairs[0][0][:1, :1]).dtype
 
-    def per_pair(call: Callable) -> float:
-        return sum(_fastest(lambda d=d, r=r: call(d, r), repeats) for d, r in pairs) / len(pairs)
-
     def through(function, dtype):
         return lambda d, r: function(
             piq_user_tensor(d)[None].to(dtype), piq_user_tensor(r)[None].to(dtype)
         )
 
     piq_metric = piq_call(metric, options)
-    times = {
-        "iqa_lab_s_per_pair": per_pair(lambda d, r: fr_score(metric, d, r, options)),
-        "piq_s_per_pair": per_pair(through(piq_metric, dtype)),
-        "piq_float32_s_per_pair": per_pair(through(piq_metric, torch.float32)),
-        "dtype": str(dtype).removeprefix("torch."),
+    calls = {
+        "iqa_lab_s_per_pair": lambda d, r: fr_score(metric, d, r, options),
+        "piq_s_per_pair": through(piq_metric, dtype),
+        "piq_float32_s_per_pair": through(piq_metric, torch.float32),
     }
     pyiqa_metric = _pyiqa_metric(metric)
     if pyiqa_metric is not None:
-        times["pyiqa_s_per_pair"] = per_pair(through(pyiqa_metric, torch.float32))
+        calls["pyiqa_s_per_pair"] = through(pyiqa_metric, torch.float32)
+    times = {**fastest_per_pair(calls, pairs, repeats), "dtype": str(dtype).removeprefix("torch.")}
     return times
 
 

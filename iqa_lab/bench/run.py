@@ -27,6 +27,8 @@ def run_bench(cfg: DictConfig) -> dict:
     """Measure, print the table, write ``<output_dir>/bench.json``; returns the JSON's dict."""
     bench = cfg.bench
     goals = bench.goals
+    if bench.torch_threads is not None:
+        torch.set_num_threads(bench.torch_threads)
     datamodule = seeded_datamodule(cfg, "fit")
     model = hydra.utils.instantiate(cfg.model, **head_names(cfg, datamodule))
     datamodule.provide(model.needs)
