@@ -82,3 +82,13 @@ def read_cache(path: str | Path | None, read: Callable[[Path], T]) -> T | None:
             "%s: the cache cannot be read (%s: %s); rebuilding it", path, type(err).__name__, err
         )
         return None
+
+
+def file_key(path: str | Path) -> tuple[str, int, int] | None:
+    """``(absolute path, size, mtime in ns)`` of a file, the key of per-file caches (a changed
+    file gets a new key); None when it cannot be read."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns

@@ -4,12 +4,14 @@ it, and replaced by a whole one; it never breaks the calls after it."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from iqa_lab import progress
 from iqa_lab.classical.cache import FeatureCache
 from iqa_lab.data.leakage import PixelHashCache
 from iqa_lab.data.near_duplicates import NearDuplicateSettings, ThumbnailCache, find_near_duplicates
@@ -128,3 +130,19 @@ def test_read_cache_returns_none_for_what_cannot_be_read(tmp_path, caplog, conte
     with caplog.at_level(logging.WARNING):
         assert read_cache(path, lambda p: dict(np.load(p))) is None
     _rebuilt(caplog, path)
+
+
+def test_the_leakage_guard_hashes_show_progress_only_when_they_compute(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("IQA_LAB_PROGRESS", "1")  # stderr is not a terminal here
+    monkeypatch.setattr(progress, "DELAY", 0.0)
+    files = _images(tmp_path, count=4)
+    PixelHashCache(tmp_path / "cache").hashes(files, workers=2)
+    lines = capsys.readouterr().err.splitlines()
+    rate = r"\d[\d.]* (images/s|s per image), elapsed \d+s"
+    assert len(lines) == 2, lines
+    assert re.fullmatch(rf"pixel hashes: 1/4 images \(25%\), {rate}, ETA \d+s", lines[0])
+    assert re.fullmatch(rf"pixel hashes: 4/4 images \(100%\), {rate}", lines[1])
+    PixelHashCache(tmp_path / "cache").hashes(files, workers=2)  # all cached: nothing to show
+    assert capsys.readouterr().err == ""

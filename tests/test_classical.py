@@ -4,6 +4,7 @@ orientation, references, caching and the eval / table plumbing."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 import yaml
 from piq.functional import rgb2yiq
 
+from iqa_lab import progress
 from iqa_lab.classical import brisque, fr, niqe
 from iqa_lab.classical.cache import FeatureCache
 from iqa_lab.data.datamodule import IQADataModule
@@ -242,6 +244,22 @@ def test_brisque_svr_picks_its_grid_on_validation_and_caches_features(make_cfg, 
     assert metrics["classical/computed"] == 28  # every image of the tiny database, once
     again = _eval_cfg(make_cfg, tmp_path / "again", "brisque_live")
     assert evaluate(again)["classical/computed"] == 0  # the LIVE model reuses the cached features
+
+
+def test_the_feature_pass_reports_images_done_rate_and_eta(make_cfg, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IQA_LAB_PROGRESS", "1")  # stderr is not a terminal here
+    monkeypatch.setattr(progress, "DELAY", 0.0)
+    cfg = _eval_cfg(make_cfg, tmp_path, "brisque_live", ["model.cache_dir=null"])
+    evaluate(cfg)
+    test = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())["data"]
+    n = test["split_sizes"]["test"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if "features" in line]
+    rate = r"[\d.]+ (images/s|s per image), elapsed \d+s"
+    assert len(lines) == 2, lines  # the first image, then the final count
+    assert re.fullmatch(
+        rf"brisque_live: test features: 1/{n} images \(\d+%\), {rate}, ETA \d+s", lines[0]
+    )
+    assert re.fullmatch(rf"brisque_live: test features: {n}/{n} images \(100%\), {rate}", lines[1])
 
 
 def test_eval_needs_a_checkpoint_or_a_model(make_cfg):

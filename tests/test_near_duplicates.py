@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
+from iqa_lab import progress
 from iqa_lab.data import near_duplicates
 from iqa_lab.data.check import check_database, render
 from iqa_lab.data.near_duplicates import (
@@ -315,6 +316,31 @@ def test_check_lists_near_duplicates_with_their_mos(tmp_path):
     )
     assert "MOS of near-duplicate twins: SRCC 1.000 over 4 pairs, median |ΔMOS| 0.0100" in text
     assert report.verdict[0] == 0  # near-duplicates do not make a database unusable
+
+
+def test_the_check_shows_images_done_rate_and_eta_of_its_passes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IQA_LAB_PROGRESS", "1")  # stderr is not a terminal here
+    monkeypatch.setattr(progress, "DELAY", 0.0)
+    plant_twins(tmp_path, distinct=10, twins=4)
+    images = sorted(p.name for p in tmp_path.iterdir())
+    datamodule = FolderDataModule(
+        labels(images, np.linspace(0.1, 0.9, len(images))), tmp_path, near_duplicates=SETTINGS
+    )
+    check_database(datamodule, workers=2)
+    rate = r"\d[\d.]* (images/s|s per image), elapsed \d+s"
+    lines = capsys.readouterr().err.splitlines()
+    # Each pass: a line after its first image, then its final count.
+    expected = [
+        (
+            rf"{title}: 1/14 images \(7%\), {rate}, ETA \d+s",
+            rf"{title}: 14/14 images \(100%\), {rate}",
+        )
+        for title in ("decoding and hashing", "near-duplicate thumbnails")
+    ]
+    patterns = [pattern for pair in expected for pattern in pair]
+    assert len(lines) == len(patterns), lines
+    for pattern, line in zip(patterns, lines):
+        assert re.fullmatch(pattern, line), (pattern, line)
 
 
 def test_pairs_that_already_share_a_reference_are_not_searched(tmp_path):

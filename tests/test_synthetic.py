@@ -1,11 +1,13 @@
 """The embedded synthetic database: deterministic, content-separated, sensibly labelled."""
 
 import hashlib
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from iqa_lab import progress
 from iqa_lab.data.distortions import DISTORTIONS, LEVELS, distort
 from iqa_lab.data.pristine import PRISTINE_PHOTOS, load_pristine
 from iqa_lab.data.protocols import Protocol, assign_splits
@@ -89,6 +91,19 @@ def test_content_split_keeps_each_photo_on_one_side(built):
         sides = split.groupby("ref")["split"].nunique()
         assert (sides == 1).all()
         assert set(split["split"]) == {"train", "val", "test"}
+
+
+def test_the_build_reports_images_done_rate_and_eta(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IQA_LAB_PROGRESS", "1")  # stderr is not a terminal here
+    monkeypatch.setattr(progress, "DELAY", 0.0)
+    small = dict(PARAMS, photos=["astronaut", "coffee"], crops_per_photo=1, levels=[1, 5])
+    small.update(distortions=["jpeg"], progress=True)
+    build_synthetic(tmp_path / "db", seed=0, **small)
+    head, rate = "building synthetic database:", r"[\d.]+ (images/s|s per image), elapsed \d+s"
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines  # the first photo's 3 images, then the final count
+    assert re.fullmatch(rf"{head} 3/6 images \(50%\), {rate}, ETA \d+s", lines[0])
+    assert re.fullmatch(rf"{head} 6/6 images \(100%\), {rate}", lines[1])
 
 
 def test_datamodule_builds_once_into_cache(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from iqa_lab import progress
+from iqa_lab.evaluation import tables
 from iqa_lab.evaluation.aggregate import describe, write_aggregate
 from iqa_lab.evaluation.tables import reproduce
 from iqa_lab.train import train
@@ -167,6 +170,41 @@ def test_the_command_reads_and_renders_in_the_configured_folders(tmp_path):
         assert exit_status.value.code == 0
     for folder in ("options", "overrides"):
         assert "absent" in (tmp_path / folder / "absent" / "table.md").read_text()
+
+
+def test_each_launched_cell_says_k_of_n_runs_done_rate_and_eta(tmp_path, monkeypatch, capsys):
+    path = _absent_table(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec.update(repeats=2, rows={"baseline": [], "longer": ["trainer.max_epochs=2"]})
+    spec["columns"] = {
+        "synthetic": ["data=synthetic"] + TINY_DATA,
+        "reseeded": ["data=synthetic", "data.seed=1"] + TINY_DATA,
+    }
+    path.write_text(yaml.safe_dump(spec))  # sorts the columns: reseeded, synthetic
+    now = [0.0]
+    monkeypatch.setattr(progress, "CLOCK", lambda: now[0])
+
+    def launch(cell, spec, sweep_root, heading):  # each run takes 30 s; nothing is trained
+        print(heading)
+        now[0] += 30.0 * len(cell.missing)
+        return 0
+
+    monkeypatch.setattr(tables, "launch", launch)
+    extra = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_root={tmp_path}"]
+    _, launched = reproduce(str(path), extra, results_dir=tmp_path / "results")
+    out = capsys.readouterr().out
+    assert launched == 8
+    assert re.findall(r"^\[absent\] cell .*$", out, re.MULTILINE) == [
+        "[absent] cell 1 of 4: baseline × reseeded: running repeats [0, 1] — "
+        "0/8 runs (0%), ? runs/s, elapsed 0s, ETA ?",
+        "[absent] cell 2 of 4: baseline × synthetic: running repeats [0, 1] — "
+        "2/8 runs (25%), 30 s per run, elapsed 1m00s, ETA 3m00s",
+        "[absent] cell 3 of 4: longer × reseeded: running repeats [0, 1] — "
+        "4/8 runs (50%), 30 s per run, elapsed 2m00s, ETA 2m00s",
+        "[absent] cell 4 of 4: longer × synthetic: running repeats [0, 1] — "
+        "6/8 runs (75%), 30 s per run, elapsed 3m00s, ETA 1m00s",
+    ]
+    assert f"launched 8 run(s) in 4m00s; rendered into {tmp_path / 'results' / 'absent'}" in out
 
 
 def test_a_shared_run_row_reads_each_column_from_one_run(tmp_path):

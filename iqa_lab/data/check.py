@@ -42,6 +42,7 @@ from iqa_lab.data.images import BadImageError
 from iqa_lab.data.leakage import pixel_hash
 from iqa_lab.data.records import check_schema, conflicting_duplicates
 from iqa_lab.errors import ConfigError
+from iqa_lab.progress import track
 
 USABLE, UNUSABLE, UNPARSABLE = 0, 1, 2
 
@@ -148,7 +149,10 @@ def check_database(
         paths = pd.Series(list(datamodule.image_paths(good)), index=good.index).map(str)
         unique = list(dict.fromkeys(paths))
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            results = dict(zip(unique, pool.map(_hash_or_error, unique)))
+            hashed = pool.map(_hash_or_error, unique)
+            results = dict(
+                zip(unique, list(track(hashed, "decoding and hashing", len(unique), "images")))
+            )
         groups: dict[str, list[str]] = defaultdict(list)
         failed = []
         seen = set()

@@ -28,7 +28,8 @@ import pandas as pd
 
 from iqa_lab.data.images import BadImageError, load_rgb
 from iqa_lab.errors import IQALabError
-from iqa_lab.files import atomic_path, read_cache
+from iqa_lab.files import atomic_path, file_key, read_cache
+from iqa_lab.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +69,9 @@ class PixelHashCache:
         self.known: dict[tuple[str, int, int], str] = read_cache(self.path, _read_hashes) or {}
         self.added = 0
 
-    @staticmethod
-    def key(path: Path) -> tuple[str, int, int] | None:
-        try:
-            stat = path.stat()
-        except OSError:
-            return None
-        return str(path.resolve()), stat.st_size, stat.st_mtime_ns
-
     def hashes(self, paths: list[Path], workers: int | None = None) -> list[str | None]:
         """The pixel hash of each path (None for files that cannot be decoded)."""
-        keys = [self.key(p) for p in paths]
+        keys = [file_key(p) for p in paths]
         todo = [i for i, k in enumerate(keys) if k is not None and k not in self.known]
 
         def compute(i: int) -> str | None:
@@ -92,7 +85,9 @@ class PixelHashCache:
                 "hashing the pixels of %d images for the leakage guard (cached after)", len(todo)
             )
             with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-                for i, value in zip(todo, pool.map(compute, todo)):
+                made = pool.map(compute, todo)
+                # The progress first: zip then resumes it after the last image, which it counts.
+                for value, i in zip(track(made, "pixel hashes", len(todo), "images"), todo):
                     if value is not None:
                         self.known[keys[i]] = value
                         self.added += 1

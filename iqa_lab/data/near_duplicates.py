@@ -34,7 +34,8 @@ from PIL import Image
 
 from iqa_lab.data.images import BadImageError, load_rgb
 from iqa_lab.errors import ConfigError
-from iqa_lab.files import atomic_path, read_cache
+from iqa_lab.files import atomic_path, file_key, read_cache
+from iqa_lab.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +90,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def _stat_key(path: Path) -> tuple[str, int, int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
-
-
 def _read_thumbnails(path: Path) -> dict[tuple[str, int, int], np.ndarray]:
     with np.load(path) as saved:
         return {
@@ -119,7 +112,7 @@ class ThumbnailCache:
 
     def thumbnails(self, paths: list[Path], workers: int | None = None) -> np.ndarray:
         """One row per path (NaN rows for files that cannot be decoded)."""
-        keys = [_stat_key(p) for p in paths]
+        keys = [file_key(p) for p in paths]
         todo = [i for i, k in enumerate(keys) if k is not None and k not in self.known]
 
         def compute(i: int) -> np.ndarray | None:
@@ -131,7 +124,11 @@ class ThumbnailCache:
         if todo:
             log.info("thumbnails of %d images for the near-duplicate pass (cached)", len(todo))
             with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-                for i, value in zip(todo, pool.map(compute, todo)):
+                made = pool.map(compute, todo)
+                # The progress first: zip then resumes it after the last image, which it counts.
+                for value, i in zip(
+                    track(made, "near-duplicate thumbnails", len(todo), "images"), todo
+                ):
                     if value is not None:
                         self.known[keys[i]] = value
                         self.added += 1
@@ -228,7 +225,7 @@ def find_near_duplicates(
         raise ValueError(f"{len(groups)} groups for {len(paths)} paths")
     group_of = dict(zip(map(Path, paths), groups if groups is not None else range(len(paths))))
     unique = list(group_of)
-    keys = [(_stat_key(p), str(group_of[p]) if groups is not None else None) for p in unique]
+    keys = [(file_key(p), str(group_of[p]) if groups is not None else None) for p in unique]
     cached = _pairs_cache_file(cache_dir, name, keys, settings) if cache_dir else None
     pairs = read_cache(cached, _read_pairs)
     if pairs is None:

@@ -27,6 +27,7 @@ from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.distortions import distort
 from iqa_lab.data.pristine import load_pristine
 from iqa_lab.data.records import make_records, read_records_csv, write_records_csv
+from iqa_lab.progress import Progress
 
 BUILD_VERSION = 2  # bump when the generation procedure changes, so old caches are not reused
 MOS_RANGE = (1.0, 5.0)
@@ -119,12 +120,14 @@ def build_synthetic(
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
     rows, raw_rows = [], []
-    iterator = enumerate(photos)
-    if progress:
-        from rich.progress import track
-
-        iterator = track(list(iterator), description="building synthetic database")
-    for p_idx, photo in iterator:
+    per_crop = len(distortions) * len(levels) + bool(include_pristine)
+    bar = Progress(
+        len(photos) * crops_per_photo * per_crop,
+        "building synthetic database",
+        "images",
+        enabled=None if progress else False,
+    )
+    for p_idx, photo in enumerate(photos):
         rng = np.random.default_rng([seed, p_idx])
         for c_idx, crop in enumerate(_crops(load_pristine(photo), crops_per_photo, crop_size, rng)):
             crop_id = f"{photo}_c{c_idx}"
@@ -151,6 +154,8 @@ def build_synthetic(
                     }
                 )
                 raw_rows.append({"image": file, **{m: float(v[i]) for m, v in raw.items()}})
+            bar.advance(len(variants))
+    bar.close()
     records = make_records(pd.DataFrame(rows), db="synthetic", mos_range=MOS_RANGE)
     write_records_csv(records, tmp / "labels.csv")
     pd.DataFrame(raw_rows).to_csv(tmp / "fr_metrics.csv", index=False)

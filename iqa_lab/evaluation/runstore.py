@@ -65,7 +65,8 @@ KEY_PARTS = (
     "test",
     "ckpt_path",
 )
-CALLBACKS_THAT_DECIDE = ("model_checkpoint", "early_stopping")
+# feature_cache: its views and dtype decide what a frozen-prefix model trains on.
+CALLBACKS_THAT_DECIDE = ("model_checkpoint", "early_stopping", "feature_cache")
 # Keys that only say where files go or how much is printed.
 IGNORED_KEYS = {
     "default_root_dir",
@@ -82,6 +83,7 @@ IGNORED_KEYS = {
     "auto_insert_metric_name",
     "save_last",
     "save_top_k",
+    "max_ram_mb",  # the feature cache reads the same rows from memory or from disk
 }
 
 

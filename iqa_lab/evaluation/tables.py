@@ -70,6 +70,7 @@ from iqa_lab.evaluation.results import git_commit, machine
 from iqa_lab.evaluation.runstore import entry_commit, read_entry, run_key, store_dir
 from iqa_lab.files import atomic_write_text
 from iqa_lab.models.size import build_without_weights, measure
+from iqa_lab.progress import Progress, format_duration
 
 SYNTHETIC_TARGET = "iqa_lab.data.synthetic.SyntheticDataModule"
 
@@ -317,8 +318,23 @@ def plan(spec: dict, extra: list[str]) -> list[Cell]:
     return cells
 
 
-def launch(cell: Cell, spec: dict, sweep_root: Path) -> int:
-    """Run the cell's missing repeats as one Hydra multirun; returns the exit code."""
+def to_launch(cells: list[Cell], store: Path) -> list[Cell]:
+    """The cells with a repeat to run, in order; a cell whose missing runs an earlier cell runs
+    too (column_overrides: false) is left out. Sets each one's ``missing``."""
+    pending, scheduled = [], set()
+    for cell in cells:
+        if cell.status in NOT_RUN:
+            continue
+        cell.missing = [r for r, key in enumerate(cell.keys) if read_entry(store, key) is None]
+        if any(cell.keys[r] not in scheduled for r in cell.missing):
+            pending.append(cell)
+            scheduled.update(cell.keys[r] for r in cell.missing)
+    return pending
+
+
+def launch(cell: Cell, spec: dict, sweep_root: Path, heading: str) -> int:
+    """Run the cell's missing repeats as one Hydra multirun, printing ``heading`` and the command;
+    returns the exit code."""
     # Hydra's override grammar rejects brackets and spaces in a value: keep a plain folder name.
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cell.row}__{cell.column}").strip("_")
     command = [
@@ -330,11 +346,7 @@ def launch(cell: Cell, spec: dict, sweep_root: Path) -> int:
         f"protocol.repeat={','.join(map(str, cell.missing))}",
         f"hydra.sweep.dir={sweep_root / slug}",
     ]
-    print(
-        f"\n[{spec['name']}] {cell.row} × {cell.column}: running repeats {cell.missing}\n  "
-        + shlex.join(command[1:]),
-        flush=True,
-    )
+    print(f"\n{heading}\n  " + shlex.join(command[1:]), flush=True)
     return subprocess.run(command, check=False).returncode
 
 
@@ -738,14 +750,24 @@ def reproduce(
         print(relative_to_data_root(plan_text(cells + baseline_cells, spec), data_root))
         return cell_frame(cells, spec), 0
     launched = 0
-    for cell in cells + baseline_cells:
+    pending = to_launch(cells + baseline_cells, store)
+    # Printed whatever the terminal: one line per cell between the runs' own output.
+    total = len({cell.keys[r] for cell in pending for r in cell.missing})
+    runs = Progress(total, "runs", "runs", enabled=False)
+    for k, cell in enumerate(pending, 1):
         # Cells that share a run (column_overrides: false) find it finished by an earlier cell.
         cell.missing = [r for r, key in enumerate(cell.keys) if read_entry(store, key) is None]
-        if cell.status in NOT_RUN or not cell.missing:
+        if not cell.missing:
             continue
         launched += len(cell.missing)
-        if launch(cell, spec, sweep_root) != 0:
+        heading = (
+            f"[{spec['name']}] cell {k} of {len(pending)}: {cell.row} × {cell.column}: "
+            f"running repeats {cell.missing} — {runs.status()}"
+        )
+        if launch(cell, spec, sweep_root, heading) != 0:
             cell.status, cell.detail = "failed", f"multirun failed; logs in {sweep_root}"
+        runs.advance(len(cell.missing))
+    runs.close()
     for cell in cells:
         collect(cell, store, spec)
     baseline = collect_gains(baseline_cells, store, spec)
@@ -766,7 +788,7 @@ def reproduce(
         baseline_cells,
     )
     print("\n" + (out_dir / "table.md").read_text())
-    print(f"launched {launched} run(s); rendered into {out_dir}")
+    print(f"launched {launched} run(s) in {format_duration(runs.elapsed)}; rendered into {out_dir}")
     return frame, launched
 
 

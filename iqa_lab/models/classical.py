@@ -27,6 +27,7 @@ from iqa_lab.classical.cache import FeatureCache
 from iqa_lab.data.images import BadImageError, load_rgb
 from iqa_lab.errors import ConfigError
 from iqa_lab.files import atomic_path, read_cache
+from iqa_lab.progress import track
 
 log = logging.getLogger("iqa_lab")
 
@@ -56,12 +57,15 @@ class ClassicalIQA:
 
     # -- images ----------------------------------------------------------------------------
     def _usable(
-        self, datamodule, records: pd.DataFrame, paths: Sequence[Path], compute
+        self, datamodule, records: pd.DataFrame, paths: Sequence[Path], compute, what: str
     ) -> tuple[pd.DataFrame, np.ndarray]:
-        """Per-record values of ``compute(path)``; a file that fails to decode raises, or is
-        dropped and listed in ``bad_inputs`` under ``data.on_bad=skip``."""
+        """Per-record values of ``compute(path)``, with progress (``what``: what is computed); a
+        file that fails to decode raises, or is dropped and listed in ``bad_inputs`` under
+        ``data.on_bad=skip``."""
         values, keep = [], []
-        for position, path in enumerate(paths):
+        for position, path in track(
+            list(enumerate(paths)), f"{self.metric}: {what}", unit="images"
+        ):
             try:
                 values.append(compute(path))
                 keep.append(position)
@@ -83,7 +87,11 @@ class ClassicalIQA:
         paths = list(datamodule.image_paths(records))
         start = time.time()
         kept, values = self._usable(
-            datamodule, records, paths, lambda path: cache.get(path, compute)
+            datamodule,
+            records,
+            paths,
+            lambda path: cache.get(path, compute),
+            f"{_split_names(records)} features",
         )
         if cache.computed:
             cache.save()
@@ -134,6 +142,7 @@ class ClassicalIQA:
             records,
             list(pairs),
             lambda path: fr.fr_score(self.metric, loaded(path), loaded(pairs[path]), options),
+            f"{_split_names(records)} scores against the references",
         )
 
     def predict(self, datamodule) -> pd.DataFrame:
@@ -191,6 +200,11 @@ class ClassicalIQA:
         )
         test, test_x = parts["test"]
         return test, model.predict(np.where(np.isfinite(test_x), test_x, np.nan))
+
+
+def _split_names(records: pd.DataFrame) -> str:
+    """``test``, or ``train/val`` — which splits a pass covers, for its progress line."""
+    return "/".join(sorted(set(records["split"])))
 
 
 def _pristine_model(

@@ -12,6 +12,13 @@ Weights, in order of precedence:
 
 Inside ``with no_pretrained_weights():`` none of these is loaded (rebuilding a trained model whose
 checkpoint holds every weight: ``models.base.load_iqa_module``).
+
+``frozen_stages=k`` freezes a prefix: the stem and the first ``k`` stages keep their weights and
+BatchNorm statistics and get no gradient; ``k`` = the number of stages + 1 freezes the whole
+backbone up to its pooled features (only the head trains). ``forward_prefix`` computes the
+prefix's output, ``forward_from_prefix`` the rest; with ``reads_prefix_features`` set
+(``training.feature_cache``) ``forward`` takes the prefix's output in place of the images, so a
+model trains from cached features without knowing it.
 """
 
 from __future__ import annotations
@@ -239,11 +246,49 @@ def _features_state_dict(features: nn.Module, full: dict, name: str) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class StageLayout:
+    """Where a timm family keeps its stem, its stages and what follows them before pooling."""
+
+    stem: tuple[str, ...]
+    stages: str
+    tail: tuple[str, ...]
+
+
+# timm families whose prefix can be frozen: EfficientNet / MobileNet (``blocks``), ResNet-likes.
+STAGE_LAYOUTS = (
+    StageLayout(("conv_stem", "bn1"), "blocks", ("conv_head", "bn2")),
+    StageLayout(("conv1", "bn1", "act1", "maxpool"), "", ()),
+)
+_RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def _stage_layout(model: nn.Module, name: str) -> tuple[list[nn.Module], list[nn.Module], list]:
+    """``model``'s (stem modules, stages, tail modules), or a ConfigError naming the families."""
+    for layout in STAGE_LAYOUTS:
+        if not all(hasattr(model, part) for part in layout.stem + layout.tail):
+            continue
+        if layout.stages and hasattr(model, layout.stages):
+            stages = list(getattr(model, layout.stages))
+        elif not layout.stages and all(hasattr(model, s) for s in _RESNET_STAGES):
+            stages = [getattr(model, s) for s in _RESNET_STAGES]
+        else:
+            continue
+        stem = [getattr(model, part) for part in layout.stem]
+        return stem, stages, [getattr(model, part) for part in layout.tail]
+    raise ConfigError(
+        f"backbone.frozen_stages: cannot find the stages of '{name}'; a frozen prefix works for "
+        f"timm EfficientNet / MobileNet (conv_stem, blocks) and ResNet-like (layer1..4) models. "
+        f"Use backbone.frozen_stages=0"
+    )
+
+
 class Backbone(nn.Module):
     """A timm backbone over images in [0, 1].
 
     ``features_only=False`` returns globally pooled features ``(B, num_features)``;
     ``features_only=True`` returns a list of stage feature maps, described by ``feature_info``.
+    ``frozen_stages=k`` (pooled features only) freezes the stem and the first ``k`` stages.
     """
 
     def __init__(
@@ -254,9 +299,13 @@ class Backbone(nn.Module):
         features_only: bool = False,
         out_indices: list[int] | None = None,
         drop_rate: float = 0.0,
+        frozen_stages: int = 0,
     ):
         super().__init__()
         self.name = name
+        self.frozen_stages = int(frozen_stages)
+        # Set while the model trains from cached prefix outputs (``training.feature_cache``).
+        self.reads_prefix_features = False
         model = create_timm_model(name, pretrained=pretrained, checkpoint=checkpoint)
         mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -275,13 +324,85 @@ class Backbone(nn.Module):
             self.model = model
             # What the pooled output has: MobileNetV3's head widens the pooled features.
             self.num_features = getattr(model, "head_hidden_size", None) or model.num_features
+        self._freeze_prefix()
+
+    def _freeze_prefix(self) -> None:
+        if self.frozen_stages == 0:
+            return
+        if self.features_only:
+            raise ConfigError(
+                f"backbone.frozen_stages={self.frozen_stages} needs pooled features "
+                f"(features_only=false); a stage-list model freezes its backbone otherwise"
+            )
+        stem, stages, _ = _stage_layout(self.model, self.name)
+        if not 0 < self.frozen_stages <= len(stages) + 1:
+            raise ConfigError(
+                f"backbone.frozen_stages={self.frozen_stages}: '{self.name}' has "
+                f"{len(stages)} stages; give 0..{len(stages)}, or {len(stages) + 1} to freeze "
+                f"everything up to the pooled features"
+            )
+        for module in self.prefix_modules():
+            module.requires_grad_(False)
+
+    @property
+    def frozen_to_pool(self) -> bool:
+        """Whether the whole backbone is frozen: its prefix output is the pooled features."""
+        if self.frozen_stages == 0:
+            return False
+        return self.frozen_stages > len(_stage_layout(self.model, self.name)[1])
+
+    def prefix_modules(self) -> list[nn.Module]:
+        """The frozen stem and stages (and the layers before pooling when the whole backbone is
+        frozen), in order; empty when nothing is frozen."""
+        if self.frozen_stages == 0:
+            return []
+        stem, stages, tail = _stage_layout(self.model, self.name)
+        return stem + stages[: self.frozen_stages] + (tail if self.frozen_to_pool else [])
+
+    def train(self, mode: bool = True):
+        """The frozen prefix stays in eval mode: its BatchNorm statistics never move."""
+        super().train(mode)
+        for module in self.prefix_modules():
+            module.eval()
+        return self
+
+    def forward_prefix(
+        self, images: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The frozen prefix's output for images in [0, 1] (what the feature cache stores): a
+        feature map, or ``(B, C)`` pooled features when the whole backbone is frozen."""
+        x = self.normalize(images)
+        for module in self.prefix_modules():
+            x = module(x)
+        return masked_mean_pool(x, mask) if self.frozen_to_pool else x
+
+    def forward_from_prefix(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Pooled features from the prefix's output: the trainable stages, then the head."""
+        if not self.frozen_to_pool:
+            _, stages, tail = _stage_layout(self.model, self.name)
+            for module in stages[self.frozen_stages :] + tail:
+                x = module(x)
+            if mask is None:
+                return self.model.forward_head(x, pre_logits=True)
+            x = masked_mean_pool(x, mask)
+        # timm's head pools a 1x1 map to itself, then applies dropout
+        return self.model.forward_head(x[:, :, None, None], pre_logits=True)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None):
         """Pooled features, or the stage feature maps (``features_only``). With a ``(B, H, W)``
-        real-pixel ``mask`` (padded batches) the pooling averages real pixels only."""
+        real-pixel ``mask`` (padded batches) the pooling averages real pixels only. With
+        ``reads_prefix_features`` the input is the frozen prefix's output, not images."""
+        if self.frozen_stages:
+            if self.reads_prefix_features:
+                return self.forward_from_prefix(images, mask)
+            if self.frozen_to_pool:  # the prefix pooled over real pixels already
+                return self.forward_from_prefix(self.forward_prefix(images, mask))
+            return self.forward_from_prefix(self.forward_prefix(images), mask)
         images = self.normalize(images)
         if self.features_only or mask is None:
             return self.model(images)
