@@ -11,7 +11,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from iqa_lab.bench import classical, steps
+from iqa_lab.bench import cached, classical, steps
 from iqa_lab.bench.memory import GIB, PeakRSS
 from iqa_lab.bench.report import Ratio, table, write_json
 from iqa_lab.runs import seeded_datamodule
@@ -20,7 +20,6 @@ from iqa_lab.train import head_names
 log = logging.getLogger("iqa_lab")
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-CACHE_ISSUE = "needs the frozen-feature cache (issue 15 item 1)"
 
 
 def run_bench(cfg: DictConfig) -> dict:
@@ -30,7 +29,8 @@ def run_bench(cfg: DictConfig) -> dict:
     if bench.torch_threads is not None:
         torch.set_num_threads(bench.torch_threads)
     datamodule = seeded_datamodule(cfg, "fit")
-    model = hydra.utils.instantiate(cfg.model, **head_names(cfg, datamodule))
+    heads = head_names(cfg, datamodule)
+    model = hydra.utils.instantiate(cfg.model, **heads)
     datamodule.provide(model.needs)
     warmup, count = bench.warmup_batches, bench.batches
 
@@ -76,7 +76,7 @@ def run_bench(cfg: DictConfig) -> dict:
             },
             "Lightning fed by the loader / bare loop on in-memory batches",
         ),
-        cached_feature_ratio(cfg),
+        cached.cached_feature_ratio(cfg, datamodule, heads),
         Ratio(
             "peak_rss_gib",
             peak.bytes / GIB,
@@ -112,13 +112,6 @@ def run_bench(cfg: DictConfig) -> dict:
     report = write_json(path, ratios, setup)
     print(f"bench: {path}")
     return report
-
-
-def cached_feature_ratio(cfg: DictConfig) -> Ratio:
-    """Epoch time recomputing the frozen features / epoch time reading them from the cache.
-    Not measured until the frozen-feature cache exists (issue 15 item 1)."""
-    return Ratio("cached_vs_recomputed_epoch", None, cfg.bench.goals.cached_vs_recomputed_epoch,
-                 note=CACHE_ISSUE)  # fmt: skip
 
 
 def classical_ratios(cfg: DictConfig, datamodule) -> list[Ratio]:
