@@ -11,6 +11,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from iqa_lab.allocator import set_mmap_threshold
 from iqa_lab.bench import cached, classical, steps
 from iqa_lab.bench.memory import GIB, PeakRSS
 from iqa_lab.bench.report import Ratio, table, write_json
@@ -26,6 +27,7 @@ def run_bench(cfg: DictConfig) -> dict:
     """Measure, print the table, write ``<output_dir>/bench.json``; returns the JSON's dict."""
     bench = cfg.bench
     goals = bench.goals
+    set_mmap_threshold(cfg.malloc_mmap_threshold_kb)
     if bench.torch_threads is not None:
         torch.set_num_threads(bench.torch_threads)
     datamodule = seeded_datamodule(cfg, "fit")
@@ -100,6 +102,8 @@ def run_bench(cfg: DictConfig) -> dict:
         "num_workers": datamodule.num_workers,
         "transforms": OmegaConf.to_container(cfg.data.transforms, resolve=True),
         "torch_threads": torch.get_num_threads(),
+        "malloc_mmap_threshold_kb": cfg.malloc_mmap_threshold_kb,
+        "grad_checkpointing": OmegaConf.select(cfg, "model.backbone.grad_checkpointing"),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "machine": platform.machine(),

@@ -300,6 +300,7 @@ class Backbone(nn.Module):
         out_indices: list[int] | None = None,
         drop_rate: float = 0.0,
         frozen_stages: int = 0,
+        grad_checkpointing: bool = False,
     ):
         super().__init__()
         self.name = name
@@ -325,6 +326,8 @@ class Backbone(nn.Module):
             # What the pooled output has: MobileNetV3's head widens the pooled features.
             self.num_features = getattr(model, "head_hidden_size", None) or model.num_features
         self._freeze_prefix()
+        if grad_checkpointing:  # activations recomputed in backward: less memory, more compute
+            self.model.set_grad_checkpointing(True)
 
     def _freeze_prefix(self) -> None:
         if self.frozen_stages == 0:
