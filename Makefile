@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo lint format test test-full train eval check aggregate reproduce-table table clean
+.PHONY: help install demo lint format test test-full train eval check aggregate reproduce-table table bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ aggregate: install ## iqa-aggregate: statistics over repeats, ARGS="DIR …" (ma
 reproduce-table: install ## iqa-table: every cell of experiments/tables/$(TABLE).yaml, ours beside published (data_root=… ARGS="overrides"; DRY_RUN=1 prints the plan, writes nothing; make reproduce-table ARGS=--help)
 	@test -n "$(TABLE)$(filter -h --help,$(ARGS))" || { echo "usage: make reproduce-table TABLE=<name>  (tables: $$(ls experiments/tables | sed 's/\.yaml//' | tr '\n' ' '))"; exit 2; }
 	$(PY) -m iqa_lab.evaluation.tables $(TABLE) $(if $(data_root),paths.data_root=$(abspath $(data_root))) $(if $(DRY_RUN),--dry-run) $(ARGS)
+
+bench: install ## iqa-bench: speed ratios with goals and verdicts, printed and in bench.json, ARGS="data=… bench.epoch_batches=…" (make bench ARGS=--help)
+	$(PY) -m iqa_lab.bench $(ARGS)
 
 table: reproduce-table ## the same as reproduce-table (make table TABLE=<name>; make table ARGS=--help)
 

@@ -1,5 +1,5 @@
 """The console scripts: ``iqa-train``, ``iqa-eval``, ``iqa-check``, ``iqa-table``,
-``iqa-aggregate``.
+``iqa-aggregate``, ``iqa-bench``.
 
 Hydra reads an app's ``config_path`` (``../conf``) beside the app's file only when the app runs as
 ``__main__``; imported by a console script it looks for a Python package ``conf`` instead, which
@@ -42,3 +42,8 @@ def table() -> None:
 def aggregate() -> None:
     """``iqa-aggregate``: ``python -m iqa_lab.evaluation.aggregate``."""
     _run_as_main("iqa_lab.evaluation.aggregate", alter_sys=False)
+
+
+def bench() -> None:
+    """``iqa-bench``: ``python -m iqa_lab.bench``."""
+    _run_as_main("iqa_lab.bench")

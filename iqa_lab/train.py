@@ -8,6 +8,7 @@ import time
 import hydra
 from omegaconf import DictConfig
 
+from iqa_lab.allocator import set_mmap_threshold
 from iqa_lab.cli import run_command
 from iqa_lab.evaluation.outputs import finish_run, test_predictions
 from iqa_lab.runs import build_trainer, reuse_finished_run, seeded_datamodule, task_wrapper
@@ -18,6 +19,7 @@ from iqa_lab.training.imdt import find_per_database_checkpoint, test_per_databas
 @task_wrapper
 def train(cfg: DictConfig) -> dict:
     start = time.time()
+    set_mmap_threshold(cfg.get("malloc_mmap_threshold_kb"))
     finished = reuse_finished_run(cfg) if cfg.train and cfg.test else None
     if finished is not None:
         return finished["metrics"]

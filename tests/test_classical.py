@@ -76,6 +76,14 @@ def test_fr_metric_equals_direct_library_call(metric, fr_options):
         )
 
 
+def test_fr_tensors_are_contiguous_and_exact():
+    image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    x = fr.to_tensor(image)
+    assert x.shape == (1, 3, 5, 7) and x.dtype == torch.float64
+    assert x.is_contiguous()  # piq is several times slower on channels-last strides
+    assert torch.equal(x[0, 1], torch.from_numpy(image[..., 1]).double() / 255)
+
+
 def test_fr_scores_are_higher_for_milder_distortion(fr_options):
     reference = _reference(64)
     for metric in fr.HIGHER_BETTER:

@@ -19,6 +19,7 @@ MAKE_TARGETS = {
     "iqa-check": "check",
     "iqa-aggregate": "aggregate",
     "iqa-table": "reproduce-table",
+    "iqa-bench": "bench",
 }
 
 

@@ -37,8 +37,11 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 → ``(1, 3, H, W)`` float64 on [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].double() / 255
+    """``(H, W, 3)`` uint8 → contiguous ``(1, 3, H, W)`` float64 on [0, 1]. Contiguous because
+    piq is several times slower on the channels-last strides a plain permute leaves (PSNR of a
+    512 px pair: 37 ms against 9 ms)."""
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    return pixels.to(torch.float64, memory_format=torch.contiguous_format).div_(255)
 
 
 def _luma(x: torch.Tensor) -> torch.Tensor:

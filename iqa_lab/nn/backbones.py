@@ -308,6 +308,7 @@ class Backbone(nn.Module):
         drop_rate: float = 0.0,
         frozen_stages: int = 0,
         pooling: str = "avg",
+        grad_checkpointing: bool = False,
     ):
         super().__init__()
         self.name = name
@@ -335,6 +336,8 @@ class Backbone(nn.Module):
             self.num_features = getattr(model, "head_hidden_size", None) or model.num_features
         self._check_pooling()
         self._freeze_prefix()
+        if grad_checkpointing:  # activations recomputed in backward: less memory, more compute
+            self.model.set_grad_checkpointing(True)
 
     def _check_pooling(self) -> None:
         if self.pooling not in POOLINGS:
