@@ -1,0 +1,199 @@
+"""Which frozen-feature recipe reaches SRCC >= 0.85 / PLCC >= 0.87 on the shared BIQ2021 images?
+
+Research for issue 15 item 3. Reads the cached multi-level pooled features of
+``frozen_features.py`` (extract them first; this script never runs a backbone) and compares
+regressors over feature sets under iqa_lab's ``protocol=random`` splits (``iqa_lab.data.protocols``,
+seed 0, repeats 0..R-1, 80/20, validation = 20% of the training contents). Hyper-parameters are
+chosen on validation SRCC, never on test; the chosen model is then refitted on train+val. Each
+step prints the median over repeats of test SRCC, PLCC and PLCC after the 4-parameter logistic
+(``iqa_lab.evaluation.metrics``), and its wall time.
+
+    python experiments/scripts/biq2021_fast_exploration.py --data-dir ../shared/data/BIQ2021 \
+        --step lite0@384:ridge --step lite0@384f+lite2@224:svr
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.linear_model import Ridge
+from sklearn.neural_network import MLPRegressor
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVR
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from frozen_features import biq2021_records, cache_file  # noqa: E402
+
+from iqa_lab.data.protocols import Protocol, assign_splits  # noqa: E402
+from iqa_lab.evaluation.metrics import plcc, plcc_fitted, srcc  # noqa: E402
+
+BACKBONES = {"lite0": "tf_efficientnet_lite0", "lite2": "tf_efficientnet_lite2"}
+FEATURE_BLOCK = re.compile(r"^(lite0|lite2)@(\d+)(f?)$")
+
+
+def feature_blocks(name: str) -> list[tuple[str, list[str]]]:
+    """``lite0@384f+lite2@224`` -> [(backbone, views averaged into one block), ...]; a trailing
+    ``f`` averages the features of the image and its mirror image."""
+    blocks = []
+    for part in name.split("+"):
+        match = FEATURE_BLOCK.match(part)
+        if not match:
+            raise SystemExit(
+                f"feature set '{name}': '{part}' is not <lite0|lite2>@<size>[f] "
+                f"(e.g. lite0@384f+lite2@224)"
+            )
+        backbone, size, flip = match.groups()
+        views = [f"resize{size}"] + ([f"resize{size}_flip"] if flip else [])
+        blocks.append((BACKBONES[backbone], views))
+    return blocks
+
+
+def load_features(name: str, paths: list[Path]) -> np.ndarray:
+    """The feature set ``name`` of ``paths`` from the cache, blocks concatenated."""
+    blocks = []
+    for backbone, views in feature_blocks(name):
+        views_features = []
+        for view in views:
+            file = cache_file(backbone, view, paths)
+            if not file.is_file():
+                raise SystemExit(
+                    f"{file} is missing: extract it first with python "
+                    f"experiments/scripts/frozen_features.py --data-dir <BIQ2021> "
+                    f"--backbone {backbone} --view {view}"
+                )
+            views_features.append(np.load(file))
+        blocks.append(np.mean(views_features, axis=0))
+    return np.concatenate(blocks, axis=1)
+
+
+def signed_sqrt(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.sqrt(np.abs(x))
+
+
+@dataclass(frozen=True)
+class Regressor:
+    """A regressor family and its validation grid."""
+
+    build: callable
+    grid: dict
+
+
+REGRESSORS = {
+    "ridge": Regressor(lambda **p: Ridge(**p), {"alpha": list(np.logspace(0, 5, 11))}),
+    "svr": Regressor(
+        lambda **p: SVR(kernel="rbf", **p),
+        {"C": [1.0, 3.0, 10.0], "gamma": ["scale"], "epsilon": [0.1]},
+    ),
+    "krr": Regressor(
+        lambda **p: KernelRidge(kernel="rbf", **p),
+        {"alpha": [0.1, 1.0, 3.0], "gamma": [0.25e-4, 1e-4, 2.5e-4]},
+    ),
+    "mlp": Regressor(
+        lambda **p: MLPRegressor(
+            hidden_layer_sizes=(256,), max_iter=200, early_stopping=False, random_state=0, **p
+        ),
+        {"alpha": [1.0, 10.0, 30.0]},
+    ),
+}
+
+
+def grid_points(grid: dict) -> list[dict]:
+    keys = sorted(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def prepare(x_fit: np.ndarray, *others: np.ndarray, power: bool) -> list[np.ndarray]:
+    """Signed square root (optional), then standardisation fitted on ``x_fit`` only."""
+    arrays = [signed_sqrt(a) if power else a for a in (x_fit, *others)]
+    scaler = StandardScaler().fit(arrays[0])
+    return [scaler.transform(a) for a in arrays]
+
+
+def run_repeat(x, y, split, regressor: Regressor, power: bool) -> dict:
+    """Select on val SRCC, refit on train+val, score on test."""
+    train, val, test = (split == s for s in ("train", "val", "test"))
+    y_mean, y_std = y[train].mean(), y[train].std()
+    x_tr, x_val = prepare(x[train], x[val], power=power)
+    best = None
+    for params in grid_points(regressor.grid):
+        model = regressor.build(**params).fit(x_tr, (y[train] - y_mean) / y_std)
+        score = srcc(model.predict(x_val), y[val])
+        if best is None or score > best[0]:
+            best = (score, params)
+    fit = train | val
+    y_mean, y_std = y[fit].mean(), y[fit].std()
+    x_fit, x_test = prepare(x[fit], x[test], power=power)
+    model = regressor.build(**best[1]).fit(x_fit, (y[fit] - y_mean) / y_std)
+    pred = model.predict(x_test) * y_std + y_mean
+    return {
+        "val_srcc": best[0],
+        "params": best[1],
+        "srcc": srcc(pred, y[test]),
+        "plcc": plcc(pred, y[test]),
+        "plcc_l4": plcc_fitted(pred, y[test], 4),
+    }
+
+
+def run_step(step: str, records, repeats: int, power: bool) -> dict:
+    features_name, regressor_name = step.split(":")
+    began = time.perf_counter()
+    x = load_features(features_name, list(records["path"]))
+    y = records["mos"].to_numpy(dtype=float)
+    results = []
+    for repeat in range(repeats):
+        protocol = Protocol(name="random", seed=0, repeat=repeat, repeats=repeats)
+        split = assign_splits(records, protocol)["split"].to_numpy()
+        results.append(run_repeat(x, y, split, REGRESSORS[regressor_name], power))
+    summary = {
+        "step": step,
+        "power": power,
+        "dims": x.shape[1],
+        "repeats": results,
+        **{k: float(np.median([r[k] for r in results])) for k in ("srcc", "plcc", "plcc_l4")},
+        "fit_wall_s": time.perf_counter() - began,
+    }
+    return summary
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--step", action="append", required=True, help="<feature set>:<regressor>")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--power", action="store_true", help="signed sqrt before scaling")
+    parser.add_argument("--json", type=Path, help="append each step's summary as a JSON line")
+    args = parser.parse_args(argv)
+    for step in args.step:
+        features, _, regressor = step.partition(":")
+        feature_blocks(features)
+        if regressor not in REGRESSORS:
+            raise SystemExit(
+                f"--step {step}: unknown regressor '{regressor}'; known: {sorted(REGRESSORS)}"
+            )
+    records = biq2021_records(args.data_dir)
+    for step in args.step:
+        summary = run_step(step, records, args.repeats, args.power)
+        per = ", ".join(f"{r['srcc']:.4f}" for r in summary["repeats"])
+        print(
+            f"| {step}{' +sqrt' if args.power else ''} | {summary['dims']} | "
+            f"{summary['srcc']:.4f} | {summary['plcc']:.4f} | {summary['plcc_l4']:.4f} | "
+            f"{summary['fit_wall_s']:.0f} s | SRCC per repeat {per}; "
+            f"chosen {[r['params'] for r in summary['repeats']]} |",
+            flush=True,
+        )
+        if args.json:
+            with args.json.open("a") as out:
+                out.write(json.dumps(summary, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
