@@ -75,12 +75,18 @@ def test_resolve_case_finds_a_file_differing_in_case_only(tmp_path):
 
 
 def test_feature_set_names_parse_to_backbones_and_views():
-    assert study.feature_blocks("lite0@384f+lite2@224") == [
-        ("tf_efficientnet_lite0", ["resize384", "resize384_flip"]),
-        ("tf_efficientnet_lite2", ["resize224"]),
+    assert study.feature_blocks("lite0@384f/s5-8+lite2@224") == [
+        study.FeatureBlock("tf_efficientnet_lite0", ("resize384", "resize384_flip"), (5, 8)),
+        study.FeatureBlock("tf_efficientnet_lite2", ("resize224",)),
     ]
-    with pytest.raises(SystemExit, match="lite0@384f\\+lite2@224"):
+    with pytest.raises(SystemExit, match="lite0@384f/s5-8\\+lite2@224"):
         study.feature_blocks("lite0-384")
+
+
+def test_stage_columns_pick_mean_and_std_of_the_chosen_stages():
+    # lite0 widths 16, 24, 40, 80, 112, 192, 320, 1280; each stage holds 2x (mean, std).
+    assert study.stage_columns("tf_efficientnet_lite0", (1, 1)) == slice(0, 32)
+    assert study.stage_columns("tf_efficientnet_lite0", (5, 8)) == slice(320, 4128)
 
 
 def _linear_problem(n=400, dims=20, seed=0):

@@ -31,47 +31,70 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from frozen_features import biq2021_records, cache_file  # noqa: E402
+from frozen_features import StagePooler, biq2021_records, cache_file  # noqa: E402
 
 from iqa_lab.data.protocols import Protocol, assign_splits  # noqa: E402
 from iqa_lab.evaluation.metrics import plcc, plcc_fitted, srcc  # noqa: E402
 
 BACKBONES = {"lite0": "tf_efficientnet_lite0", "lite2": "tf_efficientnet_lite2"}
-FEATURE_BLOCK = re.compile(r"^(lite0|lite2)@(\d+)(f?)$")
+FEATURE_BLOCK = re.compile(r"^(lite0|lite2)@(\d+)(f?)(?:/s(\d)-(\d))?$")
 
 
-def feature_blocks(name: str) -> list[tuple[str, list[str]]]:
-    """``lite0@384f+lite2@224`` -> [(backbone, views averaged into one block), ...]; a trailing
-    ``f`` averages the features of the image and its mirror image."""
+@dataclass(frozen=True)
+class FeatureBlock:
+    """One backbone's features: views averaged, optionally only stages ``first..last`` (1-based,
+    in feature order: the 7 block stages, then the head)."""
+
+    backbone: str
+    views: tuple[str, ...]
+    stages: tuple[int, int] | None = None
+
+
+def feature_blocks(name: str) -> list[FeatureBlock]:
+    """``lite0@384f/s5-8+lite2@224`` -> its blocks; ``f`` averages the features of the image and
+    its mirror image, ``/s5-8`` keeps stages 5 to 8."""
     blocks = []
     for part in name.split("+"):
         match = FEATURE_BLOCK.match(part)
         if not match:
             raise SystemExit(
-                f"feature set '{name}': '{part}' is not <lite0|lite2>@<size>[f] "
-                f"(e.g. lite0@384f+lite2@224)"
+                f"feature set '{name}': '{part}' is not <lite0|lite2>@<size>[f][/s<a>-<b>] "
+                f"(e.g. lite0@384f/s5-8+lite2@224)"
             )
-        backbone, size, flip = match.groups()
-        views = [f"resize{size}"] + ([f"resize{size}_flip"] if flip else [])
-        blocks.append((BACKBONES[backbone], views))
+        backbone, size, flip, first, last = match.groups()
+        views = (f"resize{size}",) + ((f"resize{size}_flip",) if flip else ())
+        stages = (int(first), int(last)) if first else None
+        blocks.append(FeatureBlock(BACKBONES[backbone], views, stages))
     return blocks
+
+
+def stage_columns(backbone: str, stages: tuple[int, int]) -> slice:
+    """The feature columns of stages ``first..last``: each stage holds mean then std."""
+    widths = [2 * w for w in StagePooler(backbone).stage_widths()]
+    first, last = stages
+    if not 1 <= first <= last <= len(widths):
+        raise SystemExit(f"{backbone}: stages {first}-{last} outside 1-{len(widths)}")
+    return slice(sum(widths[: first - 1]), sum(widths[:last]))
 
 
 def load_features(name: str, paths: list[Path]) -> np.ndarray:
     """The feature set ``name`` of ``paths`` from the cache, blocks concatenated."""
     blocks = []
-    for backbone, views in feature_blocks(name):
+    for block in feature_blocks(name):
         views_features = []
-        for view in views:
-            file = cache_file(backbone, view, paths)
+        for view in block.views:
+            file = cache_file(block.backbone, view, paths)
             if not file.is_file():
                 raise SystemExit(
                     f"{file} is missing: extract it first with python "
                     f"experiments/scripts/frozen_features.py --data-dir <BIQ2021> "
-                    f"--backbone {backbone} --view {view}"
+                    f"--backbone {block.backbone} --view {view}"
                 )
             views_features.append(np.load(file))
-        blocks.append(np.mean(views_features, axis=0))
+        features = np.mean(views_features, axis=0)
+        if block.stages:
+            features = features[:, stage_columns(block.backbone, block.stages)]
+        blocks.append(features)
     return np.concatenate(blocks, axis=1)
 
 
@@ -95,13 +118,11 @@ REGRESSORS = {
     ),
     "krr": Regressor(
         lambda **p: KernelRidge(kernel="rbf", **p),
-        {"alpha": [0.1, 1.0, 3.0], "gamma": [0.25e-4, 1e-4, 2.5e-4]},
+        {"alpha": [0.03, 0.1, 0.3, 1.0], "gamma": [0.25e-4, 1e-4, 2.5e-4]},
     ),
     "mlp": Regressor(
-        lambda **p: MLPRegressor(
-            hidden_layer_sizes=(256,), max_iter=200, early_stopping=False, random_state=0, **p
-        ),
-        {"alpha": [1.0, 10.0, 30.0]},
+        lambda **p: MLPRegressor(hidden_layer_sizes=(128,), max_iter=100, random_state=0, **p),
+        {"alpha": [1.0, 10.0]},
     ),
 }
 
