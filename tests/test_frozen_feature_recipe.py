@@ -101,7 +101,7 @@ def test_ridge_learns_and_selection_never_reads_the_test_labels():
     x, y, split = _linear_problem()
     result = study.run_repeat(x, y, split, study.REGRESSORS["ridge"], power=False)
     assert result["srcc"] > 0.95 and result["plcc"] > 0.95
-    assert result["params"]["alpha"] == 1.0  # the smallest penalty fits a noiseless-ish line
+    assert result["params"]["alpha"] == 100.0  # the smallest penalty: the line is nearly exact
     shuffled = y.copy()
     shuffled[split == "test"] = np.random.default_rng(1).permutation(y[split == "test"])
     again = study.run_repeat(x, shuffled, split, study.REGRESSORS["ridge"], power=False)
