@@ -18,14 +18,6 @@ import biq2021_fast_exploration as study  # noqa: E402
 import frozen_features as ff  # noqa: E402
 
 
-def test_mean_std_pools_each_channel():
-    x = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]], [[2.0, 2.0], [2.0, 2.0]]]])
-    pooled = ff.mean_std(x)
-    assert pooled.shape == (1, 4)
-    expected = [4.0, 2.0, float(np.std([1, 3, 5, 7], ddof=1)), 0.0]
-    torch.testing.assert_close(pooled[0], torch.tensor(expected))
-
-
 def test_stage_pooler_concatenates_every_stage_and_the_head():
     pooler = ff.StagePooler("tf_efficientnet_lite0")
     assert pooler.stage_widths() == [16, 24, 40, 80, 112, 192, 320, 1280]

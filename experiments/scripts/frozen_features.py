@@ -79,39 +79,22 @@ def load_view(path: Path, size: int, flip: bool) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1)
 
 
-def mean_std(x: torch.Tensor) -> torch.Tensor:
-    flat = x.flatten(2)
-    return torch.cat([flat.mean(-1), flat.std(-1)], dim=1)
-
-
 class StagePooler(torch.nn.Module):
-    """Per-stage mean+std of a timm EfficientNet: 7 block stages and the conv_head output."""
+    """Per-stage mean+std of a frozen timm EfficientNet: 7 block stages and the conv_head output
+    (``iqa_lab``'s ``Backbone(pooling="stage_mean_std")``, the features of experiment=biq2021_fast).
+    """
 
     def __init__(self, name: str):
         super().__init__()
-        self.backbone = Backbone(name, pretrained=True).eval()
+        self.backbone = Backbone(name, pretrained=True, pooling="stage_mean_std").eval()
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        net = self.backbone.model
-        x = net.bn1(net.conv_stem(self.backbone.normalize(images)))
-        pooled = []
-        for stage in net.blocks:
-            x = stage(x)
-            pooled.append(mean_std(x))
-        pooled.append(mean_std(net.bn2(net.conv_head(x))))
-        return torch.cat(pooled, dim=1)
+        return self.backbone(images)
 
     def stage_widths(self) -> list[int]:
         """Channels of each pooled stage, in feature order (each gives 2x: mean, std)."""
-        net = self.backbone.model
-        widths, x = [], torch.zeros(1, 3, 32, 32)
-        with torch.inference_mode():
-            x = net.bn1(net.conv_stem(x))
-            for stage in net.blocks:
-                x = stage(x)
-                widths.append(x.shape[1])
-        return widths + [net.conv_head.out_channels]
+        return self.backbone.stage_widths()
 
 
 def images_key(paths: list[Path]) -> str:
