@@ -20,6 +20,7 @@ from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.evaluation.outputs import print_summary
 from iqa_lab.evaluation.results import write_results_json
 from iqa_lab.evaluation.runstore import entry_commit, find_finished, left_out
+from iqa_lab.phases import PhaseClock
 
 log = logging.getLogger("iqa_lab")
 
@@ -35,13 +36,20 @@ def instantiate_group(cfg: DictConfig | None) -> list:
     ]
 
 
-def seeded_datamodule(cfg: DictConfig, stage: str) -> IQADataModule:
-    """Seed everything, then build, prepare and set up the run's DataModule."""
+def seeded_datamodule(
+    cfg: DictConfig, stage: str, clock: PhaseClock | None = None
+) -> IQADataModule:
+    """Seed everything, then build, prepare and set up the run's DataModule; ``clock`` times
+    ``data_prepare`` (a generated database is built here) and ``data_setup`` (records, splits,
+    leakage and near-duplicate checks)."""
+    clock = clock or PhaseClock()
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
-    datamodule.hash_cache_dir = cfg.paths.cache_dir
-    datamodule.prepare_data()
-    datamodule.setup(stage)
+    with clock.phase("data_prepare"):
+        datamodule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
+        datamodule.hash_cache_dir = cfg.paths.cache_dir
+        datamodule.prepare_data()
+    with clock.phase("data_setup"):
+        datamodule.setup(stage)
     return datamodule
 
 

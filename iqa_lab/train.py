@@ -3,6 +3,7 @@ checkpoint, write the run's outputs."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import hydra
@@ -11,9 +12,13 @@ from omegaconf import DictConfig
 from iqa_lab.allocator import set_mmap_threshold
 from iqa_lab.cli import run_command
 from iqa_lab.evaluation.outputs import finish_run, test_predictions
+from iqa_lab.phases import PhaseClock
 from iqa_lab.runs import build_trainer, reuse_finished_run, seeded_datamodule, task_wrapper
 from iqa_lab.training.checkpoints import selection_checkpoint
+from iqa_lab.training.feature_cache import FeatureCache
 from iqa_lab.training.imdt import find_per_database_checkpoint, test_per_database
+
+log = logging.getLogger("iqa_lab")
 
 
 @task_wrapper
@@ -23,27 +28,44 @@ def train(cfg: DictConfig) -> dict:
     finished = reuse_finished_run(cfg) if cfg.train and cfg.test else None
     if finished is not None:
         return finished["metrics"]
-    datamodule = seeded_datamodule(cfg, "fit")
-    model = hydra.utils.instantiate(cfg.model, **head_names(cfg, datamodule))
-    trainer = build_trainer(cfg)
+    clock = PhaseClock()
+    datamodule = seeded_datamodule(cfg, "fit", clock)
+    with clock.phase("model"):
+        model = hydra.utils.instantiate(cfg.model, **head_names(cfg, datamodule))
+        trainer = build_trainer(cfg)
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        with clock.phase("fit"):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        clock.carve("fit", "features", feature_cache_seconds(trainer), rest="training")
     if not cfg.test:
+        log.info(clock.summary())
         return dict(trainer.callback_metrics)
     per_database = find_per_database_checkpoint(trainer)
     tested = _test_per_database if per_database is not None else _test_best
-    predictions, extra, checkpoint = tested(cfg, trainer, model, datamodule, per_database)
-    results = finish_run(
-        cfg,
-        datamodule,
-        predictions,
-        extra,
-        wall_s=time.time() - start,
-        trainer=trainer,
-        checkpoint=checkpoint,
-        remember=cfg.train and not trainer.fast_dev_run,
-    )
+    with clock.phase("test"):
+        predictions, extra, checkpoint = tested(cfg, trainer, model, datamodule, per_database)
+    if not cfg.train:  # the feature cache (if any) filled while testing
+        clock.carve("test", "features", feature_cache_seconds(trainer), rest="test")
+    with clock.phase("outputs"):  # results.json's phases_s ends with test: it is written here
+        results = finish_run(
+            cfg,
+            datamodule,
+            predictions,
+            extra,
+            wall_s=time.time() - start,
+            trainer=trainer,
+            checkpoint=checkpoint,
+            remember=cfg.train and not trainer.fast_dev_run,
+            phases_s=clock.rounded(),
+        )
+    print(clock.summary())
     return results["metrics"]
+
+
+def feature_cache_seconds(trainer) -> float | None:
+    """Seconds the frozen-feature cache spent computing or loading features (None: no cache)."""
+    cache = next((c for c in trainer.callbacks if isinstance(c, FeatureCache)), None)
+    return cache.wall_s if cache is not None else None
 
 
 def _test_best(cfg: DictConfig, trainer, model, datamodule, _) -> tuple:

@@ -143,8 +143,10 @@ def write_run_outputs(
     wall_s: float,
     trainer: L.Trainer | None = None,
     checkpoint: str | None = None,
+    phases_s: dict[str, float] | None = None,
 ) -> dict:
     """results.json, predictions.csv, the figures and report.md; returns the results dict.
+    ``phases_s``: seconds per phase of the run so far (``phases.PhaseClock``).
 
     A run whose checkpoint was picked on the test set (``selection=test``) is stamped
     ``paper-parity`` in every one of them."""
@@ -184,6 +186,7 @@ def write_run_outputs(
         "seed": cfg.get("seed"),
         "selection": datamodule.protocol.selection,
         "wall_s": round(wall_s, 2),
+        "phases_s": phases_s or {},
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "bad_inputs": {"count": len(datamodule.bad_inputs), "list": datamodule.bad_inputs},
         # Records kept with a remark (file-name case resolved, wrong extension).
@@ -269,6 +272,7 @@ def finish_run(
     trainer: L.Trainer | None = None,
     checkpoint=None,
     remember: bool = True,
+    phases_s: dict[str, float] | None = None,
 ) -> dict:
     """Write the run's outputs into ``cfg.paths.output_dir``, record it in the run store (unless
     ``remember`` is false) and print the summary; returns the results dict."""
@@ -281,6 +285,7 @@ def finish_run(
         wall_s=wall_s,
         trainer=trainer,
         checkpoint=checkpoint,
+        phases_s=phases_s,
     )
     if remember:  # reruns of the same config then reuse it
         record_finished(cfg, cfg.paths.output_dir, results)

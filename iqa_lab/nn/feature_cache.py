@@ -118,7 +118,16 @@ class FeatureStore:
         return [key for key in keys if key not in self.index]
 
     def add(self, keys: Sequence[str], rows: np.ndarray) -> None:
-        """Append ``rows`` (one per key, all of one shape) and record them."""
+        """Append ``rows`` (one per key, all of one shape) and record them. A key already stored,
+        or repeated in ``keys`` (two images with the same content), is written once: row numbers
+        count the rows in ``rows.bin``."""
+        first = {}
+        for j, key in enumerate(keys):
+            if key not in self.index:
+                first.setdefault(key, j)
+        keys, rows = list(first), np.asarray(rows)[list(first.values())]
+        if not keys:
+            return
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
         if self.shape is None:
             self.shape = tuple(rows.shape[1:])
