@@ -34,8 +34,7 @@ demo: ## the main job: install, build the synthetic database, the fast recipe on
 	$(MAKE) --no-print-directory install || exit $$?; \
 	installed=$$(date +%s.%N); \
 	awk -v s=$$start -v e=$$installed 'BEGIN { printf "phase install: %.1f s\n", e - s }'; \
-	$(PY) -m iqa_lab.train -m experiment=demo protocol.repeat=$(DEMO_REPEATS) \
-	    'hydra.sweep.dir=logs/demo/multiruns/$${now:%Y-%m-%d_%H-%M-%S}' || exit $$?; \
+	$(PY) -m iqa_lab.train -m experiment=demo protocol.repeat=$(DEMO_REPEATS) || exit $$?; \
 	awk -v s=$$start -v i=$$installed -v e=$$(date +%s.%N) 'BEGIN { printf "\nmake demo: install %.1f s + runs %.1f s (their phases above) = %.1f s\n", i - s, e - i, e - s }'
 
 lint: install ## ruff (lint + format check) and import-linter (layers point down; pyproject.toml)
