@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from iqa_lab.files import atomic_write_text
+
 NOT_MEASURED = "not measured"
 
 
@@ -57,5 +59,5 @@ def write_json(path: Path, ratios: list[Ratio], setup: Mapping) -> dict:
     """``bench.json``: the setup measured (model, data, threads, …) and every ratio."""
     report = {"setup": dict(setup), "ratios": [r.as_dict() for r in ratios]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
     return report
