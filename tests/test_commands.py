@@ -32,6 +32,18 @@ def test_every_console_script_has_a_make_target_that_says_how_to_get_its_help():
         assert script in help_line[1] and f"make {target} ARGS=--help" in help_line[1], target
 
 
+def _python_in(folder: Path, args: list[str], **env: str) -> subprocess.CompletedProcess:
+    """This Python with ``args``, launched from ``folder`` (not the repository)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_every_console_script_answers_help_from_any_folder(script, tmp_path):
     module, function = SCRIPTS[script].split(":")
@@ -40,18 +52,7 @@ def test_every_console_script_answers_help_from_any_folder(script, tmp_path):
         f"import sys; from {module} import {function}; sys.argv = [{script!r}, '--help']; "
         f"sys.exit({function}())"
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _python_in(tmp_path, ["-c", code])
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.startswith(f"usage: {script}") or "powered by Hydra" in result.stdout
     assert not list(tmp_path.iterdir())  # asking for help writes nothing
@@ -69,20 +70,8 @@ TINY_SYNTHETIC = [
 def test_a_command_line_multirun_names_its_sweep_folder_under_the_launch_folder(tmp_path):
     # The sweeper resolves hydra.sweep.dir (from paths.log_dir) before Hydra's own runtime
     # config exists: ${hydra:runtime.cwd} there failed every `-m` run.
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "IQA_LAB_CACHE": str(tmp_path / "cache"),
-    }
-    command = [sys.executable, "-m", "iqa_lab.train", "-m", "protocol.repeat=0,1"]
-    result = subprocess.run(
-        [*command, "train=false", "test=false", *TINY_SYNTHETIC],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = ["-m", "iqa_lab.train", "-m", "protocol.repeat=0,1", "train=false", "test=false"]
+    result = _python_in(tmp_path, command + TINY_SYNTHETIC, IQA_LAB_CACHE=str(tmp_path / "cache"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
     assert len(sweeps) == 1
