@@ -172,3 +172,16 @@ def test_stage_mean_std_of_a_frozen_backbone_is_its_prefix_output():
 def test_bad_pooling_is_refused(kwargs, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         Backbone("tf_efficientnet_lite0", pretrained=False, **kwargs)
+
+
+@pytest.mark.parametrize("pooling", ["avg", "stage_mean_std"])
+def test_building_a_backbone_keeps_the_pretrained_batchnorm_statistics(pooling):
+    """Nothing the constructor runs (the stage-width probe) may move a running statistic."""
+    reference = create_timm_model("tf_efficientnet_lite0", pretrained=True)
+    built = Backbone("tf_efficientnet_lite0", pretrained=True, pooling=pooling)
+    assert built.training  # the probe restores the mode it found
+    expected = {k: v for k, v in reference.state_dict().items() if "running" in k}
+    actual = built.model.state_dict()
+    assert expected
+    for key, value in expected.items():
+        assert torch.equal(actual[key], value), key

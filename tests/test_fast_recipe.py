@@ -41,7 +41,6 @@ def fast_cfg(tmp_path):
         f"data.data_dir={tmp_path / 'BIQ2021'}",
         "data.transforms.train.resize=[64,64]",
         "data.transforms.eval.resize=[64,64]",
-        "model.backbone.pretrained=false",
         "trainer.max_epochs=25",
         "callbacks.early_stopping=null",
         "callbacks.progress_bar=null",

@@ -30,6 +30,7 @@ from PIL import Image
 
 from iqa_lab.data.databases.biq2021 import parse_biq2021
 from iqa_lab.nn.backbones import SHIPPED_WEIGHTS, Backbone
+from iqa_lab.nn.feature_cache import weights_digest
 
 VIEW = re.compile(r"^resize(\d+)(_flip)?$")
 SPLIT_FILES = {"Train (Images and MOS).csv": "train", "Test (Images and MOS).csv": "test"}
@@ -106,8 +107,8 @@ def images_key(paths: list[Path]) -> str:
 
 
 def weights_key(backbone: str) -> str:
-    path = SHIPPED_WEIGHTS[backbone].path()
-    return hashlib.blake2b(f"{path.name}|{path.stat().st_size}".encode(), digest_size=4).hexdigest()
+    """A digest of every parameter and buffer (BatchNorm statistics too) the features come from."""
+    return weights_digest([StagePooler(backbone).backbone.model])[:8]
 
 
 def cache_file(backbone: str, view: str, paths: list[Path]) -> Path:

@@ -362,16 +362,23 @@ class Backbone(nn.Module):
         """Channels of each map that ``stage_mean_std`` pools: every stage, then the tail's."""
         stem, stages, tail = _stage_layout(self.model, self.name)
         widths, x = [], torch.zeros(1, 3, 64, 64)
-        with torch.no_grad():
-            for module in stem:
-                x = module(x)
-            for stage in stages:
-                x = stage(x)
-                widths.append(x.shape[1])
-            if tail:
-                for module in tail:
+        # The probe runs in eval mode: in train mode every BatchNorm would move its running
+        # statistics towards those of the probe image, changing the pretrained network.
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for module in stem:
                     x = module(x)
-                widths.append(x.shape[1])
+                for stage in stages:
+                    x = stage(x)
+                    widths.append(x.shape[1])
+                if tail:
+                    for module in tail:
+                        x = module(x)
+                    widths.append(x.shape[1])
+        finally:
+            self.model.train(was_training)
         return widths
 
     def _stage_mean_std(self, images: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
