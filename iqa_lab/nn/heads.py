@@ -16,7 +16,10 @@ class MLPHead(nn.Module):
 
     ``input_norm`` standardises each input feature with batch statistics (a BatchNorm without
     affine parameters; running statistics at evaluation): multi-level pooled features mix scales
-    that differ by orders of magnitude. ``input_dropout`` drops input features while training.
+    that differ by orders of magnitude. ``input_norm_momentum=None`` makes those running statistics
+    the average over every training batch seen (exact for a frozen backbone, whose features never
+    change); a float is BatchNorm's exponential momentum (for features that still move).
+    ``input_dropout`` drops input features while training.
     """
 
     def __init__(
@@ -27,6 +30,7 @@ class MLPHead(nn.Module):
         init_bias: float = 0.5,
         activation: str | None = "gelu",
         input_norm: bool = False,
+        input_norm_momentum: float | None = 0.1,
         input_dropout: float = 0.0,
     ):
         super().__init__()
@@ -36,7 +40,9 @@ class MLPHead(nn.Module):
                 f"got '{activation}'"
             )
         between = [ACTIVATIONS[activation]()] if activation else []
-        before = [nn.BatchNorm1d(in_features, affine=False)] if input_norm else []
+        before = []
+        if input_norm:
+            before.append(nn.BatchNorm1d(in_features, affine=False, momentum=input_norm_momentum))
         if input_dropout:
             before.append(nn.Dropout(input_dropout))
         self.net = nn.Sequential(
