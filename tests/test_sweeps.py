@@ -12,8 +12,10 @@ from pathlib import Path
 
 import hydra
 import optuna
+import pandas as pd
 import pytest
 import submitit
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -149,6 +151,28 @@ def test_submitit_local_runs_the_two_jobs_of_a_multirun(tmp_path):
     # Each ran as a submitit job, which logged its end in the sweep's .submitit folder.
     logs = [p.read_text() for p in sweep.glob(".submitit/*/*_log.out")]
     assert sum("Job completed successfully" in text for text in logs) == 2
+
+
+@pytest.mark.slow  # ~70 s: the table's multirun and its two submitit jobs
+def test_a_table_passes_the_launcher_to_each_cells_multirun(tmp_path):
+    data = [o for o in TINY if o.startswith("data.")]
+    spec = {
+        "title": "tiny",
+        "source": "none (a test)",
+        "repeats": 2,
+        "metrics": ["test/srcc"],
+        "base": ["trainer.max_epochs=1", "+trainer.limit_train_batches=1"],
+        "rows": {"lite0": []},
+        "columns": {"synthetic": ["data=synthetic", *data]},
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(spec))
+    table = ["-m", "iqa_lab.evaluation.tables", str(tmp_path / "tiny.yaml"), "--results-dir", "out"]
+    _python(tmp_path, table + ["hydra/launcher=submitit_local"], tmp_path / "cache")
+    (cell,) = (tmp_path / "logs" / "tables" / "tiny").glob("*/lite0__synthetic")
+    assert sorted(p.parent.name for p in cell.glob("*/results.json")) == ["0", "1"]
+    assert len(list(cell.glob(".submitit/*/*_log.out"))) == 2
+    rendered = pd.read_csv(tmp_path / "out" / "tiny" / "table.csv").iloc[0]
+    assert rendered["status"] == "ok" and rendered["n"] == 2
 
 
 def _choices(override: str) -> list:
