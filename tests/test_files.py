@@ -65,7 +65,7 @@ RECEIVER_WRITERS = {"write_text", "write_bytes"}  # path.write_text(...)
 LAST_ARGUMENT_WRITERS = {"dump", "copyfile", "copy", "copy2"}
 # Writes that need no atomic_path, and why.
 EXEMPT = {
-    # build_synthetic writes into "<out>.partial/" and renames the whole folder into place.
+    # build_synthetic writes into a temporary sibling folder and renames it into place.
     ("iqa_lab/data/synthetic.py", "save"),
     ("iqa_lab/data/synthetic.py", "to_csv"),
     ("iqa_lab/data/distortions.py", "save"),  # into an in-memory buffer

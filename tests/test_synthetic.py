@@ -162,3 +162,29 @@ def test_every_pristine_photo_loads_offline():
         image = load_pristine(name)
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
         assert min(image.shape[:2]) >= 128
+
+
+TINY = dict(
+    PARAMS, photos=["astronaut", "coffee"], crops_per_photo=1, levels=[1], distortions=["jpeg"]
+)
+
+
+def test_parallel_builds_of_one_database_do_not_share_a_work_folder(tmp_path):
+    # The jobs of a multirun (submitit, a SLURM array) build the same cached database at once:
+    # one build must not delete the folder another is writing into.
+    others = [tmp_path / "db.partial", tmp_path / "db.4242-0.tmp"]  # old and current naming
+    for other in others:
+        (other / "images").mkdir(parents=True)
+        (other / "images" / "half_written.png").write_bytes(b"x")
+    build_synthetic(tmp_path / "db", seed=0, **TINY)
+    assert (tmp_path / "db" / "labels.csv").is_file()
+    assert all((other / "images" / "half_written.png").is_file() for other in others)
+
+
+def test_a_build_that_finishes_second_keeps_the_first_database(tmp_path):
+    first = build_synthetic(tmp_path / "db", seed=0, **TINY)
+    stamp = (tmp_path / "db" / "labels.csv").stat().st_mtime_ns
+    second = build_synthetic(tmp_path / "db", seed=0, **TINY)
+    pd.testing.assert_frame_equal(first, second)
+    assert (tmp_path / "db" / "labels.csv").stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db"]  # its own work folder is gone

@@ -27,6 +27,7 @@ from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.distortions import distort
 from iqa_lab.data.pristine import load_pristine
 from iqa_lab.data.records import make_records, read_records_csv, write_records_csv
+from iqa_lab.files import temporary_sibling
 from iqa_lab.progress import Progress
 
 BUILD_VERSION = 2  # bump when the generation procedure changes, so old caches are not reused
@@ -116,8 +117,9 @@ def build_synthetic(
 ) -> pd.DataFrame:
     """Generate the database into ``out_dir`` (atomically) and return its records."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    # A folder of this build's own: the jobs of a multirun (a SLURM array, submitit) may build
+    # the same database at once.
+    tmp = temporary_sibling(out_dir)
     (tmp / "images").mkdir(parents=True)
     rows, raw_rows = [], []
     per_crop = len(distortions) * len(levels) + bool(include_pristine)
@@ -159,9 +161,21 @@ def build_synthetic(
     records = make_records(pd.DataFrame(rows), db="synthetic", mos_range=MOS_RANGE)
     write_records_csv(records, tmp / "labels.csv")
     pd.DataFrame(raw_rows).to_csv(tmp / "fr_metrics.csv", index=False)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    _move_into_place(tmp, out_dir)
     return records
+
+
+def _move_into_place(built: Path, out_dir: Path) -> None:
+    """Rename the finished ``built`` folder to ``out_dir``; when a parallel build got there first,
+    keep its database (the same: the build is deterministic) and drop ours."""
+    if not (out_dir / "labels.csv").is_file():
+        shutil.rmtree(out_dir, ignore_errors=True)  # an incomplete folder, not another build's
+    try:
+        built.rename(out_dir)
+    except OSError:
+        if not (out_dir / "labels.csv").is_file():
+            raise
+        shutil.rmtree(built, ignore_errors=True)
 
 
 def pristine_references(records: pd.DataFrame) -> pd.Series:
