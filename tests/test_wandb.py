@@ -4,9 +4,10 @@ run folder."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from iqa_lab.evaluation.tables import table_group
+from iqa_lab.evaluation import tables
 from tests.conftest import TINY_DATA
 from tests.train_runs import run_multirun
 from tests.wandb_offline import run_summary
@@ -52,10 +53,19 @@ def test_a_multirun_leaves_two_finished_offline_runs_in_one_group(tmp_path, cach
     assert not [p.name for p in temp.iterdir() if "wandb" in p.name]
 
 
-def test_every_run_of_a_table_is_in_the_tables_group():
+def test_every_run_of_a_table_is_launched_in_the_tables_group(monkeypatch, tmp_path):
+    launched = []
+
+    def run(command, check):
+        launched.append(command)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(tables.subprocess, "run", run)
     spec = {"name": "stairiqa table 3"}
-    assert table_group(spec, ["data=koniq10k"]) == ["group=stairiqa_table_3"]
-    assert table_group(spec, ["group=mine"]) == []  # the user's own group wins
+    tables.launch(tables.Cell("LIVE", "lite0", ["data=live"]), spec, tmp_path, "cell 1 of 1")
+    tables.launch(tables.Cell("LIVE", "mine", ["group=mine"]), spec, tmp_path, "cell 1 of 1")
+    assert [a for a in launched[0] if a.startswith("group=")] == ["group=stairiqa_table_3"]
+    assert [a for a in launched[1] if a.startswith("group=")] == ["group=mine"]  # the user's
 
 
 def test_a_single_run_has_no_group_and_tags_only_what_the_config_names(make_cfg):
