@@ -82,3 +82,19 @@ def test_a_single_run_has_no_group_and_tags_only_what_the_config_names(make_cfg)
     cfg = make_cfg("eval", ["logger=wandb", "group=mine", "protocol.repeat=3"])
     assert cfg.logger.wandb.group == "mine"
     assert list(cfg.logger.wandb.tags) == ["database:synthetic", "protocol:random", "repeat:3"]
+
+
+def test_a_failed_job_closes_its_run_marked_failed(tmp_path, monkeypatch):
+    import wandb
+
+    from iqa_lab.runs import close_wandb
+
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    run = wandb.init(mode="offline", dir=tmp_path, project="iqa_lab")
+    run.log({"val/srcc": 0.5})
+    close_wandb(failed=True)
+    assert wandb.run is None
+    (path,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    assert run_summary(path)["exit_code"] == 1
+    close_wandb()  # nothing open: nothing to do
