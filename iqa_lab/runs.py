@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from iqa_lab.cli import end_single_run, log_traceback_to_files
 from iqa_lab.config_checks import check_config
@@ -54,11 +55,35 @@ def seeded_datamodule(
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
+    loggers = instantiate_group(cfg.get("logger"))
+    log_config_to_wandb(loggers, cfg)
     return hydra.utils.instantiate(
         cfg.trainer,
         callbacks=instantiate_group(cfg.get("callbacks")),
-        logger=instantiate_group(cfg.get("logger")) or False,
+        logger=loggers or False,
     )
+
+
+def log_config_to_wandb(loggers: list, cfg: DictConfig) -> None:
+    """The run's whole resolved config as the W&B run's config (Lightning logs only the model's
+    hyperparameters), written when the run starts so that an interrupted run has it too."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+
+def close_wandb(failed: bool = False) -> None:
+    """Finish the process's W&B run, if any (marked failed after an error), and stop wandb's
+    service: the next job of a multirun starts a fresh one, with that job's environment
+    (``conf/logger/wandb.yaml`` puts wandb's cache under the run folder)."""
+    wandb = sys.modules.get("wandb")  # never imported: no run to close
+    if wandb is None:
+        return
+    if wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
+    wandb.teardown()
 
 
 def reuse_finished_run(cfg: DictConfig) -> dict | None:
@@ -112,13 +137,7 @@ def task_wrapper(task: Callable[[DictConfig], dict]) -> Callable[[DictConfig], d
             raise
         finally:
             log.info("output dir: %s (%.0f s)", cfg.paths.output_dir, time.time() - start)
-            try:
-                import wandb
-
-                if wandb.run is not None:
-                    wandb.finish()
-            except ImportError:
-                pass
+            close_wandb(failed=failure is not None)
             if failure is not None:
                 end_single_run(failure)  # after the lines above, so the error is the last line
 

@@ -1,4 +1,5 @@
-"""``python -m iqa_lab.train`` in a subprocess (a run that can be killed), outputs in ``out``."""
+"""``python -m iqa_lab.train`` in a subprocess (a run that can be killed, a multirun), outputs in
+``out``."""
 
 from __future__ import annotations
 
@@ -15,16 +16,26 @@ def run_train(
 ) -> subprocess.CompletedProcess:
     """Run a training with ``args`` into ``out``, the dataset cache in ``cache``; with ``check``
     a failed run fails the test with its stderr."""
-    env = {**os.environ, "IQA_LAB_CACHE": str(cache), "PYTHONHASHSEED": "0"}
+    return _train([*args, f"hydra.run.dir={out}", f"paths.log_dir={out}/logs"], cache, check)
+
+
+def run_multirun(
+    args: list[str], sweep: Path, cache: Path, check: bool = True, **env: str | None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m iqa_lab.train -m`` with ``args`` (a sweep, e.g. ``protocol.repeat=0,1``)
+    into ``sweep``, the run store in ``sweep/logs``; ``env`` is set in the environment (None:
+    removed from it)."""
+    args = ["-m", *args, f"hydra.sweep.dir={sweep}", f"paths.log_dir={sweep}/logs"]
+    return _train(args, cache, check, **env)
+
+
+def _train(
+    args: list[str], cache: Path, check: bool, **extra: str | None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "IQA_LAB_CACHE": str(cache), "PYTHONHASHSEED": "0", **extra}
+    env = {name: value for name, value in env.items() if value is not None}
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "iqa_lab.train",
-            *args,
-            f"hydra.run.dir={out}",
-            f"paths.log_dir={out}/logs",
-        ],
+        [sys.executable, "-m", "iqa_lab.train", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -335,19 +335,32 @@ def to_launch(cells: list[Cell], store: Path) -> list[Cell]:
 def launch(cell: Cell, spec: dict, sweep_root: Path, heading: str) -> int:
     """Run the cell's missing repeats as one Hydra multirun, printing ``heading`` and the command;
     returns the exit code."""
-    # Hydra's override grammar rejects brackets and spaces in a value: keep a plain folder name.
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cell.row}__{cell.column}").strip("_")
+    slug = plain_value(f"{cell.row}__{cell.column}")  # the cell's folder
     command = [
         sys.executable,
         "-m",
         f"iqa_lab.{cell.entry}",
         "-m",
         *cell.overrides,
+        *table_group(spec, cell.overrides),
         f"protocol.repeat={','.join(map(str, cell.missing))}",
         f"hydra.sweep.dir={sweep_root / slug}",
     ]
     print(f"\n{heading}\n  " + shlex.join(command[1:]), flush=True)
     return subprocess.run(command, check=False).returncode
+
+
+def plain_value(text: str) -> str:
+    """``text`` as a value Hydra's override grammar takes (it rejects brackets and spaces)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+def table_group(spec: dict, overrides: list[str]) -> list[str]:
+    """``group=<table name>``: every run of the table logged in one group (W&B), unless the
+    overrides name a group themselves."""
+    if any(re.match(r"[+~]*group=", o) for o in overrides):
+        return []
+    return [f"group={plain_value(spec['name'])}"]
 
 
 def collect(cell: Cell, store: Path, spec: dict) -> None:

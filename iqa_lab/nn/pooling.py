@@ -19,8 +19,12 @@ def masked_mean_std_pool(
     features: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-6
 ) -> torch.Tensor:
     """``(B, C, h, w)`` → ``(B, 2C)``: each channel's mean, then its (population) standard
-    deviation, over all positions or weighted by ``mask`` as ``masked_mean_pool`` weights them."""
+    deviation, over all positions or weighted by ``mask`` as ``masked_mean_pool`` weights them.
+    Computed in float32 and returned in the features' dtype: E[x²] - E[x]² in bfloat16 or float16
+    (mixed precision) loses every digit of a channel whose spread is small beside its mean."""
+    dtype = features.dtype
+    features = features.float()
     mean = masked_mean_pool(features, mask)
     second = masked_mean_pool(features * features, mask)
     std = (second - mean * mean).clamp_min(0).add(eps).sqrt()
-    return torch.cat([mean, std], dim=1)
+    return torch.cat([mean, std], dim=1).to(dtype)
