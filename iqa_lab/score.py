@@ -125,6 +125,7 @@ def _with_checkpoint(cfg: DictConfig, paths: Sequence[Path], references) -> tupl
         raise ConfigError(
             f"ckpt={ckpt} is a full-reference model: give reference=<folder of references>"
         )
+    references = references if "reference" in model.needs else None
     transform = TTATransform(build_transform("test", **recipe["eval_transform"]), cfg.tta)
     usable, errors = _split_by_reference(paths, references)
     start = time.perf_counter()
@@ -132,7 +133,7 @@ def _with_checkpoint(cfg: DictConfig, paths: Sequence[Path], references) -> tupl
         model,
         [paths[i] for i in usable],
         transform,
-        references=references if "reference" in model.needs else None,
+        references=references,
         collate=recipe.get("collate", "stack"),
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
@@ -176,6 +177,10 @@ def _with_metric(cfg: DictConfig, paths: Sequence[Path], references) -> tuple:
                 load_rgb(references[paths[position]], cfg.max_pixels) if full_reference else None
             )
             values[position] = measure.image_value(image, reference)
+            if np.isnan(values[position]):
+                errors[position] = (
+                    f"{cfg.metric} is undefined for this image (e.g. NIQE of a flat one)"
+                )
         except ConfigError:
             raise
         except (BadImageError, ValueError) as err:

@@ -11,15 +11,20 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import ListConfig
 
 from iqa_lab.classical import brisque, fr
 from iqa_lab.data.images import load_rgb
+from iqa_lab.data.records import normalise_mos, published_scale
+from iqa_lab.data.scoring_recipe import database_recipe, scoring_recipe
 from iqa_lab.data.transforms import build_transform
+from iqa_lab.errors import ConfigError
 from iqa_lab.models.base import load_iqa_module
 from iqa_lab.score import score
 from iqa_lab.train import train
@@ -235,3 +240,38 @@ def test_a_40000_px_bomb_header_is_refused_in_under_a_second(checkpoint, tmp_pat
     table = pd.read_csv(output).set_index("path")
     reason = table.loc[str(folder / "bomb.png"), "error"]
     assert reason.startswith("refused as a decompression bomb") and "raise max_pixels" in reason
+
+
+def test_recipe_of_a_mixed_run_keeps_its_training_databases_and_needs_a_choice():
+    def member(name, mos_range, lower_better):
+        return SimpleNamespace(
+            name=name,
+            transform_cfg={"eval": {"crop_size": 32, "resize": ListConfig([40, 40])}},
+            mos_range=mos_range,
+            lower_better=lower_better,
+            synthetic_labels=False,
+        )
+
+    mixed = SimpleNamespace(
+        name="mixed",
+        databases={
+            "a": member("a", (1, 5), False),
+            "b": member("b", (0, 100), True),
+            "c": member("c", (0, 1), False),
+        },
+        training_databases=["a", "b"],  # c: tested only
+        collate=SimpleNamespace(mode="stack"),
+    )
+    recipe = scoring_recipe(mixed)
+    assert list(recipe["databases"]) == ["a", "b"]
+    assert recipe["databases"]["b"]["eval_transform"] == {"crop_size": 32, "resize": [40, 40]}
+    assert type(recipe["databases"]["b"]["eval_transform"]["resize"]) is list  # plain containers
+    with pytest.raises(ConfigError, match=r"database=<one of them>"):
+        database_recipe(recipe, None, "x.ckpt")
+    name, part = database_recipe(recipe, "b", "x.ckpt")
+    assert name == "b" and part["lower_better"] is True
+    # DMOS-like scale (lower = better) mapped back: 0.25 on [0, 1] is 75 on 0-100
+    assert published_scale(0.25, part["mos_range"], part["lower_better"]) == pytest.approx(75.0)
+    assert normalise_mos(75.0, (0, 100), True) == pytest.approx(0.25)
+    with pytest.raises(ConfigError, match="no scoring recipe"):
+        database_recipe(None, None, "old.ckpt")

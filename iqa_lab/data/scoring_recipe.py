@@ -39,10 +39,11 @@ def _database_part(datamodule) -> dict:
 
 def scoring_recipe(datamodule) -> dict:
     """``{"databases": {name: {eval_transform, mos_range, lower_better, synthetic_labels}},
-    "collate": mode}`` of a run's DataModule (each member of ``data=mixed``)."""
+    "collate": mode}`` of a run's set-up DataModule (each training database of ``data=mixed``)."""
     members = getattr(datamodule, "databases", None) or {datamodule.name: datamodule}
+    trained = getattr(datamodule, "training_databases", None) or list(members)
     return {
-        "databases": {name: _database_part(member) for name, member in members.items()},
+        "databases": {name: _database_part(members[name]) for name in trained},
         "collate": datamodule.collate.mode,
     }
 
