@@ -42,7 +42,13 @@ def checkpoint(tmp_path_factory, cache_dir) -> Path:
     out = tmp_path_factory.mktemp("trained")
     cfg = compose_config(
         "train",
-        TINY_DATA + ["trainer.max_epochs=1", "reuse_finished=false", *QUIET],
+        TINY_DATA
+        + [
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=2",
+            "+trainer.limit_test_batches=1",
+        ]
+        + ["reuse_finished=false", *QUIET],
         out,
         cache_dir,
     )
