@@ -1,4 +1,4 @@
-"""The console scripts: ``iqa-train``, ``iqa-eval``, ``iqa-check``, ``iqa-table``,
+"""The console scripts: ``iqa-train``, ``iqa-eval``, ``iqa-score``, ``iqa-check``, ``iqa-table``,
 ``iqa-aggregate``, ``iqa-bench``.
 
 Hydra reads an app's ``config_path`` (``../conf``) beside the app's file only when the app runs as
@@ -27,6 +27,11 @@ def train() -> None:
 def evaluate() -> None:
     """``iqa-eval``: ``python -m iqa_lab.eval``."""
     _run_as_main("iqa_lab.eval")
+
+
+def score() -> None:
+    """``iqa-score``: ``python -m iqa_lab.score``."""
+    _run_as_main("iqa_lab.score")
 
 
 def check() -> None:

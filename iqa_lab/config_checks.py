@@ -115,6 +115,10 @@ SYNTHETIC_RULES: dict[str, Rule] = {"crops_per_photo": POSITIVE, "crop_size": PO
 
 RULES: dict[str, Rule] = {
     "seed": NON_NEGATIVE,
+    # iqa-score (conf/score.yaml)
+    "batch_size": POSITIVE,
+    "num_workers": NON_NEGATIVE,
+    "max_pixels": POSITIVE.or_null,
     "protocol.seed": NON_NEGATIVE,
     "protocol.repeat": NON_NEGATIVE,
     "protocol.repeats": POSITIVE,

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from iqa_lab.allocator import set_mmap_threshold
 from iqa_lab.cli import run_command
+from iqa_lab.data.scoring_recipe import scoring_recipe
 from iqa_lab.evaluation.outputs import finish_run, test_predictions
 from iqa_lab.phases import PhaseClock
 from iqa_lab.runs import build_trainer, reuse_finished_run, seeded_datamodule, task_wrapper
@@ -32,6 +33,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule = seeded_datamodule(cfg, "fit", clock)
     with clock.phase("model"):
         model = hydra.utils.instantiate(cfg.model, **head_names(cfg, datamodule))
+        model.scoring_recipe = scoring_recipe(datamodule)  # in every checkpoint: iqa-score
         trainer = build_trainer(cfg)
     if cfg.train:
         with clock.phase("fit"):

@@ -16,6 +16,7 @@ SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scrip
 MAKE_TARGETS = {
     "iqa-train": "train",
     "iqa-eval": "eval",
+    "iqa-score": "score",
     "iqa-check": "check",
     "iqa-aggregate": "aggregate",
     "iqa-table": "reproduce-table",

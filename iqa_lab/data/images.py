@@ -53,10 +53,9 @@ _EXTENSIONS = {
 }
 # File names the run store fingerprints as images (``runstore.image_fingerprint``).
 IMAGE_SUFFIXES = frozenset().union(*_EXTENSIONS.values())
-_FIX = (
-    "replace the file with a good copy, or set data.on_bad=skip to drop it (it is then listed "
-    "in results.json)"
-)
+# The part of a bad file's fix that only a database run can take (iqa-score leaves it out).
+SKIP_HINT = ", or set data.on_bad=skip to drop it (it is then listed in results.json)"
+_FIX = "replace the file with a good copy" + SKIP_HINT
 
 # Our own size check (max_pixels) replaces PIL's warning; PIL's hard error is still caught below.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)

@@ -46,6 +46,14 @@ def normalise_mos(raw, mos_range: tuple[float, float], lower_better: bool = Fals
     return 1.0 - mos if lower_better else mos
 
 
+def published_scale(normalised, mos_range: tuple[float, float], lower_better: bool = False):
+    """The inverse of ``normalise_mos``: scores on [0, 1] (higher = better) back on the
+    database's published scale (DMOS flipped back)."""
+    lo, hi = float(mos_range[0]), float(mos_range[1])
+    mos = np.asarray(normalised, dtype=float)
+    return lo + ((1.0 - mos) if lower_better else mos) * (hi - lo)
+
+
 def make_records(
     frame: pd.DataFrame, db: str, mos_range, lower_better: bool = False
 ) -> pd.DataFrame:

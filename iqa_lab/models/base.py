@@ -41,6 +41,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 
+from iqa_lab.data.scoring_recipe import CHECKPOINT_KEY as SCORING_KEY
 from iqa_lab.errors import ConfigError, MissingFileError
 from iqa_lab.evaluation.epoch_metrics import IQAEpochMetrics
 from iqa_lab.losses import get_loss
@@ -88,6 +89,9 @@ class IQAModule(L.LightningModule):
         # when set (testing one head on another database, or eval of a chosen head).
         self.head_names: list[str] | None = None
         self.active_head: str | None = None
+        # How new images are scored as this run evaluated them (``data.scoring_recipe``): set by
+        # the training entry point, stored in every checkpoint, read back on load.
+        self.scoring_recipe: dict | None = None
 
     def forward(
         self,
@@ -350,6 +354,11 @@ class IQAModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["iqa_lab_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        if self.scoring_recipe is not None:
+            checkpoint[SCORING_KEY] = self.scoring_recipe
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.scoring_recipe = checkpoint.get(SCORING_KEY, self.scoring_recipe)
 
 
 def load_iqa_module(ckpt_path: str, map_location: str = "cpu") -> IQAModule:

@@ -54,6 +54,7 @@ class ClassicalIQA:
         self.svr_options = dict(brisque_svr or {})
         self.niqe_options = dict(niqe or {})
         self.extra: dict[str, float] = {}
+        self._niqe_fitted: tuple[dict, int, str] | None = None
 
     # -- images ----------------------------------------------------------------------------
     def _usable(
@@ -108,17 +109,28 @@ class ClassicalIQA:
 
         return self._cached(datamodule, records, "brisque_v1", compute)
 
+    def _niqe_model(self) -> tuple[dict, int, str]:
+        """The pristine model, its patch size and its cache tag (fitted once per instance)."""
+        if self._niqe_fitted is None:
+            original = self.metric == "niqe_original"
+            patch = 96 if original else int(self.niqe_options.get("patch_size", 96))
+            sharpness = float(self.niqe_options.get("sharpness", 0.75))
+            photos = tuple(self.niqe_options.get("photos") or ())
+            tag = (
+                "original"
+                if original
+                else f"ours_p{patch}_s{sharpness}_{'-'.join(photos) or 'all'}"
+            )
+            model = (
+                niqe.original_model()
+                if original
+                else _pristine_model(patch, sharpness, photos, self.cache_dir, tag)
+            )
+            self._niqe_fitted = (model, patch, tag)
+        return self._niqe_fitted
+
     def _niqe(self, datamodule, records):
-        original = self.metric == "niqe_original"
-        patch = 96 if original else int(self.niqe_options.get("patch_size", 96))
-        sharpness = float(self.niqe_options.get("sharpness", 0.75))
-        photos = tuple(self.niqe_options.get("photos") or ())
-        tag = "original" if original else f"ours_p{patch}_s{sharpness}_{'-'.join(photos) or 'all'}"
-        model = (
-            niqe.original_model()
-            if original
-            else _pristine_model(patch, sharpness, photos, self.cache_dir, tag)
-        )
+        model, patch, tag = self._niqe_model()
 
         def compute(path: Path) -> np.ndarray:
             return np.array([niqe.score(load_rgb(path, datamodule.max_pixels), model, patch)])
@@ -143,6 +155,25 @@ class ClassicalIQA:
             list(pairs),
             lambda path: fr.fr_score(self.metric, loaded(path), loaded(pairs[path]), options),
             f"{_split_names(records)} scores against the references",
+        )
+
+    def image_value(self, image: np.ndarray, reference: np.ndarray | None = None) -> float:
+        """The measure of one decoded image in its own units and orientation (BRISQUE, NIQE
+        and GMSD: lower = better), as ``iqa-score`` reports it; full-reference metrics need
+        ``reference``."""
+        if self.metric in fr.HIGHER_BETTER:
+            if reference is None:
+                raise ConfigError(f"{self.metric} is full-reference: it needs a reference image")
+            options = self.fr_options.get(self.metric, {})
+            return fr.fr_value(self.metric, fr.to_tensor(image), fr.to_tensor(reference), options)
+        if self.metric == "brisque_live":
+            return brisque.live_score(image)
+        if self.metric in ("niqe", "niqe_original"):
+            model, patch, _ = self._niqe_model()
+            return niqe.score(image, model, patch)
+        raise ConfigError(
+            f"{self.metric} is fitted on a run's training split and has no model for single "
+            f"images; score with one of {[m for m in METRICS if m != 'brisque_svr']}"
         )
 
     def predict(self, datamodule) -> pd.DataFrame:
