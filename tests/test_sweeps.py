@@ -20,7 +20,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 from omegaconf import OmegaConf, open_dict
 
 from iqa_lab.losses import LOSSES
@@ -37,6 +39,14 @@ TINY = [
     "callbacks.progress_bar=null",
     "callbacks.model_summary=null",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _forget_hydra_config():
+    """``_compose`` sets the process-wide HydraConfig (the launcher's fields read it); later tests
+    in this process must not see a multirun's Hydra state (their configs resolve ``group``)."""
+    yield
+    HydraConfig.instance().cfg = None
 
 
 def _compose(overrides: list[str]):
@@ -132,6 +142,10 @@ def test_lightning_on_slurm_gets_its_rank_and_devices_from_the_launchers_tasks(
     )
     for key, value in slurm.items():
         monkeypatch.setenv(key, str(value))
+    # The trainer of rank 1 sets the process-wide rank that rank_zero_only reads (Lightning and
+    # lightning_utilities each keep one): restored after the test, or later runs log nothing.
+    for rank_holder in (fabric_rank_zero_only, utils_rank_zero_only):
+        monkeypatch.setattr(rank_holder, "rank", getattr(rank_holder, "rank", 0))
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False)

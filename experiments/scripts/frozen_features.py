@@ -30,7 +30,6 @@ from PIL import Image
 
 from iqa_lab.data.databases.biq2021 import parse_biq2021
 from iqa_lab.nn.backbones import SHIPPED_WEIGHTS, Backbone
-from iqa_lab.nn.feature_cache import weights_digest
 
 VIEW = re.compile(r"^resize(\d+)(_flip)?$")
 SPLIT_FILES = {"Train (Images and MOS).csv": "train", "Test (Images and MOS).csv": "test"}
@@ -106,9 +105,16 @@ def images_key(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
+# 2: the backbone is built without moving its BatchNorm statistics (Backbone.stage_widths probes in
+# eval mode); version-1 files hold features of slightly shifted statistics.
+FEATURES_VERSION = 2
+
+
 def weights_key(backbone: str) -> str:
-    """A digest of every parameter and buffer (BatchNorm statistics too) the features come from."""
-    return weights_digest([StagePooler(backbone).backbone.model])[:8]
+    """The weights file (name, size) and the features' version, without building a backbone."""
+    path = SHIPPED_WEIGHTS[backbone].path()
+    text = f"{path.name}|{path.stat().st_size}|v{FEATURES_VERSION}"
+    return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
 
 
 def cache_file(backbone: str, view: str, paths: list[Path]) -> Path:
