@@ -301,3 +301,39 @@ def test_train_writes_the_run_report(make_cfg):
     assert results["config"]["model"]["_target_"] == "iqa_lab.models.qualitynet.QualityNet"
     for plot in ("scatter.png", "residuals.png", "distributions.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
+
+
+# --- published tables (Tables 2–6) ---------------------------------------------------------------
+
+
+def test_published_tables_carry_the_papers_numbers_and_their_cells_compose(tmp_path):
+    from iqa_lab.evaluation.tables import load_spec, plan
+
+    expected = {
+        2: ("TID2013", {"plcc": 0.92, "srcc": 0.93, "krcc": 0.77}),
+        3: ("KonIQ-10K", {"plcc": 0.89, "srcc": 0.88, "krcc": 0.69}),
+        4: ("LiveC", {"plcc": 0.86, "srcc": 0.84, "krcc": 0.68}),
+        5: ("BIQ2021", {"plcc": 0.85, "srcc": 0.86, "krcc": 0.67}),
+    }
+    extra = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_root={tmp_path}"]
+    for number, (column, proposed) in expected.items():
+        spec = load_spec(f"qualitynet_table{number}")
+        assert "QualityNet (Aslam et al., Sci. Reports 2024)" in spec["source"]
+        assert len(spec["rows"]) == 16 and list(spec["rows"])[-1] == "Proposed Method"
+        assert spec["rows"]["Proposed Method"] == ["experiment=qualitynet"]
+        assert spec["published"]["Proposed Method"] == {column: proposed}
+        assert spec["plcc_convention"]["default"]["metric"] == "plcc"
+        cells = plan(spec, extra)
+        # every cell that runs composes; the databases are absent here
+        assert {c.status for c in cells} == {"absent", "published-only"}, number
+    assert load_spec("qualitynet_table5")["published"]["GPR-BIQA"]["BIQ2021"]["srcc"] == 0.66
+    evs = load_spec("qualitynet_table6")
+    assert evs["metrics"] == ["test/evs", "test/r2"]
+    assert evs["published"]["Proposed Method"] == {
+        "TID2013": {"evs": -0.18},
+        "KonIQ-10K": {"evs": -0.29},
+        "LiveC": {"evs": -0.35},
+        "BIQ2021": {"evs": -0.38},
+    }
+    assert evs["published"]["BRISQUE"]["KonIQ-10K"] == {"evs": -21.68}
+    assert {c.status for c in plan(evs, extra)} == {"absent", "published-only"}
