@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra.errors import InstantiationException
 
 from iqa_lab.errors import ConfigError
 from iqa_lab.losses import get_loss
@@ -205,9 +206,9 @@ def test_the_recipe_is_the_papers(make_cfg):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_ablation_variant_composes_and_builds_its_model(make_cfg, variant):
-    dropped = variant[len("no_") :] if variant.startswith("no_stream") else None
-    tiny = [o for o in TINY_STREAMS if not dropped or f".{dropped}." not in o]
-    cfg = make_cfg("train", ["experiment=qualitynet", f"qualitynet_ablation={variant}", *tiny])
+    cfg = make_cfg(
+        "train", ["experiment=qualitynet", f"qualitynet_ablation={variant}", *TINY_STREAMS]
+    )
     assert list(cfg.tags) == ["qualitynet", "ablation", variant]
     model = hydra.utils.instantiate(cfg.model)
     streams = {"no_stream1": ["stream2"], "no_stream2": ["stream1"]}
@@ -219,6 +220,14 @@ def test_every_ablation_variant_composes_and_builds_its_model(make_cfg, variant)
     assert (block.spatial is None, block.channel is None) == (no_spatial, no_channel)
     assert model.loss_fn.keywords["plcc_weight"] == (0.0 if variant == "no_plcc" else 10.0)
     assert model(torch.rand(2, 3, 64, 64)).shape == (2,)
+
+
+def test_a_stream_outside_model_streams_is_refused(make_cfg):
+    refused = (ConfigError, InstantiationException)  # hydra wraps the model's error
+    with pytest.raises(refused, match=r"model.use_streams=\['stream3'\]: name one or more"):
+        _tiny_model(make_cfg, ["model.use_streams=[stream3]"])
+    with pytest.raises(refused, match="model.attention='before'"):
+        _tiny_model(make_cfg, ["model.attention=before"])
 
 
 def test_ablation_and_lambda_grid_are_multiruns_with_readable_folders(make_cfg):
@@ -249,7 +258,7 @@ def test_a_tiny_qualitynet_learns_the_synthetic_set(make_cfg):
         [
             "model=qualitynet",
             "model.streams.stream1.name=tf_efficientnet_lite0",
-            "model.streams.stream2=null",
+            "model.use_streams=[stream1]",
             "model.head.widths=[64]",
             "model.head.dropouts=[0.0]",
             "model.optimizer.lr=1e-3",

@@ -10,13 +10,14 @@ Per stream (``streams``: any timm pair; the paper's are ResNet50-like and Effici
   last feature map, then global average pooling, so the spatial gate weights positions.
 
 Fusion (Eq. 24) concatenates the streams; the head (Eqs. 25–34) is ``nn.heads.DenseBNHead``.
-A stream set to ``null`` is left out, as is an attention block set to ``null`` (Fig. 15's
-ablation). Every stream is a declared pretrained part (backbone learning rate, offline reload).
+``use_streams`` names the streams used (Fig. 15's ablation drops one); an attention block set
+to ``null`` is left out. Every stream used is a declared pretrained part (backbone learning rate,
+offline reload).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -33,8 +34,9 @@ ATTENTION_MODES = ("paper", "attention_before_pool")
 class QualityNet(IQAModule):
     def __init__(
         self,
-        streams: Mapping[str, Mapping | None],
+        streams: Mapping[str, Mapping],
         head: Mapping,
+        use_streams: Sequence[str] | None = None,
         attention: str = "paper",
         spatial_attention: Mapping | None = None,
         channel_attention: Mapping | None = None,
@@ -43,10 +45,11 @@ class QualityNet(IQAModule):
         super().__init__(**kwargs)
         if attention not in ATTENTION_MODES:
             raise ConfigError(f"model.attention={attention!r}: choose one of {ATTENTION_MODES}")
-        names = [name for name, settings in streams.items() if settings is not None]
-        if not names:
+        names = list(streams) if use_streams is None else list(use_streams)
+        unknown = [name for name in names if name not in streams]
+        if unknown or not names:
             raise ConfigError(
-                "model.streams: every stream is null; QualityNet needs at least one backbone"
+                f"model.use_streams={names}: name one or more of model.streams {list(streams)}"
             )
         self.attention = attention
         self.stream_names = names
