@@ -19,6 +19,7 @@ from torch import nn
 from iqa_lab.data.bad_inputs import BadInputError
 from iqa_lab.data.transforms import build_transform
 from iqa_lab.models.base import IQAModule, load_iqa_module
+from iqa_lab.models.qualitynet import QualityNet
 from iqa_lab.nn import backbones
 from iqa_lab.nn.backbones import Backbone
 from iqa_lab.nn.pooling import masked_mean_pool
@@ -223,9 +224,21 @@ def test_masked_pooling_averages_real_pixels_only():
 # --- two pretrained encoders: learning rates, BatchNorm, reload -----------------------------------
 
 
-@pytest.fixture
-def two_encoders(tmp_path, monkeypatch):
-    """encoder_a from a local weights file, encoder_b 'from the hub' (a stand-in that counts)."""
+def _two_stream_qualitynet(first: dict, second: dict, **kwargs) -> QualityNet:
+    """QualityNet (both attention blocks) on the given streams, with a head of one small layer."""
+    return QualityNet(
+        streams={"stream1": first, "stream2": second},
+        head={"widths": [8], "dropouts": [0.0]},
+        spatial_attention={"kernel_size": 3},
+        channel_attention={"reduction": 8},
+        **kwargs,
+    )
+
+
+@pytest.fixture(params=[TwoEncoderIQA, _two_stream_qualitynet], ids=["toy", "qualitynet"])
+def two_encoders(request, tmp_path, monkeypatch):
+    """The first encoder from a local weights file, the second 'from the hub' (a stand-in that
+    counts); the toy two-encoder model, and QualityNet."""
     weights = tmp_path / "lite0.pth"
     torch.save(timm.create_model("tf_efficientnet_lite0").state_dict(), weights)
     downloads = []
@@ -235,9 +248,9 @@ def two_encoders(tmp_path, monkeypatch):
         return timm.create_model(name, pretrained=False)
 
     monkeypatch.setattr(backbones, "_create_from_hub", fake_hub)
-    model = TwoEncoderIQA(
-        encoder_a={"name": "tf_efficientnet_lite0", "checkpoint": str(weights)},
-        encoder_b={"name": "mobilenetv3_small_050", "pretrained": True},
+    model = request.param(
+        {"name": "tf_efficientnet_lite0", "checkpoint": str(weights)},
+        {"name": "mobilenetv3_small_050", "pretrained": True},
         optimizer=OPTIMIZER,
         head_lr_multiplier=10.0,
         freeze_bn=True,
@@ -249,11 +262,14 @@ def test_every_declared_encoder_trains_at_the_backbone_learning_rate(two_encoder
     model, _, downloads = two_encoders
     assert downloads == ["mobilenetv3_small_050"]
     encoders, head = model.param_groups()
+    assert len(model.pretrained_modules) == 2
     encoder_ids = {
-        id(p) for name in ("encoder_a", "encoder_b") for p in getattr(model, name).parameters()
+        id(p) for name in model.pretrained_modules for p in getattr(model, name).parameters()
     }
     assert {id(p) for p in encoders["params"]} == encoder_ids and encoders["lr"] == 0.01
-    assert {id(p) for p in head["params"]} == {id(p) for p in model.head.parameters()}
+    others = {id(p) for p in model.parameters()} - encoder_ids
+    assert {id(p) for p in model.head.parameters()} <= others
+    assert {id(p) for p in head["params"]} == others
     assert head["lr"] == pytest.approx(0.1)
     assert len(encoders["params"]) + len(head["params"]) == len(list(model.parameters()))
 
@@ -297,7 +313,7 @@ def test_reload_builds_the_encoders_without_weights(two_encoders, tmp_path, monk
     with pytest.raises(FileNotFoundError):  # building from the config would need the file
         Backbone(name="tf_efficientnet_lite0", checkpoint=str(weights))
     reloaded = load_iqa_module(str(tmp_path / "toy.ckpt"))
-    assert type(reloaded) is TwoEncoderIQA and downloads == ["mobilenetv3_small_050"]
+    assert type(reloaded) is type(model) and downloads == ["mobilenetv3_small_050"]
     model.eval()
     reloaded.eval()
     for (name, a), (_, b) in zip(model.state_dict().items(), reloaded.state_dict().items()):

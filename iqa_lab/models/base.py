@@ -67,7 +67,7 @@ class IQAModule(L.LightningModule):
         self,
         optimizer: Mapping,
         scheduler: Mapping | None = None,
-        loss: str = "mse",
+        loss: str | Mapping = "mse",
         freeze_bn: bool = False,
         head_lr_multiplier: float = 1.0,
         init_from: str | None = None,
@@ -313,11 +313,19 @@ class IQAModule(L.LightningModule):
         optimizer = make_optimizer(params=self.param_groups())
         if self.hparams.scheduler is None:
             return optimizer
-        scheduler = hydra.utils.instantiate(self.hparams.scheduler, optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
-        }
+        settings = dict(self.hparams.scheduler)
+        # A scheduler that reads a validation metric (ReduceLROnPlateau) names it in `monitor`.
+        monitor = settings.pop("monitor", None)
+        scheduler = hydra.utils.instantiate(settings, optimizer=optimizer)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and not monitor:
+            raise ConfigError(
+                f"model.scheduler {settings['_target_']} steps on a validation metric: name it, "
+                f"e.g. model.scheduler.monitor=val/loss (with mode: min)"
+            )
+        schedule = {"scheduler": scheduler, "interval": "epoch"}
+        if monitor:
+            schedule["monitor"] = monitor
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def pretrained_parts(self, required_by: str | None = None) -> dict[str, torch.nn.Module]:
         """The declared pretrained submodules (``pretrained_modules``) by name."""

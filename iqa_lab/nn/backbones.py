@@ -471,6 +471,29 @@ class Backbone(nn.Module):
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std
 
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """The last ``(B, map_channels, h, w)`` map before global pooling, for images in [0, 1]
+        (models that act on it before pooling it with ``pool_map``)."""
+        if self.features_only or self.frozen_stages or self.pooling != "avg":
+            raise ConfigError(
+                f"backbone '{self.name}': the map before pooling needs features_only=false, "
+                f"frozen_stages=0 and pooling=avg (got {self.features_only}, "
+                f"{self.frozen_stages}, {self.pooling})"
+            )
+        return self.model.forward_features(self.normalize(images))
+
+    @property
+    def map_channels(self) -> int:
+        """Channels of ``feature_map``'s output (MobileNetV3 widens them after pooling)."""
+        return self.model.num_features
+
+    def pool_map(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, num_features)`` pooled features of a ``feature_map`` output, over real pixels
+        only given a padded batch's ``mask``; what ``forward`` returns for unchanged maps."""
+        pooled = masked_mean_pool(features, mask)
+        # timm's head pools a 1x1 map to itself, then applies what follows the pooling
+        return self.model.forward_head(pooled[:, :, None, None], pre_logits=True)
+
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None):
         """Pooled features, or the stage feature maps (``features_only``). With a ``(B, H, W)``
         real-pixel ``mask`` (padded batches) the pooling averages real pixels only. With

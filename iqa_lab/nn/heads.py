@@ -58,3 +58,59 @@ class MLPHead(nn.Module):
 
     def forward(self, features):
         return self.net(features).squeeze(-1)
+
+
+# Where each hidden layer's BatchNorm sits relative to its ReLU.
+LAYER_ORDERS = ("relu_bn", "bn_relu")
+
+
+class DenseBNHead(nn.Module):
+    """Fused features → ``dense → BatchNorm → ReLU → dropout`` per width → linear score.
+
+    ``order``: ``relu_bn`` is QualityNet's Eqs. 25–33 (a ReLU dense layer, then BatchNorm, then
+    dropout); ``bn_relu`` the usual dense → BatchNorm → ReLU. ``dropouts`` are drop probabilities
+    (the paper's Bernoulli keep p = 0.75, 0.75, 0.5 are drops of .25, .25, .5)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        widths: list[int],
+        dropouts: list[float],
+        order: str = "relu_bn",
+        init_bias: float = 0.5,
+    ):
+        super().__init__()
+        if order not in LAYER_ORDERS:
+            raise ConfigError(f"head order must be one of {LAYER_ORDERS}, got '{order}'")
+        if len(widths) != len(dropouts):
+            raise ConfigError(
+                f"head widths {list(widths)} and dropouts {list(dropouts)} need one dropout per "
+                f"width"
+            )
+        layers: list[nn.Module] = []
+        for width, drop in zip(widths, dropouts):
+            norm_act = [nn.ReLU(), nn.BatchNorm1d(width)]
+            layers += [nn.Linear(in_features, width)]
+            layers += norm_act if order == "relu_bn" else norm_act[::-1]
+            layers += [nn.Dropout(drop)]
+            in_features = width
+        layers.append(nn.Linear(in_features, 1))
+        self.net = nn.Sequential(*layers)
+        nn.init.constant_(self.net[-1].bias, init_bias)
+
+    def forward(self, features):
+        if self.training and len(features) == 1:
+            return self._with_running_statistics(features)
+        return self.net(features).squeeze(-1)
+
+    def _with_running_statistics(self, features):
+        """A training batch of one image (an epoch's last) has no batch statistics (PyTorch's
+        BatchNorm refuses it): it is normalised with the running statistics, left unchanged."""
+        norms = [m for m in self.net if isinstance(m, nn.BatchNorm1d)]
+        for norm in norms:
+            norm.eval()
+        try:
+            return self.net(features).squeeze(-1)
+        finally:
+            for norm in norms:
+                norm.train()
