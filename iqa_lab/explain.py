@@ -33,7 +33,7 @@ from iqa_lab.data.image_inputs import list_images
 from iqa_lab.data.records import published_scale
 from iqa_lab.data.transforms import build_transform
 from iqa_lab.errors import ConfigError
-from iqa_lab.evaluation.overlays import contact_sheet, overlay
+from iqa_lab.evaluation.overlays import captioned, contact_sheet, heat_map
 from iqa_lab.files import atomic_path
 from iqa_lab.models.saliency import saliency_maps, target_module
 from iqa_lab.models.scoring import file_dataset, file_reason, load_scorer, pick_device
@@ -95,7 +95,7 @@ def explain(cfg: DictConfig) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     names = overlay_names(paths, cfg.method)
     rows, pictures, captions = [], [], []
-    style = OmegaConf.to_container(cfg.overlay, resolve=True)
+    style = {key: cfg.overlay[key] for key in ("image_weight", "colormap")}
     start = time.perf_counter()
     for i in track(range(len(paths)), f"iqa-explain {cfg.method}", unit="img"):
         item = dataset[i]
@@ -108,9 +108,9 @@ def explain(cfg: DictConfig) -> dict:
         score = float(published_scale(scores[0], recipe["mos_range"], recipe["lower_better"]))
         caption = _caption(paths[i].name, score, float(scores[0]), recipe, database)
         pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        picture = overlay(pixels, maps[0], caption, **style)
+        picture = heat_map(pixels, maps[0], **style)
         with atomic_path(output_dir / names[i]) as tmp:
-            picture.save(tmp, format="PNG")
+            captioned(picture, caption, min_side=cfg.overlay.min_side).save(tmp, format="PNG")
         pictures.append(picture)
         captions.append(caption)
         rows.append((str(paths[i]), score, float(scores[0]), str(output_dir / names[i]), None))

@@ -1,5 +1,5 @@
-"""Pictures of saliency maps (``iqa-explain``): one overlay per image (the map as a heat map over
-the image, a caption strip below it) and a contact sheet of several overlays with their captions.
+"""Pictures of saliency maps (``iqa-explain``): the map as a heat map over the image, with a
+caption strip below it, and a contact sheet of several heat maps with their captions.
 """
 
 from __future__ import annotations
@@ -42,18 +42,11 @@ def _captioned(picture: Image.Image, lines: Sequence[str], font_size: int) -> Im
     return out
 
 
-def overlay(
-    image: np.ndarray,
-    saliency: np.ndarray,
-    caption: Sequence[str],
-    *,
-    image_weight: float = 0.5,
-    colormap: str = "jet",
-    min_side: int = 256,
+def heat_map(
+    image: np.ndarray, saliency: np.ndarray, *, image_weight: float = 0.5, colormap: str = "jet"
 ) -> Image.Image:
-    """``saliency`` (``(H, W)`` in [0, 1]) as a heat map over ``image`` (``(H, W, 3)`` uint8),
-    ``caption`` lines below; a picture whose short side is under ``min_side`` is enlarged by a
-    whole factor (nearest pixel) so the caption stays legible."""
+    """``saliency`` (``(H, W)`` in [0, 1]) as a heat map blended over ``image`` (``(H, W, 3)``
+    uint8; ``image_weight`` = the image's share)."""
     if saliency.shape != image.shape[:2]:
         raise ValueError(f"saliency {saliency.shape} and image {image.shape[:2]} differ in size")
     blended = show_cam_on_image(
@@ -63,7 +56,13 @@ def overlay(
         colormap=_colormap(colormap),
         image_weight=image_weight,
     )
-    picture = Image.fromarray(blended)
+    return Image.fromarray(blended)
+
+
+def captioned(picture: Image.Image, caption: Sequence[str], *, min_side: int = 256) -> Image.Image:
+    """``picture`` with ``caption`` lines in a strip below it; a picture whose short side is under
+    ``min_side`` is first enlarged by a whole factor (nearest pixel) so the caption stays
+    legible."""
     factor = max(1, -(-min_side // min(picture.size)))
     if factor > 1:
         picture = picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
