@@ -19,12 +19,14 @@ import torch
 from PIL import Image
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
+from iqa_lab.config_checks import config_problems
 from iqa_lab.errors import ConfigError
 from iqa_lab.explain import overlay_names
 from iqa_lab.models.base import load_iqa_module
 from iqa_lab.models.baseline import BaselineIQA
 from iqa_lab.models.saliency import METHODS, saliency_maps
 from iqa_lab.models.stairiqa import StairIQA
+from tests.conftest import compose_config
 from tests.planted import jpeg_bytes, plant, png_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,6 +168,24 @@ def test_any_model_gets_a_default_layer_stairiqa_its_fused_staircase():
     assert np.abs(stage - maps).mean() > 0.05
 
 
+def test_a_frozen_backbone_is_explained_like_the_same_weights_unfrozen():
+    """A frozen prefix (``frozen_stages``; the fast recipe freezes the whole backbone) has no
+    parameter that needs a gradient: the map must still be computed, and be the same."""
+    _, left, _ = half_damaged(count=2)
+    maps = {}
+    for frozen in (0, 5):  # test_resnet: 4 stages, 5 = everything up to the pooled features
+        torch.manual_seed(0)
+        model = BaselineIQA(
+            backbone={"name": "test_resnet", "frozen_stages": frozen},
+            head={"hidden": 16},
+            optimizer=ADAM,
+        )
+        maps[frozen], _ = saliency_maps(model, left)
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert (maps[5].std(axis=(1, 2)) > 0.1).all()
+    np.testing.assert_allclose(maps[5], maps[0], atol=1e-5)
+
+
 def test_a_layer_that_does_not_exist_or_is_not_a_feature_map_is_refused(damage_model):
     model, _ = damage_model
     images = torch.rand(1, 3, 32, 32)
@@ -175,6 +195,18 @@ def test_a_layer_that_does_not_exist_or_is_not_a_feature_map_is_refused(damage_m
         saliency_maps(model, images, layer="head.net.0")
     with pytest.raises(ConfigError, match=r"method=cam: choose one of"):
         saliency_maps(model, images, method="cam")
+
+
+def test_explain_config_composes_and_its_picture_options_are_checked(tmp_path, cache_dir):
+    cfg = compose_config(
+        "explain", ["overlay.image_weight=1.5", "contact_sheet.columns=0"], tmp_path, cache_dir
+    )
+    assert cfg.method == "gradcam" and cfg.target == "score" and cfg.target_layer is None
+    assert cfg.output_dir == str(tmp_path / "overlays")
+    assert config_problems(cfg) == [
+        "overlay.image_weight=1.5 must be a number in [0, 1]",
+        "contact_sheet.columns=0 must be a whole number >= 1",
+    ]
 
 
 def test_overlay_names_are_distinct_and_keep_subfolders(tmp_path):

@@ -108,7 +108,7 @@ def saliency_maps(
     try:
         maps = cam(images, targets=[ScoreTarget(TARGETS[target])] * len(images))
         scores = cam.outputs.detach().float().cpu().numpy()
-    except (TypeError, ValueError, IndexError) as err:
+    except (AttributeError, TypeError, ValueError, IndexError) as err:
         problem = _layer_problem(hooks)
         if problem:
             raise ConfigError(
