@@ -2,7 +2,7 @@
 
 The regression target is the predicted score itself (``IQAModule.score``, the normalised scale,
 higher = better): ``target="score"`` shows the regions whose features raise it (Grad-CAM of the
-score, as QualityNet (Ahmed et al., Sci. Reports 2024) Fig. 14 shows); ``target="negated_score"``
+score, as QualityNet (Aslam et al., Sci. Reports 2024) Fig. 14 shows); ``target="negated_score"``
 the regions whose features lower it, which is where a distortion shows.
 
 ``METHODS``: ``gradcam`` (Selvaraju et al., ICCV 2017), ``gradcampp`` (Grad-CAM++, Chattopadhay
