@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo lint format test test-full train eval score check aggregate reproduce-table table bench clean
+.PHONY: help install demo lint format test test-full train eval score explain check aggregate reproduce-table table bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ eval: install ## iqa-eval: test a checkpoint, ARGS="ckpt_path=... data=..." (mak
 
 score: install ## iqa-score: score new photos, ARGS="ckpt=… inputs=…" or ARGS="metric=brisque_live inputs=…" (make score ARGS=--help)
 	$(PY) -m iqa_lab.score $(ARGS)
+
+explain: install ## iqa-explain: Grad-CAM overlays of a checkpoint's scores + contact sheet, ARGS="ckpt=… inputs=… method=gradcam|gradcampp|layercam" (make explain ARGS=--help)
+	$(PY) -m iqa_lab.explain $(ARGS)
 
 check: install ## iqa-check: is a database usable? ARGS="data=… data.data_dir=…" (make check ARGS=--help)
 	$(PY) -m iqa_lab.data.check $(ARGS)

@@ -1,5 +1,5 @@
-"""The console scripts: ``iqa-train``, ``iqa-eval``, ``iqa-score``, ``iqa-check``, ``iqa-table``,
-``iqa-aggregate``, ``iqa-bench``.
+"""The console scripts: ``iqa-train``, ``iqa-eval``, ``iqa-score``, ``iqa-explain``, ``iqa-check``,
+``iqa-table``, ``iqa-aggregate``, ``iqa-bench``.
 
 Hydra reads an app's ``config_path`` (``../conf``) beside the app's file only when the app runs as
 ``__main__``; imported by a console script it looks for a Python package ``conf`` instead, which
@@ -32,6 +32,11 @@ def evaluate() -> None:
 def score() -> None:
     """``iqa-score``: ``python -m iqa_lab.score``."""
     _run_as_main("iqa_lab.score")
+
+
+def explain() -> None:
+    """``iqa-explain``: ``python -m iqa_lab.explain``."""
+    _run_as_main("iqa_lab.explain")
 
 
 def check() -> None:

@@ -151,6 +151,11 @@ RULES: dict[str, Rule] = {
     "evaluation.quantile": fraction(low_open=True, high_open=True),
     "evaluation.resamples": NON_NEGATIVE,
     "evaluation.level": fraction(low_open=True, high_open=True),
+    # iqa-explain (conf/explain.yaml)
+    "overlay.image_weight": fraction(low_open=False, high_open=False),
+    "overlay.min_side": NON_NEGATIVE,
+    "contact_sheet.columns": POSITIVE,
+    "contact_sheet.tile": at_least(16),
     # python -m iqa_lab.data.check
     "workers": POSITIVE.or_null,
     "show": NON_NEGATIVE,

@@ -33,13 +33,11 @@ from iqa_lab.cli import run_command
 from iqa_lab.data.image_inputs import list_images, match_references
 from iqa_lab.data.images import BadImageError, load_rgb
 from iqa_lab.data.records import published_scale
-from iqa_lab.data.scoring_recipe import database_recipe
 from iqa_lab.data.transforms import build_transform
 from iqa_lab.data.tta import TTATransform
-from iqa_lab.errors import ConfigError, MissingFileError
+from iqa_lab.errors import ConfigError
 from iqa_lab.files import atomic_path
-from iqa_lab.models.base import load_iqa_module
-from iqa_lab.models.scoring import file_reason, pick_device, score_files
+from iqa_lab.models.scoring import file_reason, load_scorer, pick_device, score_files
 from iqa_lab.progress import track
 from iqa_lab.runs import task_wrapper
 
@@ -109,18 +107,7 @@ def _table(paths, scores, scores_01, errors: dict[int, str]) -> pd.DataFrame:
 
 def _with_checkpoint(cfg: DictConfig, paths: Sequence[Path], references) -> tuple:
     ckpt = Path(cfg.ckpt).expanduser()
-    if not ckpt.is_file():
-        raise MissingFileError(
-            f"ckpt={cfg.ckpt}: no such checkpoint; give a trained run's checkpoints/<name>.ckpt"
-        )
-    model = load_iqa_module(str(ckpt))
-    database, recipe = database_recipe(model.scoring_recipe, cfg.get("database"), str(ckpt))
-    if model.head_names:
-        if database not in model.head_names:
-            raise ConfigError(
-                f"database={database}: ckpt={ckpt} has heads {model.head_names}; pick one"
-            )
-        model.active_head = database
+    model, database, recipe = load_scorer(ckpt, cfg.get("database"))
     if "reference" in model.needs and references is None:
         raise ConfigError(
             f"ckpt={ckpt} is a full-reference model: give reference=<folder of references>"

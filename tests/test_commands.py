@@ -17,6 +17,7 @@ MAKE_TARGETS = {
     "iqa-train": "train",
     "iqa-eval": "eval",
     "iqa-score": "score",
+    "iqa-explain": "explain",
     "iqa-check": "check",
     "iqa-aggregate": "aggregate",
     "iqa-table": "reproduce-table",

@@ -103,6 +103,20 @@ class IQAModule(L.LightningModule):
     ) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
+    def explain_layer(self) -> str:
+        """The submodule (``get_submodule`` name) whose feature maps Grad-CAM explains by
+        default (``iqa-explain``): here the last ``Conv2d`` of the first pretrained module, or of
+        the whole model; architectures name a better one (their last backbone stage)."""
+        parts = self.pretrained_parts()
+        prefix, root = next(iter(parts.items()), ("", self))
+        convs = [n for n, m in root.named_modules() if isinstance(m, torch.nn.Conv2d)]
+        if not convs:
+            raise ConfigError(
+                f"{type(self).__name__} has no Conv2d layer to explain; give target_layer=<name "
+                f"of a submodule with (B, C, H, W) outputs>"
+            )
+        return f"{prefix}.{convs[-1]}" if prefix else convs[-1]
+
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "provide"):

@@ -17,5 +17,9 @@ class BaselineIQA(IQAModule):
         self.backbone = Backbone(**backbone)
         self.head = MLPHead(self.backbone.num_features, **head)
 
+    def explain_layer(self) -> str:
+        """The backbone's last stage."""
+        return f"backbone.{self.backbone.last_stage_name()}"
+
     def forward(self, image, *, reference=None, mask=None, heads=None):
         return self.head(self.backbone(image, mask=mask))

@@ -2,7 +2,10 @@
 decoded and transformed as a run's test split is (``IQADataset``: ``load_rgb``, the eval
 transform), batched by ``IQACollate``, and scored by ``IQAModule.predict_batch`` (through
 ``IQAModule.score``, which averages views). A file that cannot be used is not a reason to stop:
-its reason is returned and the others are scored."""
+its reason is returned and the others are scored.
+
+``load_scorer`` and ``file_dataset`` are the steps every command that reads a checkpoint and new
+files shares (``iqa-score``, ``iqa-explain``)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ from iqa_lab.data.bad_inputs import BadInputs
 from iqa_lab.data.collate import IQACollate
 from iqa_lab.data.datamodule import IQADataset
 from iqa_lab.data.images import SKIP_HINT
-from iqa_lab.models.base import IQAModule
+from iqa_lab.data.scoring_recipe import database_recipe
+from iqa_lab.errors import ConfigError, MissingFileError
+from iqa_lab.models.base import IQAModule, load_iqa_module
 from iqa_lab.progress import Progress
 
 
@@ -36,6 +41,46 @@ def file_reason(path: str, message: str) -> str:
     ``max_pixels`` here)."""
     reason = message.removeprefix("decode: ").removeprefix(f"{path}: ")
     return reason.replace(SKIP_HINT, "").replace("data.max_pixels", "max_pixels")
+
+
+def load_scorer(ckpt: str | Path, database: str | None = None) -> tuple[IQAModule, str, dict]:
+    """``(model, database, recipe)``: a trained checkpoint, the training database whose eval
+    transform and MOS scale score new images (``database``; None = its only one), that database's
+    recipe (``data.scoring_recipe``); a multi-head model scores with that database's head."""
+    path = Path(ckpt).expanduser()
+    if not path.is_file():
+        raise MissingFileError(
+            f"ckpt={ckpt}: no such checkpoint; give a trained run's checkpoints/<name>.ckpt"
+        )
+    model = load_iqa_module(str(path))
+    database, recipe = database_recipe(model.scoring_recipe, database, str(path))
+    if model.head_names:
+        if database not in model.head_names:
+            raise ConfigError(
+                f"database={database}: ckpt={path} has heads {model.head_names}; pick one"
+            )
+        model.active_head = database
+    return model, database, recipe
+
+
+def file_dataset(
+    model: IQAModule,
+    paths: Sequence[Path],
+    transform,
+    *,
+    references: Mapping[Path, Path] | None = None,
+    max_pixels: int | None = None,
+) -> IQADataset:
+    """``paths`` as a dataset of the test split's kind (absolute paths; a file that cannot be
+    decoded becomes a ``bad`` marker, not an error); item ``i``'s ``index`` is ``i``."""
+    records = pd.DataFrame({"image": [os.path.abspath(p) for p in paths], "mos": np.nan})
+    if references is not None:
+        records["reference"] = [os.path.abspath(references[Path(p)]) for p in paths]
+    dataset = IQADataset(
+        records, "/", transform, bad_inputs=BadInputs("skip"), max_pixels=max_pixels, split="score"
+    )
+    dataset.needs = frozenset(model.needs)
+    return dataset
 
 
 def _on(batch: dict, device: torch.device) -> dict:
@@ -57,19 +102,12 @@ def score_files(
     """``(scores, errors)``: the model's score of each of ``paths`` on its normalised scale (NaN
     where it failed) and, by position, why a file failed. ``references``: each image's
     reference, for a model that needs one."""
-    absolute = [os.path.abspath(p) for p in paths]
-    records = pd.DataFrame({"image": absolute, "mos": np.nan})
-    if references is not None:
-        records["reference"] = [os.path.abspath(references[Path(p)]) for p in paths]
-    dataset = IQADataset(
-        records, "/", transform, bad_inputs=BadInputs("skip"), max_pixels=max_pixels, split="score"
-    )
-    dataset.needs = frozenset(model.needs)
+    dataset = file_dataset(model, paths, transform, references=references, max_pixels=max_pixels)
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=IQACollate(collate)
     )
     positions: dict[str, list[int]] = {}
-    for position, image in enumerate(absolute):
+    for position, image in enumerate(dataset.images):
         positions.setdefault(image, []).append(position)
     scores = np.full(len(paths), np.nan)
     errors: dict[int, str] = {}

@@ -52,6 +52,11 @@ class StairIQA(IQAModule):
         )
         self.head_names = list(heads)
 
+    def explain_layer(self) -> str:
+        """The staircase's output: the last stage's map with every path fused in, which the
+        heads pool."""
+        return "staircase"
+
     def forward(
         self,
         image: torch.Tensor,

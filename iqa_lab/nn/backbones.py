@@ -381,6 +381,25 @@ class Backbone(nn.Module):
             self.model.train(was_training)
         return widths
 
+    def last_stage_name(self) -> str:
+        """The name, inside this module, of the last stage's block (EfficientNet / MobileNet
+        ``blocks``, ResNet ``layer4``; what Grad-CAM explains by default), else of its last
+        ``Conv2d`` (other families, stage-list models)."""
+        try:
+            stages = _stage_layout(self.model, self.name)[1]
+        except ConfigError:
+            stages = []
+        wanted = stages[-1] if stages else None
+        convs = []
+        for name, module in self.named_modules():
+            if wanted is not None and module is wanted:
+                return name
+            if isinstance(module, nn.Conv2d):
+                convs.append(name)
+        if not convs:
+            raise ConfigError(f"backbone '{self.name}' has no Conv2d layer to explain")
+        return convs[-1]
+
     def _stage_mean_std(self, images: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """``stage_mean_std`` pooled features of normalised images."""
         stem, stages, tail = _stage_layout(self.model, self.name)
