@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import albumentations as A
-import lightning as L
 import numpy as np
 import pytest
 import timm
@@ -26,6 +25,7 @@ from iqa_lab.nn.pooling import masked_mean_pool
 from iqa_lab.runs import seeded_datamodule
 from iqa_lab.train import train
 from tests.planted import FolderDataModule, labels, padded_test_batch, pattern, plant, png_bytes
+from tests.train_runs import bare_trainer
 
 OPTIMIZER = {"_target_": "torch.optim.SGD", "lr": 0.01}
 
@@ -294,14 +294,7 @@ def test_reload_builds_the_encoders_without_weights(two_encoders, tmp_path, monk
         [{"image": images[i], "mos": torch.rand(()), "index": torch.tensor(i)} for i in range(8)],
         batch_size=4,
     )
-    trainer = L.Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = bare_trainer(max_steps=2)
     trainer.fit(model, train_dataloaders=loader)
     trainer.save_checkpoint(tmp_path / "toy.ckpt")
     weights.unlink()  # the first encoder's weights file is gone

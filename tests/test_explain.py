@@ -6,12 +6,8 @@ pictures noisy in one half."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,6 +24,7 @@ from iqa_lab.models.saliency import METHODS, saliency_maps
 from iqa_lab.models.stairiqa import StairIQA
 from tests.conftest import compose_config
 from tests.planted import jpeg_bytes, plant, png_bytes
+from tests.train_runs import bare_trainer, run_app
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAM = {"_target_": "torch.optim.Adam", "lr": 3e-3}
@@ -96,14 +93,7 @@ def damage_model(tmp_path_factory) -> tuple[BaselineIQA, Path]:
         backbone={"name": "test_resnet"}, head={"hidden": 32, "dropout": 0.0}, optimizer=ADAM
     )
     loader = torch.utils.data.DataLoader(damage_set(320), batch_size=8)
-    trainer = L.Trainer(
-        max_steps=40,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = bare_trainer(max_steps=40)
     trainer.fit(model, train_dataloaders=loader)
     model.scoring_recipe = RECIPE
     ckpt = tmp_path_factory.mktemp("damage") / "damage.ckpt"
@@ -236,22 +226,15 @@ def test_cli_writes_overlays_and_a_contact_sheet_and_names_a_corrupt_file(damage
         },
     )
     out = tmp_path / "out"
-    done = subprocess.run(
+    done = run_app(
+        "explain",
         [
-            sys.executable,
-            "-m",
-            "iqa_lab.explain",
             f"ckpt={ckpt}",
             f"inputs={folder}",
             "target=negated_score",
             f"output_dir={out}",
-            f"hydra.run.dir={tmp_path / 'run'}",
         ],
-        cwd=ROOT,
-        env={**os.environ, "IQA_LAB_PROGRESS": "0"},
-        capture_output=True,
-        text=True,
-        timeout=300,
+        tmp_path / "run",
     )
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
     assert "3 of 4 images explained" in done.stdout

@@ -17,6 +17,7 @@ from iqa_lab.errors import ConfigError
 from iqa_lab.losses import get_loss
 from iqa_lab.nn.attention import ChannelAttention, SpatialAttention
 from tests.conftest import CONF_DIR
+from tests.train_runs import bare_trainer
 
 TINY_STREAMS = [
     "model.streams.stream1.name=mobilenetv3_small_050",
@@ -281,15 +282,7 @@ def test_a_tiny_qualitynet_learns_the_synthetic_set(make_cfg):
         return srcc(preds.numpy(), mos.numpy())
 
     before = train_srcc()
-    trainer = L.Trainer(
-        max_epochs=8,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
+    trainer = bare_trainer(max_epochs=8, limit_val_batches=0)
     model.train()
     trainer.fit(model, train_dataloaders=datamodule.train_dataloader())
     after = train_srcc()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -30,6 +28,7 @@ from iqa_lab.score import score
 from iqa_lab.train import train
 from tests.conftest import TINY_DATA, compose_config
 from tests.planted import jpeg_bytes, pattern, plant, png_bytes
+from tests.train_runs import run_app
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "logger=none"]
@@ -145,21 +144,14 @@ def test_folder_with_a_corrupt_jpg_scores_the_rest_names_it_and_exits_non_zero(
     _photos(folder)
     (folder / "broken.jpg").write_bytes(jpeg_bytes(pattern(SIDE, SIDE))[:300])  # cut short
     output = tmp_path / "scores.csv"
-    done = subprocess.run(
+    done = run_app(
+        "score",
         [
-            sys.executable,
-            "-m",
-            "iqa_lab.score",
             f"ckpt={checkpoint}",
             f"inputs={folder}",
             f"output={output}",
-            f"hydra.run.dir={tmp_path / 'run'}",
         ],
-        cwd=ROOT,
-        env={**os.environ, "IQA_LAB_PROGRESS": "0"},
-        capture_output=True,
-        text=True,
-        timeout=300,
+        tmp_path / "run",
     )
     assert done.returncode == 1, done.stderr[-3000:]
     assert "3 of 4 images scored" in done.stdout and "img/s" in done.stdout

@@ -9,6 +9,7 @@ import pytest
 
 from iqa_lab.eval import evaluate
 from iqa_lab.train import train
+from tests.train_runs import bare_trainer
 
 QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
 
@@ -126,16 +127,7 @@ def test_model_learns_on_tiny_set(make_cfg):
         return float(((preds - mos) ** 2).mean()), srcc(preds.numpy(), mos.numpy())
 
     before_mse, _ = evaluate_on_train_split()
-    trainer = L.Trainer(
-        max_epochs=12,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    trainer = bare_trainer(max_epochs=12, limit_val_batches=0, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=datamodule)
     after_mse, after_srcc = evaluate_on_train_split()
     assert after_mse < 0.5 * before_mse, (before_mse, after_mse)

@@ -1,5 +1,5 @@
-"""``python -m iqa_lab.train`` in a subprocess (a run that can be killed, a multirun), outputs in
-``out``."""
+"""``python -m iqa_lab.train`` (and the other entry points) in a subprocess (a run that can be
+killed, a multirun), outputs in ``out``; a bare Lightning trainer for the tests' own small loops."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import lightning as L
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,3 +47,28 @@ def _train(
     if check and done.returncode:
         raise AssertionError(f"run failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return done
+
+
+def run_app(module: str, args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
+    """``python -m iqa_lab.<module> *args`` from the repository root, its Hydra folder ``run_dir``,
+    no progress line; the caller checks the exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-m", f"iqa_lab.{module}", *args, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        env={**os.environ, "IQA_LAB_PROGRESS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def bare_trainer(**options) -> L.Trainer:
+    """A CPU Lightning trainer that logs, checkpoints and prints nothing, with ``options``."""
+    return L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **options,
+    )
