@@ -50,6 +50,16 @@ def pattern(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
     return (base + seed * 13 % 50).clip(0, 255).astype(np.uint8)
 
 
+def noise_images(folder: Path, names: list[str], height: int, width: int) -> list[Path]:
+    """Seeded random-noise images saved under ``folder`` as ``names`` (the suffix picks the
+    format), in that order."""
+    rng = np.random.default_rng(0)
+    paths = [folder / name for name in names]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return paths
+
+
 def jpeg_bytes(array: np.ndarray, **save) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, "JPEG", quality=95, **save)

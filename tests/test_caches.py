@@ -16,6 +16,7 @@ from iqa_lab.classical.cache import FeatureCache
 from iqa_lab.data.leakage import PixelHashCache
 from iqa_lab.data.near_duplicates import NearDuplicateSettings, ThumbnailCache, find_near_duplicates
 from iqa_lab.models.classical import _pristine_model
+from tests.planted import noise_images
 
 
 def _half_written(path: Path, whole: bytes | None = None) -> Path:
@@ -26,13 +27,7 @@ def _half_written(path: Path, whole: bytes | None = None) -> Path:
 
 
 def _images(folder: Path, count: int = 3) -> list[Path]:
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(count):
-        path = folder / f"{i}.png"
-        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
+    return noise_images(folder, [f"{i}.png" for i in range(count)], 24, 24)
 
 
 def _rebuilt(caplog, path: Path) -> None:

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import SHARED
+from tests.planted import noise_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "scripts"))
 import biq2021_fast_exploration as study  # noqa: E402
@@ -26,13 +27,7 @@ def test_stage_pooler_concatenates_every_stage_and_the_head():
 
 
 def _jpegs(folder: Path, count: int) -> list[Path]:
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(count):
-        path = folder / f"img ({i}).jpg"
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
+    return noise_images(folder, [f"img ({i}).jpg" for i in range(count)], 40, 48)
 
 
 def test_extract_caches_and_the_key_follows_the_images(tmp_path, monkeypatch):
