@@ -511,6 +511,7 @@ class Backbone(nn.Module):
         only given a padded batch's ``mask``; what ``forward`` returns for unchanged maps."""
         pooled = masked_mean_pool(features, mask)
         # timm's head pools a 1x1 map to itself, then applies what follows the pooling
+        # (MobileNetV3's conv_head, dropout).
         return self.model.forward_head(pooled[:, :, None, None], pre_logits=True)
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None):
@@ -528,7 +529,4 @@ class Backbone(nn.Module):
             return self._drop(self._stage_mean_std(images, mask))
         if self.features_only or mask is None:
             return self.model(images)
-        # timm's head pools a 1x1 map to itself, then applies what follows the pooling
-        # (MobileNetV3's conv_head, dropout).
-        pooled = masked_mean_pool(self.model.forward_features(images), mask)
-        return self.model.forward_head(pooled[:, :, None, None], pre_logits=True)
+        return self.pool_map(self.model.forward_features(images), mask)
