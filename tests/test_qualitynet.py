@@ -339,3 +339,73 @@ def test_published_tables_carry_the_papers_numbers_and_their_cells_compose(tmp_p
     }
     assert evs["published"]["BRISQUE"]["KonIQ-10K"] == {"evs": -21.68}
     assert {c.status for c in plan(evs, extra)} == {"absent", "published-only"}
+
+
+def test_frozen_streams_train_from_one_cache_per_stream_and_equal_pixels(make_cfg):
+    """experiment=qualitynet_frozen: each frozen stream's pooled features are cached in its own
+    store, the batch carries both, and the cached model scores exactly what it scores from
+    pixels; a second run computes nothing."""
+    from iqa_lab.runs import build_trainer, seeded_datamodule
+    from iqa_lab.training.feature_cache import CachedFeatureDataset, FeatureCache
+
+    overrides = [
+        "experiment=qualitynet_frozen",
+        "model.streams.stream1.pretrained=false",  # lite0: 7 stages, 8 = up to the pooling
+        "model.streams.stream2.name=resnet18",
+        "model.streams.stream2.pretrained=false",
+        "model.streams.stream2.frozen_stages=5",  # 4 stages
+        "trainer.max_epochs=2",
+        "callbacks.early_stopping=null",
+        "data.batch_size=4",
+        "data.eval_batch_size=4",
+        "data.transforms.train.resize=[64,64]",
+        "data.transforms.eval.resize=[64,64]",
+        *QUIET,
+    ]
+    cfg = make_cfg("train", overrides)
+    datamodule = seeded_datamodule(cfg, "fit")
+    model = hydra.utils.instantiate(cfg.model)
+    trainer = build_trainer(cfg)
+    cache = next(c for c in trainer.callbacks if isinstance(c, FeatureCache))
+    pixels = datamodule.datasets["test"]
+    head_before = model.head.net[0].weight.detach().clone()
+    trainer.fit(model, datamodule=datamodule)
+    assert not torch.equal(model.head.net[0].weight, head_before)
+
+    cached = datamodule.datasets["test"]
+    assert isinstance(cached, CachedFeatureDataset)
+    item = cached[0]["image"]
+    assert set(item) == {"stream1", "stream2"}
+    assert item["stream1"].shape == (model.stream1.num_features,)
+    assert item["stream2"].shape == (model.stream2.num_features,)
+    # the two streams' stores are apart; val and test share one per stream
+    assert len({id(f) for f in cached.features.values()}) == 2
+    model.eval()
+    batch = datamodule.collate([cached[i] for i in range(len(cached))])
+    images = torch.stack([pixels[i]["image"] for i in range(len(pixels))])
+    with torch.no_grad():
+        from_cache = model.score(batch["image"])
+        for stream in (model.stream1, model.stream2):
+            stream.reads_prefix_features = False
+        from_pixels = model.score(images)
+    # float16 storage of features of order 1 (tests/test_feature_cache.py's tolerance)
+    torch.testing.assert_close(from_cache, from_pixels, rtol=2e-3, atol=2e-3)
+
+    second = make_cfg("train", overrides)
+    datamodule = seeded_datamodule(second, "fit")
+    trainer = build_trainer(second)
+    cache = next(c for c in trainer.callbacks if isinstance(c, FeatureCache))
+    trainer.fit(hydra.utils.instantiate(second.model), datamodule=datamodule)
+    assert sum(cache.computed.values()) == 0
+
+
+def test_the_baseline_experiment_is_qualitynets_recipe_with_one_backbone(make_cfg):
+    cfg = make_cfg("train", ["experiment=qualitynet_baseline"], tiny=False)
+    reference = make_cfg("train", ["experiment=qualitynet"], tiny=False)
+    assert cfg.model._target_.endswith("BaselineIQA")
+    for key in ("loss", "optimizer", "scheduler", "head_lr_multiplier"):
+        assert cfg.model[key] == reference.model[key], key
+    assert cfg.data.transforms == reference.data.transforms
+    assert cfg.data.batch_size == reference.data.batch_size == 10
+    assert cfg.trainer.max_epochs == reference.trainer.max_epochs == 100
+    assert cfg.model.backbone.name == reference.model.streams.stream1.name

@@ -4,6 +4,8 @@ native-resolution images of different sizes, pads to the largest with a mask (``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 
@@ -70,7 +72,10 @@ class IQACollate:
             batch[key] = torch.utils.data.default_collate([item[key] for item in good])
         return batch
 
-    def _pixels(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _pixels(self, images: list) -> tuple[torch.Tensor | dict, torch.Tensor | None]:
+        if isinstance(images[0], Mapping):  # cached features of several frozen backbones
+            stacked = {key: self._pixels([image[key] for image in images])[0] for key in images[0]}
+            return stacked, None
         if self.mode == "pad":
             return pad_images(images)
         shapes = {tuple(image.shape) for image in images}

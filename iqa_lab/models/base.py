@@ -186,7 +186,10 @@ class IQAModule(L.LightningModule):
     ) -> torch.Tensor:
         """(B,) scores, or (B, len(heads)) from the named heads of a multi-head model; a
         ``(B, V, C, H, W)`` batch of views (e.g. five crops; a reference has the same views) is
-        scored as the mean over its views."""
+        scored as the mean over its views. ``image`` may be a mapping of cached features of
+        several frozen backbones (``training.feature_cache``), one view each."""
+        if isinstance(image, Mapping):
+            return self(image, reference=reference, mask=mask, heads=heads).float()
         if not len(image):
             return torch.empty(0, device=image.device)
         if "reference" in self.needs and reference is None:

@@ -314,8 +314,10 @@ class Backbone(nn.Module):
         self.name = name
         self.frozen_stages = int(frozen_stages)
         self.pooling = pooling
-        # Set while the model trains from cached prefix outputs (``training.feature_cache``).
+        # Set while the model trains from cached prefix outputs (``training.feature_cache``);
+        # with several frozen backbones the input is a mapping and ``prefix_key`` names ours.
         self.reads_prefix_features = False
+        self.prefix_key: str | None = None
         model = create_timm_model(name, pretrained=pretrained, checkpoint=checkpoint)
         mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -517,9 +519,12 @@ class Backbone(nn.Module):
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None):
         """Pooled features, or the stage feature maps (``features_only``). With a ``(B, H, W)``
         real-pixel ``mask`` (padded batches) the pooling averages real pixels only. With
-        ``reads_prefix_features`` the input is the frozen prefix's output, not images."""
+        ``reads_prefix_features`` the input is the frozen prefix's output, not images (or a
+        mapping of several backbones' outputs, of which ours is ``prefix_key``)."""
         if self.frozen_stages:
             if self.reads_prefix_features:
+                if self.prefix_key is not None:
+                    images = images[self.prefix_key]
                 return self.forward_from_prefix(images, mask)
             if self.frozen_to_pool:  # the prefix pooled over real pixels already
                 return self.forward_from_prefix(self.forward_prefix(images, mask))

@@ -14,16 +14,20 @@ The ``FeatureCache`` callback (``callbacks.feature_cache``) then, once the data 
 Training then reads features, not pixels: the trainable stages and the head run on them. The rows
 sit in memory when all stores fit ``max_ram_mb``, else they are read from disk (memory map).
 
+A model with several frozen backbones (QualityNet's two streams) gets one store per backbone; the
+batch's ``image`` is then a mapping from each backbone's module name to its features, and each
+backbone reads its own entry (``Backbone.prefix_key``). Every backbone sees the same view of an
+image in a step.
+
 Not covered (refused by name): models with a reference image (``needs``), padded native-resolution
-batches (``data.collate=pad``), more than one frozen backbone, concatenated (``data=mixed``)
-datasets.
+batches (``data.collate=pad``), concatenated (``data=mixed``) datasets.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import version
 from pathlib import Path
 
@@ -69,13 +73,22 @@ def transform_fingerprint(transform) -> str:
     return "|".join(parts)
 
 
+def frozen_backbones(model: torch.nn.Module) -> dict[str, Backbone]:
+    """The model's backbones with a frozen prefix, by module name (empty when it has none)."""
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, Backbone) and module.frozen_stages
+    }
+
+
 def frozen_backbone(model: torch.nn.Module) -> Backbone | None:
     """The model's one backbone with a frozen prefix, None when it has none."""
-    found = [m for m in model.modules() if isinstance(m, Backbone) and m.frozen_stages]
+    found = list(frozen_backbones(model).values())
     if len(found) > 1:
         raise ConfigError(
-            f"{type(model).__name__} has {len(found)} backbones with frozen_stages; the feature "
-            f"cache handles one (callbacks=... without feature_cache, or freeze one)"
+            f"{type(model).__name__} has {len(found)} backbones with frozen_stages; this step "
+            f"handles one (use frozen_backbones)"
         )
     return found[0] if found else None
 
@@ -119,10 +132,20 @@ class _Views(Dataset):
 
 
 class CachedFeatureDataset(Dataset):
-    """An ``IQADataset``'s items with the prefix's features in place of the image."""
+    """An ``IQADataset``'s items with the prefix's features in place of the image: a tensor, or,
+    given mappings of ``rows`` and ``features`` (several frozen backbones), a mapping of tensors
+    with the same keys, all of one view."""
 
-    def __init__(self, dataset: IQADataset, rows: np.ndarray, features: FeatureRows):
+    def __init__(
+        self,
+        dataset: IQADataset,
+        rows: np.ndarray | Mapping[str, np.ndarray],
+        features: FeatureRows | Mapping[str, FeatureRows],
+    ):
         self.rows, self.features = rows, features  # rows: (items, views) row numbers
+        if isinstance(rows, Mapping):
+            if set(rows) != set(features) or len({r.shape for r in rows.values()}) > 1:
+                raise ValueError("rows and features need the same keys and (items, views) shapes")
         self.mos, self.index, self.db = dataset.mos, dataset.index, dataset.db
         self.images = dataset.images
         self.needs: frozenset[str] = frozenset()
@@ -131,11 +154,15 @@ class CachedFeatureDataset(Dataset):
     def set_augment_seed(self, seed: int | None) -> None:
         self.augment_seed = seed
 
+    def _shape(self) -> tuple[int, int]:
+        rows = self.rows
+        return next(iter(rows.values())).shape if isinstance(rows, Mapping) else rows.shape
+
     def __len__(self) -> int:
-        return len(self.rows)
+        return self._shape()[0]
 
     def _view(self, i: int) -> int:
-        views = self.rows.shape[1]
+        views = self._shape()[1]
         if views == 1:
             return 0
         if self.augment_seed is None:
@@ -143,7 +170,14 @@ class CachedFeatureDataset(Dataset):
         return int(np.random.SeedSequence([self.augment_seed, i]).generate_state(1)[0] % views)
 
     def __getitem__(self, i: int) -> dict:
-        features = torch.from_numpy(self.features[self.rows[i, self._view(i)]])
+        view = self._view(i)
+        if isinstance(self.rows, Mapping):
+            features = {
+                key: torch.from_numpy(self.features[key][rows[i, view]])
+                for key, rows in self.rows.items()
+            }
+        else:
+            features = torch.from_numpy(self.features[self.rows[i, view]])
         item = {"image": features, "mos": self.mos[i], "index": self.index[i]}
         if self.db is not None:
             item["db"] = self.db
@@ -231,50 +265,59 @@ class FeatureCache(L.Callback):
         self.wall_s: float | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        backbone = frozen_backbone(pl_module) if self.enabled else None
-        if backbone is None or backbone.reads_prefix_features:
+        backbones = frozen_backbones(pl_module) if self.enabled else {}
+        if not backbones or any(b.reads_prefix_features for b in backbones.values()):
             return
         datamodule = trainer.datamodule
         self._check(pl_module, datamodule)
         start = time.time()
-        stores, rows = {}, {}
+        stores: dict[str, dict[str, FeatureStore]] = {}  # backbone -> split -> store
+        rows: dict[str, dict[str, np.ndarray]] = {}  # split -> backbone -> row numbers
         device = trainer.strategy.root_device
-        home = next(backbone.parameters()).device
-        backbone.to(device)
-        for split, dataset in datamodule.datasets.items():
-            train = split == "train"
-            views = self.views if train else 1
-            store = FeatureStore(self.cache_dir, set_key(backbone, dataset.transform), self.dtype)
-            # val and test share a transform, hence a store: one object, one index
-            stores[split] = next((s for s in stores.values() if s.folder == store.folder), store)
-            rows[split], self.computed[split] = fill_store(
-                stores[split],
-                backbone,
-                dataset,
-                views,
-                train,
-                self.batch_size,
-                datamodule.num_workers,
-            )
-        backbone.to(home)
-        total = sum(store.nbytes() for store in {s.folder: s for s in stores.values()}.values())
-        readers = {}
+        self.computed = {}
+        for name, backbone in backbones.items():
+            home = next(backbone.parameters()).device
+            backbone.to(device)
+            stores[name] = {}
+            for split, dataset in datamodule.datasets.items():
+                train = split == "train"
+                views = self.views if train else 1
+                key = set_key(backbone, dataset.transform)
+                store = FeatureStore(self.cache_dir, key, self.dtype)
+                # val and test share a transform, hence a store: one object, one index
+                same = (s for s in stores[name].values() if s.folder == store.folder)
+                stores[name][split] = store = next(same, store)
+                rows.setdefault(split, {})[name], computed = fill_store(
+                    store, backbone, dataset, views, train, self.batch_size, datamodule.num_workers
+                )
+                self.computed[split] = max(self.computed.get(split, 0), computed)
+            backbone.to(home)
+        folders = {s.folder: s for split_stores in stores.values() for s in split_stores.values()}
+        total = sum(store.nbytes() for store in folders.values())
         self.streaming = total > self.max_ram_bytes
+        readers = {
+            folder: store.reader(in_memory=not self.streaming) for folder, store in folders.items()
+        }
+        single = next(iter(backbones)) if len(backbones) == 1 else None
         for split, dataset in list(datamodule.datasets.items()):
-            folder = stores[split].folder
-            if folder not in readers:
-                readers[folder] = stores[split].reader(in_memory=not self.streaming)
-            reader = readers[folder]
-            datamodule.datasets[split] = CachedFeatureDataset(dataset, rows[split], reader)
-        backbone.reads_prefix_features = True
+            features = {name: readers[stores[name][split].folder] for name in backbones}
+            if single is None:
+                cached = CachedFeatureDataset(dataset, rows[split], features)
+            else:
+                cached = CachedFeatureDataset(dataset, rows[split][single], features[single])
+            datamodule.datasets[split] = cached
+        for name, backbone in backbones.items():
+            backbone.reads_prefix_features = True
+            backbone.prefix_key = None if single is not None else name
         self.wall_s = time.time() - start
         log.info(
-            "feature cache: %s images computed (%s), %.1f MiB of features %s, %.1f s",
+            "feature cache: %s images computed (%s), %.1f MiB of features %s, %.1f s (%s)",
             sum(self.computed.values()),
             ", ".join(f"{s} {n}" for s, n in self.computed.items()),
             total / 2**20,
             "read from disk (over max_ram_mb)" if self.streaming else "in memory",
             self.wall_s,
+            ", ".join(backbones),
         )
 
     @staticmethod
