@@ -203,6 +203,11 @@ def test_the_recipe_is_the_papers(make_cfg):
     assert cfg.model.optimizer.lr == 1e-4 and cfg.model.optimizer._target_ == "torch.optim.Adam"
     assert cfg.model.loss.plcc_weight == 10.0 and cfg.model.loss.mae_weight == 1.0
     assert cfg.protocol.val_fraction > 0 and cfg.callbacks.early_stopping is not None
+    # the Keras default, like the plateau schedule: val/srcc stops before the MAE term sets the scale
+    assert (cfg.callbacks.early_stopping.monitor, cfg.callbacks.early_stopping.mode) == (
+        "val/loss",
+        "min",
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
