@@ -203,7 +203,7 @@ def test_the_recipe_is_the_papers(make_cfg):
     assert cfg.model.optimizer.lr == 1e-4 and cfg.model.optimizer._target_ == "torch.optim.Adam"
     assert cfg.model.loss.plcc_weight == 10.0 and cfg.model.loss.mae_weight == 1.0
     assert cfg.protocol.val_fraction > 0 and cfg.callbacks.early_stopping is not None
-    # the Keras default, like the plateau schedule: val/srcc stops before the MAE term sets the scale
+    # Keras' default, as the plateau schedule: val/srcc stops before the MAE term sets the scale
     assert (cfg.callbacks.early_stopping.monitor, cfg.callbacks.early_stopping.mode) == (
         "val/loss",
         "min",
@@ -408,8 +408,14 @@ def test_the_baseline_experiment_is_qualitynets_recipe_with_one_backbone(make_cf
     cfg = make_cfg("train", ["experiment=qualitynet_baseline"], tiny=False)
     reference = make_cfg("train", ["experiment=qualitynet"], tiny=False)
     assert cfg.model._target_.endswith("BaselineIQA")
-    for key in ("loss", "optimizer", "scheduler", "head_lr_multiplier"):
+    for key in ("loss", "scheduler", "head_lr_multiplier"):
         assert cfg.model[key] == reference.model[key], key
+    # AdamW without weight decay takes exactly Adam's steps
+    assert cfg.model.optimizer._target_ == "torch.optim.AdamW"
+    assert reference.model.optimizer._target_ == "torch.optim.Adam"
+    for key in ("lr", "weight_decay"):
+        assert cfg.model.optimizer[key] == reference.model.optimizer[key], key
+    assert cfg.model.optimizer.weight_decay == 0
     assert cfg.data.transforms == reference.data.transforms
     assert cfg.data.batch_size == reference.data.batch_size == 10
     assert cfg.trainer.max_epochs == reference.trainer.max_epochs == 100
