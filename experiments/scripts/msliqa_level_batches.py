@@ -7,7 +7,8 @@ one warm-up step, the two modes interleaved ``--rounds`` times (the median is re
 machine disturbs both alike). Throughput is in trained views per second (one view = one image at
 one level through backbone and head, forward and backward).
 
-    python experiments/scripts/msliqa_level_batches.py --experiment msliqa_synthetic
+    python experiments/scripts/msliqa_level_batches.py --experiment msliqa_synthetic \
+        [model.backbone.frozen_stages=0]
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from iqa_lab.models.msliqa import MSLIQA
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 
 
-def model_config(experiment: str, zoom: str) -> dict:
+def model_config(experiment: str, zoom: str, overrides: list[str]) -> dict:
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("train", [f"experiment={experiment}", f"model.zoom={zoom}"])
+        cfg = compose("train", [f"experiment={experiment}", f"model.zoom={zoom}", *overrides])
     model = OmegaConf.to_container(cfg.model, resolve=True)
     model.pop("_target_"), model.pop("_recursive_")
     model["backbone"]["pretrained"] = False  # speed does not depend on the weights
@@ -58,9 +59,20 @@ def loader(levels: list, side: int, batch: int, steps: int) -> torch.utils.data.
     return torch.utils.data.DataLoader(Items(), batch_size=batch, collate_fn=IQACollate())
 
 
+class Stepping(MSLIQA):
+    """MSLIQA counting its own steps (no Lightning trainer here), so ``alternate`` takes the
+    levels in turn as in a real run."""
+
+    steps = 0
+
+    @property
+    def global_step(self) -> int:
+        return self.steps
+
+
 def views_per_second(config: dict, mode: str, batches) -> float:
     torch.manual_seed(0)
-    model = MSLIQA(**{**config, "level_batches": mode}).train()
+    model = Stepping(**{**config, "level_batches": mode}).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.log = lambda *a, **k: None
     views, start = 0, None
@@ -71,6 +83,7 @@ def views_per_second(config: dict, mode: str, batches) -> float:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        model.steps += 1
         levels = len(model.head_names) if mode == "together" else 1
         views += levels * len(batch["mos"])
     return views / (time.perf_counter() - start)
@@ -82,10 +95,13 @@ def main() -> None:
     parser.add_argument("--zoom", default="mixed")
     parser.add_argument("--side", type=int, default=192, help="image side (pixels)")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps (a multiple of 4)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "overrides", nargs="*", help="config overrides, e.g. model.backbone.frozen_stages=0"
+    )
     args = parser.parse_args()
-    config = model_config(args.experiment, args.zoom)
+    config = model_config(args.experiment, args.zoom, args.overrides)
     levels = OmegaConf.to_container(OmegaConf.create(config["zoom_sets"]))[args.zoom]
     results: dict[str, list[float]] = {"together": [], "alternate": []}
     for _ in range(args.rounds):

@@ -8,9 +8,10 @@ task with its own head on the shared backbone, and its loss reaches only its own
 
 Batching by zoom level (``level_batches``): ``together`` puts one batch per level through the
 network in every step (the mean of the levels' losses; every level keeps one static shape) and
-``alternate`` one level per step, in turn. ``together`` is the default: it was the faster per view
-on CPU (``experiments/scripts/msliqa_level_batches.py``: 1.07 vs 0.80 views/ms for lite0 on the
-mixed levels, 2 CPU threads; each alternate step still loads every level's views).
+``alternate`` one level per step, in turn. ``together`` is the default: it trained more views per
+second (``experiments/scripts/msliqa_level_batches.py``, lite0 fine-tuned on the mixed levels
+scaled to 192 px images, batch 16, one CPU thread: median 9.7 vs 9.4 views/s over 3 interleaved
+rounds), every step sees every level, and an ``alternate`` step still loads every level's views.
 
 Inference: validation scores every head on the eval transform (the full image) and the head with
 the best validation SRCC scores the test images (``best_head``, saved in each checkpoint; under
