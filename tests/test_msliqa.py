@@ -17,6 +17,7 @@ from iqa_lab.evaluation.metrics import srcc
 from iqa_lab.losses import get_loss
 from iqa_lab.models.msliqa import BEST_HEAD_KEY, MSLIQA
 from tests.conftest import CONF_DIR, TINY_DATA
+from tests.planted import pattern, plant, png_bytes
 from tests.train_runs import run_app, run_train
 
 ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-2}
@@ -258,3 +259,15 @@ def test_train_then_eval_with_108_views_offline(tmp_path, cache_dir):
     evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert np.isfinite(evaluated["metrics"]["test/srcc"])
     assert evaluated["metrics"]["test/srcc"] != results["metrics"]["test/srcc"]
+    photos = tmp_path / "photos"
+    plant(photos, {f"{i}.png": png_bytes(pattern(40, 56, seed=i)) for i in range(2)})
+    output = tmp_path / "scores.json"
+    scored = run_app(
+        "score",
+        [f"ckpt={ckpt}", f"inputs={photos}", "tta=msliqa108", f"output={output}"],
+        tmp_path / "score",
+    )
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    about = json.loads(output.read_text())
+    assert about["about"]["tta"] == "msliqa108"
+    assert all(np.isfinite(row["score"]) for row in about["scores"])

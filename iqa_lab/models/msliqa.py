@@ -58,7 +58,6 @@ def zoom_level_names(zoom: str, zoom_sets: Mapping) -> list[str]:
 
 class MSLIQA(IQAModule):
     pretrained_modules = ("backbone",)
-    database_heads = "heads"
 
     def __init__(
         self,
