@@ -1,5 +1,6 @@
 """``python -m iqa_lab.eval ckpt_path=…``: evaluate a trained checkpoint on a database's test split
-under a protocol and write the run's outputs. The model is rebuilt from the checkpoint alone.
+under a protocol and write the run's outputs. The model is rebuilt from the checkpoint alone;
+``tta=<conf/tta name>`` scores each image as the mean over a test-time augmentation's views.
 
 ``python -m iqa_lab.eval model=classical model.metric=…``: a model that needs no checkpoint
 (classical measures, ``iqa_lab.models.classical``) scores the same test split through
@@ -14,6 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from iqa_lab.cli import run_command
+from iqa_lab.data.tta import build_tta
 from iqa_lab.errors import ConfigError, MissingFileError
 from iqa_lab.evaluation.outputs import finish_run, test_predictions
 from iqa_lab.models.base import load_iqa_module
@@ -41,6 +43,7 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule = seeded_datamodule(cfg, "test")
     model = load_iqa_module(cfg.ckpt_path)
     model.active_head = choose_head(model, cfg.get("head"), datamodule)
+    model.tta = build_tta(cfg.get("tta"))
     trainer = build_trainer(cfg)
     trainer.test(model, datamodule=datamodule)
     results = finish_run(

@@ -25,8 +25,15 @@ def plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1.0 - batch_plcc(pred, target)) / 2.0
 
 
-def mse_plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(pred, target) + plcc_loss(pred, target)
+def mse_plcc_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mse_weight: float = 1.0,
+    plcc_weight: float = 1.0,
+) -> torch.Tensor:
+    """``mse_weight · MSE + plcc_weight · (1 - PLCC) / 2`` over the batch (MSLIQA's "weighted
+    combination of mean-squared error and PLCC loss", Jamshidi Avanaki et al. 2024)."""
+    return mse_weight * F.mse_loss(pred, target) + plcc_weight * plcc_loss(pred, target)
 
 
 def mae_plcc_loss(

@@ -3,8 +3,9 @@
 With ``ckpt=`` a trained checkpoint scores them as its run evaluated its test split: the eval
 transform and the MOS scale of its training database are stored in the checkpoint
 (``data.scoring_recipe``), the images go through ``IQAModule.score`` in batches, optionally with a
-test-time augmentation recipe (``tta=``, ``data.tta``). With ``metric=`` a classical measure
-scores them instead (full-reference ones against ``reference=<folder>``, matched by file name).
+test-time augmentation recipe (``tta=``, ``conf/tta/``, ``data.tta``). With ``metric=`` a
+classical measure scores them instead (full-reference ones against ``reference=<folder>``,
+matched by file name).
 
 The output (``output=``, ``.csv`` or ``.json``) has one row per image in the order given: ``path``,
 ``score`` (a checkpoint: on its training database's published MOS scale; a measure: in its own
@@ -34,7 +35,7 @@ from iqa_lab.data.image_inputs import list_images, match_references
 from iqa_lab.data.images import BadImageError, load_rgb
 from iqa_lab.data.records import published_scale
 from iqa_lab.data.transforms import build_transform
-from iqa_lab.data.tta import TTATransform
+from iqa_lab.data.tta import build_tta
 from iqa_lab.errors import ConfigError
 from iqa_lab.files import atomic_path
 from iqa_lab.models.scoring import file_reason, load_scorer, pick_device, score_files
@@ -113,7 +114,8 @@ def _with_checkpoint(cfg: DictConfig, paths: Sequence[Path], references) -> tupl
             f"ckpt={ckpt} is a full-reference model: give reference=<folder of references>"
         )
     references = references if "reference" in model.needs else None
-    transform = TTATransform(build_transform("test", **recipe["eval_transform"]), cfg.tta)
+    transform = build_transform("test", **recipe["eval_transform"])
+    model.tta = build_tta(cfg.tta)
     usable, errors = _split_by_reference(paths, references)
     start = time.perf_counter()
     normalised, failed = score_files(
@@ -140,7 +142,7 @@ def _with_checkpoint(cfg: DictConfig, paths: Sequence[Path], references) -> tupl
         "score": f"on {database}'s published scale [{lo:g}, {hi:g}]"
         + (" (lower = better)" if recipe["lower_better"] else ""),
         "score_01": "the normalised scale the model was trained on (higher = better)",
-        "tta": cfg.tta,
+        "tta": cfg.tta.name,
     }
     scores = published_scale(scores_01, (lo, hi), recipe["lower_better"])
     return _table(paths, scores, scores_01, errors), about, seconds

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from iqa_lab.allocator import set_mmap_threshold
 from iqa_lab.cli import run_command
 from iqa_lab.data.scoring_recipe import scoring_recipe
+from iqa_lab.data.tta import build_tta
 from iqa_lab.evaluation.outputs import finish_run, test_predictions
 from iqa_lab.phases import PhaseClock
 from iqa_lab.runs import build_trainer, reuse_finished_run, seeded_datamodule, task_wrapper
@@ -44,6 +45,7 @@ def train(cfg: DictConfig) -> dict:
         return dict(trainer.callback_metrics)
     per_database = find_per_database_checkpoint(trainer)
     tested = _test_per_database if per_database is not None else _test_best
+    model.tta = build_tta(cfg.get("tta"))  # the test only: validation scores plain views
     with clock.phase("test"):
         predictions, extra, checkpoint = tested(cfg, trainer, model, datamodule, per_database)
     if not cfg.train:  # the feature cache (if any) filled while testing

@@ -65,6 +65,17 @@ def test_a_finished_run_is_reused_and_says_from_which_commit(csv_cfg, tmp_path, 
     assert written["reused_from"] == str((tmp_path / "first").resolve())
 
 
+def test_a_run_tested_with_another_tta_recipe_is_not_reused(make_cfg, tmp_path):
+    data_dir = _database(tmp_path / "db")
+    plain, with_tta, five_chunks = (
+        make_cfg("train", ["data=csv", f"data.data_dir={data_dir}", *extra], tiny=False)
+        for extra in ([], ["tta=msliqa108"], ["tta=msliqa108", "tta.chunk_size=5"])
+    )
+    assert run_key(plain) != run_key(with_tta)
+    assert run_key(with_tta) == run_key(five_chunks)  # how many views at a time: same numbers
+    assert "tta" not in runstore.identity(plain)  # runs without TTA keep their keys
+
+
 def test_changed_code_never_reuses(csv_cfg, tmp_path, monkeypatch):
     _finish(csv_cfg, tmp_path / "first")
     key = run_key(csv_cfg)

@@ -1,5 +1,10 @@
 """Batching IQADataset items: drops the items that failed to decode (``data.on_bad=skip``) and, for
 native-resolution images of different sizes, pads to the largest with a mask (``data.collate=pad``).
+
+Zoom-level views (``transforms.ZoomTransform``: ``{"image": {level: (C, h, w)}}``) are batched per
+level, ``{"image": {level: (B, C, h, w)}}``, so every level keeps one static shape; a level whose
+views differ in size (the full image of photos of different sizes) is padded with a mask,
+``{"mask": {level: (B, h, w)}}``, whatever ``mode`` says.
 """
 
 from __future__ import annotations
@@ -64,7 +69,11 @@ class IQACollate:
         if not good:
             batch["image"] = torch.empty(0)
         for key in PIXEL_KEYS if good else ():
-            if key in good[0]:
+            if key in good[0] and isinstance(good[0][key], Mapping):
+                batch[key], masks = _levels([item[key] for item in good])
+                if masks:
+                    batch["mask"] = masks
+            elif key in good[0]:
                 batch[key], mask = self._pixels([item[key] for item in good])
                 if mask is not None:
                     batch["mask"] = mask
@@ -86,3 +95,15 @@ class IQACollate:
                 f"data.collate=pad for a model that takes a mask"
             )
         return torch.stack(images), None
+
+
+def _levels(views: list[Mapping]) -> tuple[dict, dict]:
+    """Per-level batches of zoom-level views, and the masks of the levels that needed padding."""
+    batch, masks = {}, {}
+    for level in views[0]:
+        images = [item[level] for item in views]
+        if len({tuple(image.shape) for image in images}) == 1:
+            batch[level] = torch.stack(images)
+        else:
+            batch[level], masks[level] = pad_images(images)
+    return batch, masks

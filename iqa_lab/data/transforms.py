@@ -12,6 +12,10 @@ model brings its own policy to any database:
 - StairIQA: train ``{resize_short_side: 380, crop_size: 320, hflip: true}``, eval
   ``{resize_short_side: 380, crop_size: 320, crop: five}``; five crops (the four corners, then the
   centre) come out stacked as ``(5, C, H, W)`` per image and the model scores their mean;
+- zoom levels (MSLIQA): ``zoom: [{name: crop224, crop: 224}, {name: resize512, resize: 512},
+  {name: full}, ...]`` gives every image one view per level, ``{"image": {name: (C, h, w)}}``
+  (``ZoomTransform``); a level resizes to ``resize`` x ``resize`` and/or crops ``crop`` x ``crop``
+  (random at train, centre otherwise), nothing = the full image; flips apply to every level;
 - padding: ``pad_to: 340, pad_fill: 255`` pads smaller images to 340 x 340 with white, centred,
   before any scaling or crop (StairIQA's FLIVE "white fill", then its short side to 340; 256 for
   FLIVE patches).
@@ -125,6 +129,47 @@ class FiveCrop:
         return {key: self._crops(out[key]) for key in pair}
 
 
+ZOOM_KEYS = ("name", "crop", "resize")
+
+
+class ZoomTransform:
+    """One view per zoom level: ``transform(image=array)`` is ``{"image": {level: tensor}}``
+    (a ``reference`` gets each level's geometry too). Levels are data (``zoom_levels``)."""
+
+    def __init__(self, levels: dict[str, IQATransform]):
+        self.levels = levels
+
+    def set_random_seed(self, seed: int) -> None:
+        for offset, transform in enumerate(self.levels.values()):
+            transform.set_random_seed((seed + 7919 * offset) % 2**32)
+
+    def __call__(self, **pixels) -> dict:
+        views = {name: transform(**pixels) for name, transform in self.levels.items()}
+        return {key: {name: out[key] for name, out in views.items()} for key in pixels}
+
+
+def zoom_levels(stage: str, levels: Sequence[Mapping], **common) -> ZoomTransform:
+    """``ZoomTransform`` of ``levels`` (each ``{name, crop?, resize?}``); ``common`` (flips,
+    ``augment``) apply to every level."""
+    transforms = {}
+    for level in levels:
+        unknown = sorted(set(level) - set(ZOOM_KEYS))
+        if unknown or not level.get("name"):
+            raise ConfigError(
+                f"zoom level {dict(level)}: give a name and optionally crop and resize (pixels), "
+                f"e.g. {{name: resize512_crop224, resize: 512, crop: 224}}; unknown keys {unknown}"
+            )
+        if level["name"] in transforms:
+            raise ConfigError(f"zoom level '{level['name']}' is listed twice; names are unique")
+        side = level.get("resize")
+        transforms[level["name"]] = build_transform(
+            stage, crop_size=level.get("crop"), resize=[side, side] if side else None, **common
+        )
+    if not transforms:
+        raise ConfigError("transforms zoom: [] lists no zoom level; give at least one")
+    return ZoomTransform(transforms)
+
+
 def build_transform(
     stage: str,
     crop_size: int | None = None,
@@ -136,13 +181,24 @@ def build_transform(
     augment: Mapping | None = None,
     pad_to: int | None = None,
     pad_fill: int = 0,
+    zoom: Sequence[Mapping] | None = None,
 ):
     """The pipeline for ``stage`` (``train``, ``val`` or ``test``).
+
+    ``zoom`` (a list of levels) gives one view per level instead (``zoom_levels``), with the
+    flips and ``augment`` here; the other crop and resize keys must then be unset.
 
     ``pad_to`` first pads to at least that square with ``pad_fill``; ``resize_short_side`` then
     scales the short side to that length, ``resize: [H, W]`` to a fixed size (give one of the two);
     ``crop_size`` with ``crop`` = ``random`` (train default), ``center`` (val/test default) or
     ``five``; flips and ``augment`` apply at train only."""
+    if zoom is not None:
+        if crop_size or resize_short_side or resize or crop or pad_to:
+            raise ConfigError(
+                "transforms: zoom levels bring their own crop and resize; unset crop_size, "
+                "crop, resize, resize_short_side and pad_to next to zoom"
+            )
+        return zoom_levels(stage, zoom, hflip=hflip, vflip=vflip, augment=augment)
     train = stage == "train"
     if resize_short_side and resize:
         raise ConfigError("transforms: give resize_short_side or resize, not both")

@@ -64,6 +64,7 @@ KEY_PARTS = (
     "train",
     "test",
     "ckpt_path",
+    "tta",
 )
 # feature_cache: its views and dtype decide what a frozen-prefix model trains on.
 CALLBACKS_THAT_DECIDE = ("model_checkpoint", "early_stopping", "feature_cache")
@@ -84,6 +85,7 @@ IGNORED_KEYS = {
     "save_last",
     "save_top_k",
     "max_ram_mb",  # the feature cache reads the same rows from memory or from disk
+    "chunk_size",  # test-time augmentation scores the same views, so many at a time
 }
 
 
@@ -99,6 +101,8 @@ def identity(cfg: DictConfig, with_repeat: bool = True) -> dict:
     """The resolved config parts that decide a run's numbers."""
     ident = {}
     for part in KEY_PARTS:
+        if part == "tta" and (cfg.get("tta") or {}).get("recipe", "none") == "none":
+            continue  # no test-time augmentation: the keys of runs from before it existed
         if part in cfg:
             value = cfg[part]
             ident[part] = (

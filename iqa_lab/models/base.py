@@ -13,8 +13,10 @@ The contract, one for every architecture:
   encoders, built with ``nn.backbones``). They train at the optimizer's learning rate (everything
   else at ``head_lr_multiplier`` times it), keep their BatchNorm statistics under ``freeze_bn``,
   and ``load_iqa_module`` rebuilds them without fetching or reading any weights.
-- ``score`` is the one place where views are averaged: a ``(B, V, C, H, W)`` batch (five crops,
-  later test-time augmentation) is scored as the mean over its ``V`` views.
+- ``score`` is the one place where views are averaged: a ``(B, V, C, H, W)`` batch (five crops)
+  is scored as the mean over its ``V`` views; with test-time augmentation (``tta``, a
+  ``data.tta.TestTimeAugmentation``, set by ``iqa-score tta=…`` and ``iqa_lab.eval tta=…``) the
+  mean over the recipe's views of each image, scored in bounded chunks.
 - ``init_from``: a checkpoint whose weights a fit starts from (weights only: optimizer, epoch and
   callback state start fresh; ``ckpt_path`` is the resume). The shared network must match it
   exactly; per-database heads (``database_heads``) load where the checkpoint has that database.
@@ -42,6 +44,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 
 from iqa_lab.data.scoring_recipe import CHECKPOINT_KEY as SCORING_KEY
+from iqa_lab.data.tta import TestTimeAugmentation
 from iqa_lab.errors import ConfigError, MissingFileError
 from iqa_lab.evaluation.epoch_metrics import IQAEpochMetrics
 from iqa_lab.losses import get_loss
@@ -92,6 +95,8 @@ class IQAModule(L.LightningModule):
         # How new images are scored as this run evaluated them (``data.scoring_recipe``): set by
         # the training entry point, stored in every checkpoint, read back on load.
         self.scoring_recipe: dict | None = None
+        # Test-time augmentation at evaluation and scoring (not saved: a choice of the command).
+        self.tta: TestTimeAugmentation | None = None
 
     def forward(
         self,
@@ -186,8 +191,10 @@ class IQAModule(L.LightningModule):
     ) -> torch.Tensor:
         """(B,) scores, or (B, len(heads)) from the named heads of a multi-head model; a
         ``(B, V, C, H, W)`` batch of views (e.g. five crops; a reference has the same views) is
-        scored as the mean over its views. ``image`` may be a mapping of cached features of
-        several frozen backbones (``training.feature_cache``), one view each."""
+        scored as the mean over its views; under ``tta`` each image (each of its views) is
+        augmented by the recipe and scored as the mean over all its views. ``image`` may be a
+        mapping of cached features of several frozen backbones (``training.feature_cache``), one
+        view each."""
         if isinstance(image, Mapping):
             return self(image, reference=reference, mask=mask, heads=heads).float()
         if not len(image):
@@ -197,6 +204,19 @@ class IQAModule(L.LightningModule):
                 f"{type(self).__name__} needs a reference image in every batch; the "
                 f"DataModule provides it once told (datamodule.provide(model.needs))"
             )
+        if self.tta is not None:
+            return self.tta(self.score_views, image, reference=reference, mask=mask, heads=heads)
+        return self.score_views(image, reference=reference, mask=mask, heads=heads)
+
+    def score_views(
+        self,
+        image: torch.Tensor,
+        *,
+        reference: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        heads: list[str] | None = None,
+    ) -> torch.Tensor:
+        """``score`` without test-time augmentation."""
         if image.dim() == 5:
             batch, views = image.shape[:2]
             if mask is not None:

@@ -54,7 +54,7 @@ def load_scorer(ckpt: str | Path, database: str | None = None) -> tuple[IQAModul
         )
     model = load_iqa_module(str(path))
     database, recipe = database_recipe(model.scoring_recipe, database, str(path))
-    if model.head_names:
+    if model.database_heads and model.head_names:  # heads by database, not MSLIQA's zoom levels
         if database not in model.head_names:
             raise ConfigError(
                 f"database={database}: ckpt={path} has heads {model.head_names}; pick one"

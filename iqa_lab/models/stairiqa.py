@@ -16,12 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-from torch import nn
 
 from iqa_lab.errors import ConfigError
 from iqa_lab.models.base import IQAModule
 from iqa_lab.nn.backbones import Backbone
-from iqa_lab.nn.heads import MLPHead
+from iqa_lab.nn.heads import HeadSet
 from iqa_lab.nn.pooling import masked_mean_pool
 from iqa_lab.nn.staircase import Staircase
 
@@ -47,9 +46,7 @@ class StairIQA(IQAModule):
         self.backbone = Backbone(**{**backbone, "features_only": True})
         info = self.backbone.feature_info
         self.staircase = Staircase(info.channels(), info.reduction(), **staircase)
-        self.heads = nn.ModuleDict(
-            {name: MLPHead(self.staircase.out_channels, **head) for name in heads}
-        )
+        self.heads = HeadSet(self.staircase.out_channels, heads, **head)
         self.head_names = list(heads)
 
     def explain_layer(self) -> str:
@@ -67,4 +64,4 @@ class StairIQA(IQAModule):
     ) -> torch.Tensor:
         """(N, len(heads)) scores, every head when ``heads`` is None."""
         pooled = masked_mean_pool(self.staircase(self.backbone(image)), mask)
-        return torch.stack([self.heads[name](pooled) for name in heads or self.head_names], dim=-1)
+        return self.heads(pooled, heads or self.head_names)

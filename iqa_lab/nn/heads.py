@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 from torch import nn
 
 from iqa_lab.errors import ConfigError
@@ -58,6 +61,18 @@ class MLPHead(nn.Module):
 
     def forward(self, features):
         return self.net(features).squeeze(-1)
+
+
+class HeadSet(nn.ModuleDict):
+    """One ``MLPHead`` per name on shared features (StairIQA's per-database regressors, MSLIQA's
+    per-zoom-level heads): ``heads(features, names)`` is ``(N, len(names))``, every head when
+    ``names`` is None. Only the named heads are computed, so the others get no gradient."""
+
+    def __init__(self, in_features: int, names: Sequence[str], **head):
+        super().__init__({name: MLPHead(in_features, **head) for name in names})
+
+    def forward(self, features: torch.Tensor, names: Sequence[str] | None = None) -> torch.Tensor:
+        return torch.stack([self[name](features) for name in names or list(self)], dim=-1)
 
 
 # Where each hidden layer's BatchNorm sits relative to its ReLU.
