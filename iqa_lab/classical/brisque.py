@@ -102,7 +102,9 @@ class OriginalModel:
     def __init__(self, folder: Path = DATA):
         self.low, self.high, (self.lower, self.upper) = _read_range(folder / "brisque_allrange")
         model = _read_libsvm_model(folder / "brisque_allmodel")
-        self.gamma, self.rho, self.coef, self.sv = (model[k] for k in ("gamma", "rho", "coef", "sv"))
+        self.gamma, self.rho, self.coef, self.sv = (
+            model[k] for k in ("gamma", "rho", "coef", "sv")
+        )
 
     def scale(self, feats: np.ndarray) -> np.ndarray:
         """``svm-scale -r allrange`` of features written by ``fprintf('%f')``."""

@@ -83,18 +83,28 @@ def ssim(distorted: np.ndarray, reference: np.ndarray, downsample: bool = False)
     return _out(ssim_map.mean(axis=(-2, -1)))
 
 
+def ms_ssim_levels(side: int, levels: int = len(MS_SSIM_WEIGHTS)) -> int:
+    """How many of ``levels`` scales an image of ``side`` px (its shorter side) holds: each
+    needs the 11 px window after halving."""
+    fit = 1
+    while fit < levels and side // 2**fit >= 11:
+        fit += 1
+    return fit
+
+
 def ms_ssim(distorted: np.ndarray, reference: np.ndarray, pooling: str = "wtd_sum"):
-    """MS-SSIM of ``msssim.m`` on grey (see the module docstring)."""
+    """MS-SSIM of ``msssim.m`` on grey (see the module docstring). Images under 176 px a side,
+    which ``msssim.m`` refuses, keep the first scales that fit, weights renormalised."""
     check_pair(distorted, reference, "ms_ssim")
     if pooling not in MS_SSIM_POOLINGS:
         raise ValueError(f"ms_ssim pooling must be one of {MS_SSIM_POOLINGS}, got '{pooling}'")
     x, y = rgb2gray(distorted), rgb2gray(reference)
-    levels = len(MS_SSIM_WEIGHTS)
-    if min(x.shape[-2:]) < 11 * 2 ** (levels - 1):
+    if min(x.shape[-2:]) < 11:
         raise ValueError(
-            f"ms_ssim: {levels} scales of an 11 px window need images of at least "
-            f"{11 * 2 ** (levels - 1)} px a side, got {x.shape[-1]}x{x.shape[-2]}; use ssim"
+            f"ms_ssim needs images of at least 11 px a side, got {x.shape[-1]}x{x.shape[-2]}"
         )
+    levels = ms_ssim_levels(min(x.shape[-2:]))
+    weights = MS_SSIM_WEIGHTS[:levels]
     mcs = []
     for level in range(levels):
         ssim_map, cs_map = _ssim_maps(x, y)
@@ -102,12 +112,13 @@ def ms_ssim(distorted: np.ndarray, reference: np.ndarray, pooling: str = "wtd_su
         if level < levels - 1:
             x, y = _box_decimate(x, 2), _box_decimate(y, 2)
     mssim = ssim_map.mean(axis=(-2, -1))
-    mcs = np.stack(mcs[:-1])
-    weights = MS_SSIM_WEIGHTS.reshape((-1,) + (1,) * (mcs.ndim - 1))
+    mcs = np.stack(mcs[:-1]) if levels > 1 else np.ones((0,) + np.shape(mssim))
+    if pooling == "wtd_sum" or levels < len(MS_SSIM_WEIGHTS):
+        weights = weights / weights.sum()
+    scale_weights = weights[:-1].reshape((-1,) + (1,) * (mcs.ndim - 1))
     if pooling == "product":
-        return _out(np.prod(mcs ** weights[:-1], axis=0) * mssim ** MS_SSIM_WEIGHTS[-1])
-    weights = weights / MS_SSIM_WEIGHTS.sum()
-    return _out(np.sum(mcs * weights[:-1], axis=0) + mssim * weights[-1])
+        return _out(np.prod(mcs**scale_weights, axis=0) * mssim ** weights[-1])
+    return _out(np.sum(mcs * scale_weights, axis=0) + mssim * weights[-1])
 
 
 PREWITT_X = np.array([[1.0, 0.0, -1.0]] * 3) / 3
@@ -127,7 +138,12 @@ def gmsd(distorted: np.ndarray, reference: np.ndarray):
         # conv2(Y, ones(2)/4, 'same') then Y(1:2:end, 1:2:end): the 2x2 mean anchored at the
         # top-left pixel, zero beyond the last row and column.
         padded = np.pad(g, [(0, 0)] * (g.ndim - 2) + [(0, 1), (0, 1)])
-        mean = (padded[..., :-1, :-1] + padded[..., 1:, :-1] + padded[..., :-1, 1:] + padded[..., 1:, 1:]) / 4
+        mean = (
+            padded[..., :-1, :-1]
+            + padded[..., 1:, :-1]
+            + padded[..., :-1, 1:]
+            + padded[..., 1:, 1:]
+        ) / 4
         grey.append(mean[..., ::2, ::2])
     stacked = np.stack(grey)
     gx = _conv2_same(stacked, PREWITT_X)

@@ -24,7 +24,9 @@ def rgb2gray(image: np.ndarray) -> np.ndarray:
     uint8, returned as float64 on 0..255. A single-channel image is returned as it is."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
-        raise TypeError(f"rgb2gray expects uint8 pixels as MATLAB's originals read them, got {image.dtype}")
+        raise TypeError(
+            f"rgb2gray expects uint8 pixels as MATLAB's originals read them, got {image.dtype}"
+        )
     if image.ndim == 2 or image.shape[-1] == 1:
         return image.reshape(image.shape[:2]).astype(np.float64)
     return np.clip(matlab_round(image[..., :3].astype(np.float64) @ RGB2GRAY_WEIGHTS), 0, 255)
@@ -140,7 +142,9 @@ def imresize(image: np.ndarray, scale: float) -> np.ndarray:
         length = out.shape[axis]
         weights, indices = _contributions(length, int(np.ceil(scale * length)), scale)
         moved = np.moveaxis(out, axis, -1)
-        moved = _sequential_sum([moved[..., indices[:, k]] * weights[:, k] for k in range(len(weights[0]))])
+        moved = _sequential_sum(
+            [moved[..., indices[:, k]] * weights[:, k] for k in range(len(weights[0]))]
+        )
         out = np.moveaxis(moved, -1, axis)
     return out
 

@@ -74,7 +74,9 @@ def patch_features(image: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.n
             f"(model.metric=niqe model.niqe.patch_size=...)"
         )
     if patch_size % 2:
-        raise ConfigError(f"NIQE patch size must be even (halved at the second scale), got {patch_size}")
+        raise ConfigError(
+            f"NIQE patch size must be even (halved at the second scale), got {patch_size}"
+        )
     grey = grey[: h - h % patch_size, : w - w % patch_size]
     per_scale, sharpness = [], None
     for size in (patch_size, patch_size // 2):
