@@ -75,19 +75,19 @@ def imfilter_box_symmetric(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _filter(image: np.ndarray, kernel: np.ndarray, mode: str, convolve: bool) -> np.ndarray:
-    """2-D correlation (or convolution) of the last two axes with an odd-sized kernel, centred
-    as MATLAB centres it. A rank-1 kernel is applied as MATLAB applies it, column vector first:
-    the floating-point leftovers in flat regions then match MATLAB's more often."""
+    """2-D correlation of the last two axes with an odd-sized kernel, centred as MATLAB centres
+    it. A rank-1 kernel runs as MATLAB runs it, column vector first: ``filter2`` splits the
+    rotated kernel and convolves (``convolve=True``), ``imfilter`` splits the kernel and
+    correlates. The floating-point leftovers in flat regions then match MATLAB's more often."""
     image = np.asarray(image, dtype=np.float64)
     if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
         raise ValueError("only odd-sized kernels are centred alike in MATLAB and SciPy")
     pass_1d = ndimage.convolve1d if convolve else ndimage.correlate1d
-    column, row = _separate(kernel)
+    column, row = _separate(kernel[::-1, ::-1] if convolve else kernel)
     if column is not None:
         out = pass_1d(image, column, axis=-2, mode=mode, cval=0.0)
         return pass_1d(out, row, axis=-1, mode=mode, cval=0.0)
     full = kernel.reshape((1,) * (image.ndim - 2) + kernel.shape)
-    full = full[..., ::-1, ::-1] if convolve else full
     return ndimage.correlate(image, full, mode=mode, cval=0.0)
 
 
