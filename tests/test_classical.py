@@ -254,6 +254,19 @@ def test_the_feature_pass_reports_images_done_rate_and_eta(make_cfg, tmp_path, m
     assert re.fullmatch(rf"brisque_live: test features: {n}/{n} images \(100%\), {rate}", lines[1])
 
 
+def test_a_large_feature_pass_runs_in_worker_processes(make_cfg, tmp_path, monkeypatch):
+    from iqa_lab.models import classical as model_module
+
+    monkeypatch.setattr(model_module, "PARALLEL_MIN_IMAGES", 2)
+    serial = evaluate(_eval_cfg(make_cfg, tmp_path / "serial", "brisque_live", ["model.workers=1"]))
+    cfg = _eval_cfg(
+        make_cfg, tmp_path, "brisque_live", ["model.workers=2", f"model.cache_dir={tmp_path}"]
+    )
+    parallel = evaluate(cfg)
+    assert parallel["classical/computed"] > 0  # computed here, by the workers
+    assert parallel["test/srcc"] == serial["test/srcc"]
+
+
 def test_eval_needs_a_checkpoint_or_a_model(make_cfg):
     with pytest.raises(ValueError, match="ckpt_path=<trained checkpoint> or model="):
         evaluate(make_cfg("eval", []))

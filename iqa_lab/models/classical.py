@@ -17,9 +17,11 @@ DataModule's bad-input policy (``data.on_bad``), as the loaders do.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
-from collections.abc import Mapping, Sequence
-from functools import lru_cache
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,7 @@ class ClassicalIQA:
         cache_dir: str | None = None,
         brisque_svr: Mapping | None = None,
         niqe: Mapping | None = None,
+        workers: int = 1,
     ):
         if metric not in METRICS:
             raise ConfigError(f"model.metric must be one of {list(METRICS)}, got '{metric}'")
@@ -57,6 +60,7 @@ class ClassicalIQA:
         self.cache_dir = cache_dir
         self.svr_options = dict(brisque_svr or {})
         self.niqe_options = dict(niqe or {})
+        self.workers = int(workers)
         self.extra: dict[str, float] = {}
         self._niqe_fitted: tuple[dict, int, str] | None = None
 
@@ -87,16 +91,17 @@ class ClassicalIQA:
                 )
         return records.iloc[keep], np.asarray(values)
 
-    def _cached(self, datamodule, records: pd.DataFrame, name: str, compute):
+    def _cached(self, datamodule, records: pd.DataFrame, name: str, compute: Callable):
+        """Per-record features ``compute(path)`` through the feature cache. Many missing files
+        are computed first by ``workers`` processes (``compute`` must then pickle: a
+        ``functools.partial`` of a module-level function)."""
         cache = FeatureCache(self.cache_dir, name, datamodule.data_dir)
         paths = list(datamodule.image_paths(records))
         start = time.time()
+        what = f"{_split_names(records)} features"
+        self._fill_in_parallel(cache, paths, compute, what)
         kept, values = self._usable(
-            datamodule,
-            records,
-            paths,
-            lambda path: cache.get(path, compute),
-            f"{_split_names(records)} features",
+            datamodule, records, paths, lambda path: cache.get(path, compute), what
         )
         if cache.computed:
             cache.save()
@@ -106,11 +111,28 @@ class ClassicalIQA:
         )
         return kept, values
 
+    def _fill_in_parallel(self, cache: FeatureCache, paths, compute: Callable, what: str) -> None:
+        """Compute the cache's missing files with ``workers`` processes, in order, with progress;
+        a file that fails is left out here (the serial pass then reports it as usual)."""
+        missing = cache.missing(paths)
+        if self.workers < 2 or len(missing) < PARALLEL_MIN_IMAGES:
+            return
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+            results = pool.map(partial(_value_or_none, compute), missing, chunksize=4)
+            done = track(
+                zip(missing, results),
+                f"{self.metric}: {what} ({self.workers} processes)",
+                total=len(missing),
+                unit="images",
+            )
+            for path, value in done:
+                if value is not None:
+                    cache.put(path, value)
+
     # -- measures --------------------------------------------------------------------------
     def _brisque_features(self, datamodule, records):
-        def compute(path: Path) -> np.ndarray:
-            return brisque.features(load_rgb(path, datamodule.max_pixels))
-
+        compute = partial(_brisque_file, max_pixels=datamodule.max_pixels)
         return self._cached(datamodule, records, f"brisque_v{brisque.VERSION}", compute)
 
     def _niqe_model(self) -> tuple[dict, int, str]:
@@ -127,15 +149,9 @@ class ClassicalIQA:
     def _niqe(self, datamodule, records):
         if self.metric == "niqe":
             model, patch, tag = self._niqe_model()
-
-            def score(image):
-                return niqe.score(image, model, patch)
         else:
-            tag, score = "original", niqe.original_score
-
-        def compute(path: Path) -> np.ndarray:
-            return np.array([score(load_rgb(path, datamodule.max_pixels))])
-
+            model, patch, tag = niqe.original_model(), niqe.ORIGINAL_PATCH, "original"
+        compute = partial(_niqe_file, model=model, patch=patch, max_pixels=datamodule.max_pixels)
         kept, values = self._cached(datamodule, records, f"niqe_v{niqe.VERSION}_{tag}", compute)
         return kept, self._worst_for_unscorable(-values[:, 0])
 
@@ -248,6 +264,25 @@ class ClassicalIQA:
         )
         test, test_x = parts["test"]
         return test, model.predict(np.where(np.isfinite(test_x), test_x, np.nan))
+
+
+PARALLEL_MIN_IMAGES = 64  # fewer missing files are computed in this process (no start-up cost)
+
+
+def _brisque_file(path: Path, max_pixels: int | None) -> np.ndarray:
+    return brisque.features(load_rgb(path, max_pixels))
+
+
+def _niqe_file(path: Path, model: dict, patch: int, max_pixels: int | None) -> np.ndarray:
+    return np.array([niqe.score(load_rgb(path, max_pixels), model, patch)])
+
+
+def _value_or_none(compute: Callable, path: Path):
+    """``compute(path)``, or None when the file cannot be decoded (a worker's failure)."""
+    try:
+        return compute(path)
+    except BadImageError:
+        return None
 
 
 def _split_names(records: pd.DataFrame) -> str:
