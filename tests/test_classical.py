@@ -50,8 +50,9 @@ def _piq_direct(metric: str, x: torch.Tensor, y: torch.Tensor) -> float:
         )
     if metric == "fsim_piq":
         return float(piq.fsim(x, y, data_range=1.0, chromatic=False))
-    if metric == "fsim":  # FSIMc on 0..255
-        return float(piq.fsim(x * 255, y * 255, data_range=255.0, chromatic=True))
+    if metric == "fsim":  # FSIMc on 0..255, float32
+        x, y = (torch.round(t * 255).float() for t in (x, y))
+        return float(piq.fsim(x, y, data_range=255.0, chromatic=True))
     if metric == "vif_p":
         return float(piq.vif_p(x, y, data_range=1.0))
     return float(piq.gmsd(x, y, data_range=1.0))

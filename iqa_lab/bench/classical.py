@@ -13,6 +13,7 @@ wavelet VIF (``vif_p`` stands in) and no offline BRISQUE / NIQE (their piq time 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import time
 from collections.abc import Callable, Mapping
 
@@ -26,6 +27,8 @@ from iqa_lab.classical.matlab import rgb2gray
 from iqa_lab.classical.metrics import metric as classical_metric
 from iqa_lab.data.distortions import distort
 from iqa_lab.data.pristine import PRISTINE_PHOTOS, load_pristine
+
+log = logging.getLogger("iqa_lab")
 
 SIZE = (384, 512)  # height, width of the timed pairs
 
@@ -42,7 +45,7 @@ PIQ_CALLS: dict[str, Callable] = {
     "psnr": lambda d, r: piq.psnr(_rgb(d), _rgb(r), data_range=1.0),
     "ssim": lambda d, r: piq.ssim(_grey(d), _grey(r), data_range=255.0, downsample=False),
     "ms_ssim": lambda d, r: piq.multi_scale_ssim(_grey(d), _grey(r), data_range=255.0),
-    "fsim": lambda d, r: piq.fsim(_rgb(d) * 255, _rgb(r) * 255, data_range=255.0),
+    "fsim": lambda d, r: piq.fsim(_rgb(d).float() * 255, _rgb(r).float() * 255, data_range=255.0),
     "gmsd": lambda d, r: piq.gmsd(_rgb(d) * 255, _rgb(r) * 255, data_range=255.0),
     "vif": lambda d, r: piq.vif_p(_rgb(d), _rgb(r), data_range=1.0),
     "vif_p": lambda d, r: piq.vif_p(_rgb(d), _rgb(r), data_range=1.0),
@@ -116,7 +119,11 @@ def _pyiqa_metric(metric: str):
         return None
     import pyiqa
 
-    return pyiqa.create_metric(PYIQA_NAMES[metric], device="cpu")
+    try:
+        return pyiqa.create_metric(PYIQA_NAMES[metric], device="cpu")
+    except Exception as err:  # noqa: BLE001 - e.g. its BRISQUE / NIQE weights download offline
+        log.warning("bench: pyiqa's %s is not available (%s); timed without it", metric, err)
+        return None
 
 
 def pixels_of(pairs: list[tuple]) -> int:

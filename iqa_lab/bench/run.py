@@ -126,8 +126,10 @@ def classical_ratios(cfg: DictConfig) -> list[Ratio]:
         times = classical.time_metric(metric, pairs, settings.repeats)
         toolboxes = {k: v for k, v in times.items() if k != "iqa_lab_s_per_pair"}
         note = f"{len(pairs)} pairs of {classical.pixels_of(pairs)} px"
-        note += "" if "pyiqa_s_per_pair" in times else "; pyiqa not installed"
-        if not toolboxes:
+        if "pyiqa_s_per_pair" not in times:
+            installed = classical.pyiqa_installed()
+            note += f"; pyiqa has no offline {metric}" if installed else "; pyiqa not installed"
+        if "piq_s_per_pair" not in times:
             note = f"piq has no offline {metric}; {note}"
         fastest = min(toolboxes.values(), default=None)
         ratios.append(

