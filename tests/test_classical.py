@@ -217,6 +217,18 @@ def test_eval_without_checkpoint_writes_the_usual_outputs(make_cfg, tmp_path):
     assert len(list((Path(cfg.paths.log_dir) / "store").glob("*.json"))) == 1
 
 
+def test_psnr_of_identical_pairs_ranks_first_and_finite(make_cfg, tmp_path):
+    cfg = _eval_cfg(make_cfg, tmp_path, "psnr")
+    metrics = evaluate(cfg)
+    predictions = pd.read_csv(Path(cfg.paths.output_dir) / "predictions.csv")
+    test = predictions[predictions["split"] == "test"]
+    pristine = test.loc[test["dist_type"] == "pristine", "prediction"]
+    bound = 10 * np.log10(255.0**2 * 64 * 64 * 3)  # one level of one value in a 64 px crop
+    assert len(pristine) and np.allclose(pristine, bound)
+    assert test["prediction"].max() == pytest.approx(bound) and np.isfinite(metrics["test/plcc"])
+    assert np.isinf(classical.score("psnr", _reference(64), _reference(64)))  # as the original
+
+
 def test_synthetic_references_are_the_pristine_crop(make_cfg):
     from iqa_lab.runs import seeded_datamodule
 

@@ -174,7 +174,7 @@ class ClassicalIQA:
             datamodule,
             records,
             list(pairs),
-            lambda path: sign * compute(loaded(path), loaded(pairs[path])),
+            lambda path: sign * _rankable(compute(loaded(path), loaded(pairs[path])), loaded(path)),
             f"{_split_names(records)} scores against the references",
         )
 
@@ -264,6 +264,15 @@ class ClassicalIQA:
         )
         test, test_x = parts["test"]
         return test, model.predict(np.where(np.isfinite(test_x), test_x, np.nan))
+
+
+def _rankable(value: float, image: np.ndarray) -> float:
+    """A full-reference value fit for correlations: an identical pair's PSNR is ∞ (as the
+    original's), taken here as the PSNR of the smallest difference two 8-bit images of that size
+    can have (one level in one channel of one pixel): ranked above every distorted image, finite."""
+    if value == np.inf:
+        return float(10 * np.log10(255.0**2 * image.size))
+    return value
 
 
 PARALLEL_MIN_IMAGES = 64  # fewer missing files are computed in this process (no start-up cost)
