@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from iqa_lab.classical.fr import HIGHER_BETTER
 from iqa_lab.cli import run_command
 from iqa_lab.data.image_inputs import list_images, match_references
 from iqa_lab.data.images import BadImageError, load_rgb
@@ -150,7 +149,7 @@ def _with_checkpoint(cfg: DictConfig, paths: Sequence[Path], references) -> tupl
 
 def _with_metric(cfg: DictConfig, paths: Sequence[Path], references) -> tuple:
     measure = hydra.utils.instantiate(cfg.classical, metric=cfg.metric)
-    full_reference = cfg.metric in HIGHER_BETTER
+    full_reference = measure.full_reference
     if full_reference and references is None:
         raise ConfigError(
             f"metric={cfg.metric} is full-reference: give reference=<folder of references, "

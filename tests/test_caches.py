@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from iqa_lab import progress
+from iqa_lab.classical import niqe
 from iqa_lab.classical.cache import FeatureCache
 from iqa_lab.data.leakage import PixelHashCache
 from iqa_lab.data.near_duplicates import NearDuplicateSettings, ThumbnailCache, find_near_duplicates
@@ -56,7 +57,7 @@ def test_a_half_written_niqe_pristine_model_is_refitted(tmp_path, caplog):
     """NIQE's pristine model used to be written in place: a crash mid-write broke every later
     call until the file was deleted by hand."""
     tag = "test_p48"
-    path = tmp_path / "classical" / "niqe_v1_pristine_test_p48.npz"
+    path = tmp_path / "classical" / f"niqe_v{niqe.VERSION}_pristine_test_p48.npz"
     _half_written(path)
     with caplog.at_level(logging.WARNING):
         model = _pristine_model(48, 0.75, ("coffee",), str(tmp_path), tag)

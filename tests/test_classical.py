@@ -15,15 +15,15 @@ import torch
 import yaml
 from piq.functional import rgb2yiq
 
-from iqa_lab import progress
-from iqa_lab.classical import brisque, fr, niqe
+from iqa_lab import classical, progress
+from iqa_lab.classical import brisque, fr, metrics, niqe, piq_variants
 from iqa_lab.classical.cache import FeatureCache
 from iqa_lab.data.datamodule import IQADataModule
 from iqa_lab.data.distortions import distort
 from iqa_lab.data.pristine import load_pristine
 from iqa_lab.eval import evaluate
 from iqa_lab.evaluation.tables import reproduce
-from tests.conftest import TINY_DATA, compose_config
+from tests.conftest import TINY_DATA
 
 
 def _reference(size: int = 96) -> np.ndarray:
@@ -34,80 +34,72 @@ def _reference(size: int = 96) -> np.ndarray:
 PAIRS = [("gaussian_blur", 2), ("white_noise", 4), ("jpeg", 3)]
 
 
-@pytest.fixture(scope="module")
-def fr_options(tmp_path_factory) -> dict:
-    """The conventions exactly as conf/model/classical.yaml sets them."""
-    tmp = tmp_path_factory.mktemp("fr")
-    cfg = compose_config("eval", ["model=classical"], tmp / "run", tmp / "cache")
-    return {k: dict(v) for k, v in cfg.model.fr.items()}
-
-
-def _direct(metric: str, x: torch.Tensor, y: torch.Tensor) -> float:
-    """The documented convention of each metric, written as a direct piq call."""
+def _piq_direct(metric: str, x: torch.Tensor, y: torch.Tensor) -> float:
+    """piq's defaults (the ``*_piq`` variants), written as direct piq calls on [0, 1]."""
     luma_x, luma_y = rgb2yiq(x)[:, :1], rgb2yiq(y)[:, :1]
-    if metric == "psnr":
+    if metric == "psnr_piq":
         return float(piq.psnr(x, y, data_range=1.0, convert_to_greyscale=True))
-    if metric == "ssim":
+    if metric == "ssim_piq":
         return float(piq.ssim(luma_x, luma_y, data_range=1.0, downsample=True))
-    if metric == "ms_ssim":  # 96 px: the first four standard scales, renormalised weights
+    if metric == "ms_ssim_piq":  # 96 px: the first four standard scales, renormalised weights
         weights = torch.tensor(fr.MS_SSIM_WEIGHTS[:4], dtype=torch.float64)
         return float(
             piq.multi_scale_ssim(
                 luma_x, luma_y, data_range=1.0, scale_weights=weights / weights.sum()
             )
         )
-    if metric == "fsim":
+    if metric == "fsim_piq":
         return float(piq.fsim(x, y, data_range=1.0, chromatic=False))
+    if metric == "fsim":  # FSIMc on 0..255, float32
+        x, y = (torch.round(t * 255).float() for t in (x, y))
+        return float(piq.fsim(x, y, data_range=255.0, chromatic=True))
     if metric == "vif_p":
         return float(piq.vif_p(x, y, data_range=1.0))
     return float(piq.gmsd(x, y, data_range=1.0))
 
 
-@pytest.mark.parametrize("metric", sorted(fr.HIGHER_BETTER))
-def test_fr_metric_equals_direct_library_call(metric, fr_options):
+@pytest.mark.parametrize(
+    "metric", ["psnr_piq", "ssim_piq", "ms_ssim_piq", "fsim", "fsim_piq", "vif_p", "gmsd_piq"]
+)
+def test_piq_computed_metrics_equal_direct_piq_calls(metric):
     reference = _reference()
-    y = fr.to_tensor(reference)
-    sign = 1 if fr.HIGHER_BETTER[metric] else -1
+    y = piq_variants.to_tensor(reference)
     for name, level in PAIRS:
         distorted = distort(reference, name, level, seed=7)
-        expected = _direct(metric, fr.to_tensor(distorted), y)
-        assert fr.fr_score(metric, distorted, reference, fr_options[metric]) == pytest.approx(
-            sign * expected, rel=1e-12
-        )
+        expected = _piq_direct(metric, piq_variants.to_tensor(distorted), y)
+        assert classical.score(metric, distorted, reference) == pytest.approx(expected, rel=1e-12)
 
 
-def test_fr_tensors_are_contiguous_and_exact():
+def test_piq_tensors_are_contiguous_and_exact():
     image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    x = fr.to_tensor(image)
+    x = piq_variants.to_tensor(image)
     assert x.shape == (1, 3, 5, 7) and x.dtype == torch.float64
     assert x.is_contiguous()  # piq is several times slower on channels-last strides
     assert torch.equal(x[0, 1], torch.from_numpy(image[..., 1]).double() / 255)
 
 
-def test_fr_scores_are_higher_for_milder_distortion(fr_options):
+def test_fr_scores_are_better_for_milder_distortion():
     reference = _reference(64)
-    for metric in fr.HIGHER_BETTER:
+    for name in classical.names():
+        chosen = metrics.metric(name)
+        if not chosen.full_reference or name == "vif":  # vifvec's pyramid needs larger images
+            continue
         mild, heavy = (
-            fr.fr_score(
-                metric,
-                distort(reference, "gaussian_blur", level, seed=0),
-                reference,
-                fr_options[metric],
-            )
+            classical.score(name, distort(reference, "gaussian_blur", level, seed=0), reference)
             for level in (1, 5)
         )
-        assert mild > heavy, metric
+        assert (mild > heavy) if chosen.higher_better else (mild < heavy), name
 
 
 def test_ms_ssim_on_small_images_keeps_the_scales_that_fit():
-    weights = fr.ms_ssim_weights(64)  # 64 px: 3 scales of the 11 px window
-    assert weights.tolist() == pytest.approx(
-        [w / sum(fr.MS_SSIM_WEIGHTS[:3]) for w in fr.MS_SSIM_WEIGHTS[:3]]
-    )
-    assert fr.ms_ssim_weights(161) is None and fr.ms_ssim_weights(160).shape == (4,)
+    assert [fr.ms_ssim_levels(side) for side in (10, 22, 64, 175, 176, 384)] == [1, 2, 3, 4, 5, 5]
+    reference = _reference(64)  # 3 scales, weights renormalised (msssim.m refuses it)
+    distorted = distort(reference, "white_noise", 3, seed=0)
+    full = fr.ms_ssim(np.tile(distorted, (3, 3, 1)), np.tile(reference, (3, 3, 1)))
+    assert 0 < fr.ms_ssim(distorted, reference) < 1 and 0 < full < 1
 
 
-def test_brisque_features_equal_the_package_features():
+def test_brisque_package_features_equal_the_package_features():
     import cv2
     from skimage.color import rgb2gray
 
@@ -120,21 +112,21 @@ def test_brisque_features_equal_the_package_features():
         for scale in (grey, half)
         for v in package.calculate_brisque_features(scale, kernel_size=7, sigma=7 / 6)
     ]
-    ours = brisque.features(image)
+    ours = brisque.package_features(image)
     assert ours.shape == (brisque.FEATURES,)
     assert ours.tolist() == expected
-    # The LIVE model: the package's own libsvm evaluation of the same features (the two paths sum
+    # The package's model: its own libsvm evaluation of the same features (the two paths sum
     # 770 kernel terms in different orders: equal to ~1e-12, not bit for bit).
-    assert brisque.live_model().predict(ours[None])[0] == pytest.approx(
+    assert brisque.package_model().predict(ours[None])[0] == pytest.approx(
         package.calculate_image_quality_score(ours), rel=1e-9
     )
 
 
-def test_live_model_is_the_shipped_libsvm_file():
-    files = brisque.model_files()
+def test_package_model_is_the_shipped_libsvm_file():
+    files = brisque.package_model_files()
     header = files["svm"].read_text().splitlines()[:6]
     assert header[:3] == ["svm_type epsilon_svr", "kernel_type rbf", "gamma 0.05"]
-    assert brisque.live_model().low.shape == (36,)
+    assert brisque.package_model().low.shape == (36,)
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +142,9 @@ def degraded() -> dict[str, np.ndarray]:
 
 
 def test_brisque_orders_pristine_above_blurred_and_noised(degraded):
-    scores = {k: brisque.live_score(v) for k, v in degraded.items()}  # lower = better
-    assert scores["pristine"] < 20 < 50 < min(scores["blurred"], scores["noised"])
+    for name in ("brisque_live", "brisque_package"):
+        scores = {k: classical.score(name, v) for k, v in degraded.items()}  # lower = better
+        assert scores["pristine"] < 20 < 50 < min(scores["blurred"], scores["noised"]), name
 
 
 def test_niqe_orders_pristine_above_blurred_and_noised(degraded):
@@ -161,7 +154,7 @@ def test_niqe_orders_pristine_above_blurred_and_noised(degraded):
     assert model["mu"].shape == (36,) and model["cov"].shape == (36, 36)
     ours = {k: niqe.score(v, model, 48) for k, v in degraded.items()}
     assert ours["pristine"] < min(ours["blurred"], ours["noised"])
-    original = {k: niqe.score(v, niqe.original_model(), 96) for k, v in degraded.items()}
+    original = {k: classical.score("niqe_original", v) for k, v in degraded.items()}
     assert original["pristine"] < min(original["blurred"], original["noised"])
 
 
@@ -224,6 +217,18 @@ def test_eval_without_checkpoint_writes_the_usual_outputs(make_cfg, tmp_path):
     assert len(list((Path(cfg.paths.log_dir) / "store").glob("*.json"))) == 1
 
 
+def test_psnr_of_identical_pairs_ranks_first_and_finite(make_cfg, tmp_path):
+    cfg = _eval_cfg(make_cfg, tmp_path, "psnr")
+    metrics = evaluate(cfg)
+    predictions = pd.read_csv(Path(cfg.paths.output_dir) / "predictions.csv")
+    test = predictions[predictions["split"] == "test"]
+    pristine = test.loc[test["dist_type"] == "pristine", "prediction"]
+    bound = 10 * np.log10(255.0**2 * 64 * 64 * 3)  # one level of one value in a 64 px crop
+    assert len(pristine) and np.allclose(pristine, bound)
+    assert test["prediction"].max() == pytest.approx(bound) and np.isfinite(metrics["test/plcc"])
+    assert np.isinf(classical.score("psnr", _reference(64), _reference(64)))  # as the original
+
+
 def test_synthetic_references_are_the_pristine_crop(make_cfg):
     from iqa_lab.runs import seeded_datamodule
 
@@ -260,6 +265,19 @@ def test_the_feature_pass_reports_images_done_rate_and_eta(make_cfg, tmp_path, m
         rf"brisque_live: test features: 1/{n} images \(\d+%\), {rate}, ETA \d+s", lines[0]
     )
     assert re.fullmatch(rf"brisque_live: test features: {n}/{n} images \(100%\), {rate}", lines[1])
+
+
+def test_a_large_feature_pass_runs_in_worker_processes(make_cfg, tmp_path, monkeypatch):
+    from iqa_lab.models import classical as model_module
+
+    monkeypatch.setattr(model_module, "PARALLEL_MIN_IMAGES", 2)
+    serial = evaluate(_eval_cfg(make_cfg, tmp_path / "serial", "brisque_live", ["model.workers=1"]))
+    cfg = _eval_cfg(
+        make_cfg, tmp_path, "brisque_live", ["model.workers=2", f"model.cache_dir={tmp_path}"]
+    )
+    parallel = evaluate(cfg)
+    assert parallel["classical/computed"] > 0  # computed here, by the workers
+    assert parallel["test/srcc"] == serial["test/srcc"]
 
 
 def test_eval_needs_a_checkpoint_or_a_model(make_cfg):
@@ -318,14 +336,16 @@ def test_demo_table_plans_its_classical_rows(tmp_path):
     assert cells[("SSIM (full-reference)", "CLIVE")].status == "unavailable"
 
 
-def test_brisque_regressors_predict_on_flat_images():
+def test_brisque_regressors_on_flat_images():
     flat = np.full((64, 64, 3), 128, dtype=np.uint8)
-    feats = brisque.features(flat)
-    assert not np.isfinite(feats).all()  # the fits cannot estimate a flat image
-    assert np.isfinite(brisque.live_model().predict(feats[None])).all()
+    # The original pads with zeros: a flat image's borders are edges, and its features finite.
+    assert np.isfinite(classical.score("brisque_live", flat))
+    package = brisque.package_features(flat)
+    assert not np.isfinite(package).all()  # the package's fits cannot estimate a flat image
+    assert np.isfinite(brisque.package_model().predict(package[None])).all()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(20, 36))
     model, chosen = brisque.fit_svr(
         x, x[:, 0], x[:10], x[:10, 0], C=[1], gamma=[0.05], epsilon=0.01
     )
-    assert np.isfinite(model.predict(np.where(np.isfinite(feats), feats, np.nan)[None])).all()
+    assert np.isfinite(model.predict(np.where(np.isfinite(package), package, np.nan)[None])).all()

@@ -17,7 +17,7 @@ import pytest
 import torch
 from omegaconf import ListConfig
 
-from iqa_lab.classical import brisque, fr
+from iqa_lab import classical
 from iqa_lab.data.images import load_rgb
 from iqa_lab.data.records import normalise_mos, published_scale
 from iqa_lab.data.scoring_recipe import database_recipe, scoring_recipe
@@ -189,7 +189,7 @@ def test_classical_metric_by_name(tmp_path, cache_dir):
         tmp_path, cache_dir, ["metric=brisque_live", f"inputs={tmp_path / 'photos'}"]
     )
     table = pd.read_csv(output)
-    expected = [brisque.live_score(load_rgb(p)) for p in sorted(photos)]
+    expected = [classical.score("brisque_live", p) for p in sorted(photos)]
     np.testing.assert_allclose(table["score"], expected, rtol=1e-6)
     assert table["score_01"].isna().all() and summary["failed"] == 0
 
@@ -215,12 +215,9 @@ def test_full_reference_metric_matches_references_by_file_name(tmp_path, cache_d
     table = pd.read_csv(output).set_index("path")
     orphan = table.loc[str(tmp_path / "distorted" / "orphan.png")]
     assert np.isnan(orphan["score"]) and "no reference named orphan.png" in orphan["error"]
-    options = compose_config("score", [], tmp_path / "o", cache_dir).classical.fr.psnr
     for ref in references[:2]:
         path = tmp_path / "distorted" / ref.name
-        expected = fr.fr_value(
-            "psnr", fr.to_tensor(load_rgb(path)), fr.to_tensor(load_rgb(ref)), options
-        )
+        expected = classical.score("psnr", path, ref)  # RGB, peak 255
         assert table.loc[str(path), "score"] == pytest.approx(expected, rel=1e-5)
         assert 15 < expected < 40  # dB
     assert summary["scored"] == 2 and summary["failed"] == 1

