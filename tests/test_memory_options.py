@@ -55,17 +55,36 @@ def test_mmap_threshold_refuses_a_negative_size():
         set_mmap_threshold(-1)
 
 
-def test_grad_checkpointing_gives_the_same_gradients_and_updates_batchnorm_twice():
+def test_grad_checkpointing_gives_the_same_gradients_and_batchnorm_statistics():
     torch.manual_seed(0)
     plain = Backbone("tf_efficientnet_lite0")
     torch.manual_seed(0)
     checkpointed = Backbone("tf_efficientnet_lite0", grad_checkpointing=True)
     assert checkpointed.model.grad_checkpointing and not plain.model.grad_checkpointing
-    images = torch.rand(2, 3, 64, 64)
-    for backbone in (plain, checkpointed):
-        backbone.train()
-        backbone(images).sum().backward()
+    for step in range(2):
+        images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(step))
+        for backbone in (plain, checkpointed):
+            backbone.train()
+            backbone.zero_grad()
+            backbone(images).sum().backward()
     for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
         assert torch.equal(a.grad, b.grad), name
     bn = [m for m in checkpointed.model.blocks.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert {int(m.num_batches_tracked) for m in bn} == {2}  # forward + recompute in backward
+    assert {int(m.num_batches_tracked) for m in bn} == {4}  # forward + recompute, two steps
+    moved = 0
+    for (name, a), (_, b) in zip(plain.named_buffers(), checkpointed.named_buffers()):
+        if name.endswith(("running_mean", "running_var")):
+            # the statistics move as in one update per step, not two
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+            moved += 1
+    assert moved > 50
+
+
+def test_grad_checkpointing_leaves_paths_that_run_the_stages_themselves_alone():
+    """A frozen prefix runs the trainable stages one by one (no recompute): their BatchNorm
+    momentum must stay the pretrained one."""
+    plain = Backbone("tf_efficientnet_lite0", frozen_stages=6)
+    asked = Backbone("tf_efficientnet_lite0", frozen_stages=6, grad_checkpointing=True)
+    assert not asked.grad_checkpointing and not asked.model.grad_checkpointing
+    momenta = [m.momentum for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert momenta == [m.momentum for m in asked.modules() if isinstance(m, torch.nn.BatchNorm2d)]

@@ -185,7 +185,20 @@ def run_repeat(x, y, split, regressor: Regressor, power: bool) -> dict:
     }
 
 
-def run_step(step: str, records, repeats: int, power: bool) -> dict:
+def subsample(split: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Keep ``fraction`` of the training and of the validation rows (a learning curve: the test
+    rows never change); the dropped rows become ``unused``."""
+    if fraction >= 1:
+        return split
+    split, rng = split.copy(), np.random.default_rng(seed)
+    for side in ("train", "val"):
+        rows = np.flatnonzero(split == side)
+        dropped = rng.choice(rows, size=len(rows) - round(fraction * len(rows)), replace=False)
+        split[dropped] = "unused"
+    return split
+
+
+def run_step(step: str, records, repeats: int, power: bool, fraction: float = 1.0) -> dict:
     features_name, regressor_name = step.split(":")
     began = time.perf_counter()
     x = load_features(features_name, list(records["path"]))
@@ -194,11 +207,14 @@ def run_step(step: str, records, repeats: int, power: bool) -> dict:
     for repeat in range(repeats):
         protocol = Protocol(name="random", seed=0, repeat=repeat, repeats=repeats)
         split = assign_splits(records, protocol)["split"].to_numpy()
+        split = subsample(split, fraction, seed=repeat)
         results.append(run_repeat(x, y, split, REGRESSORS[regressor_name], power))
     summary = {
         "step": step,
         "power": power,
         "dims": x.shape[1],
+        "train_fraction": fraction,
+        "fit_images": int(np.isin(split, ["train", "val"]).sum()),
         "repeats": results,
         **{k: float(np.median([r[k] for r in results])) for k in ("srcc", "plcc", "plcc_l4")},
         "fit_wall_s": time.perf_counter() - began,
@@ -212,6 +228,12 @@ def main(argv=None) -> None:
     parser.add_argument("--step", action="append", required=True, help="<feature set>:<regressor>")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--power", action="store_true", help="signed sqrt before scaling")
+    parser.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        help="keep this fraction of the training and validation rows (learning curve)",
+    )
     parser.add_argument("--json", type=Path, help="append each step's summary as a JSON line")
     args = parser.parse_args(argv)
     for step in args.step:
@@ -223,10 +245,11 @@ def main(argv=None) -> None:
             )
     records = biq2021_records(args.data_dir)
     for step in args.step:
-        summary = run_step(step, records, args.repeats, args.power)
+        summary = run_step(step, records, args.repeats, args.power, args.train_fraction)
         per = ", ".join(f"{r['srcc']:.4f}" for r in summary["repeats"])
         print(
-            f"| {step}{' +sqrt' if args.power else ''} | {summary['dims']} | "
+            f"| {step}{' +sqrt' if args.power else ''} | {summary['fit_images']} fit images | "
+            f"{summary['dims']} | "
             f"{summary['srcc']:.4f} | {summary['plcc']:.4f} | {summary['plcc_l4']:.4f} | "
             f"{summary['fit_wall_s']:.0f} s | SRCC per repeat {per}; "
             f"chosen {[r['params'] for r in summary['repeats']]} |",

@@ -296,6 +296,8 @@ class Backbone(nn.Module):
     ``features_only=False`` returns globally pooled features ``(B, num_features)``;
     ``features_only=True`` returns a list of stage feature maps, described by ``feature_info``.
     ``frozen_stages=k`` (pooled features only) freezes the stem and the first ``k`` stages.
+    ``grad_checkpointing`` recomputes the stages' activations in backward when the whole backbone
+    trains through timm's forward (``frozen_stages=0``, ``pooling=avg``); otherwise it does nothing.
     """
 
     def __init__(
@@ -338,8 +340,32 @@ class Backbone(nn.Module):
             self.num_features = getattr(model, "head_hidden_size", None) or model.num_features
         self._check_pooling()
         self._freeze_prefix()
-        if grad_checkpointing:  # activations recomputed in backward: less memory, more compute
+        # Activations recomputed in backward: less memory, more compute. Only timm's own forward
+        # checkpoints; a frozen prefix, stage statistics or a stage list run the stages here.
+        self.grad_checkpointing = bool(
+            grad_checkpointing
+            and not features_only
+            and self.frozen_stages == 0
+            and self.pooling == "avg"
+        )
+        if self.grad_checkpointing:
             self.model.set_grad_checkpointing(True)
+            self._update_recomputed_batchnorm_once()
+
+    def _update_recomputed_batchnorm_once(self) -> None:
+        """Checkpointed stages run forward twice per step (once more in backward), so each of
+        their BatchNorms updates its running statistics twice with the same batch statistics.
+        Momentum ``m`` becomes ``1 - sqrt(1 - m)``: two such updates move the statistics exactly
+        as one update with ``m`` does. (``momentum=None``, a cumulative average, counts each
+        batch twice and is already right.)"""
+        try:
+            stages = _stage_layout(self.model, self.name)[1]
+        except ConfigError:
+            stages = [self.model]
+        for stage in stages:
+            for module in stage.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.momentum:
+                    module.momentum = 1.0 - (1.0 - module.momentum) ** 0.5
 
     def _check_pooling(self) -> None:
         if self.pooling not in POOLINGS:
