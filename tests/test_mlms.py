@@ -392,3 +392,29 @@ def test_train_mlms_nr_runs_offline(tmp_path, cache_dir):
     results = json.loads((tmp_path / "t" / "results.json").read_text())
     assert np.isfinite(results["metrics"]["test/srcc"])
     assert results["config"]["model"]["_target_"] == "iqa_lab.models.mlms.MLMSNR"
+
+
+# --- published tables (Tables 2–4) ----------------------------------------------------------------
+
+
+def test_published_tables_carry_the_papers_numbers_and_their_cells_compose(tmp_path):
+    from iqa_lab.evaluation.tables import load_spec, plan
+
+    extra = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_root={tmp_path}"]
+    table2 = load_spec("mlms_table2")
+    assert table2["published"]["[4,4,4,4] / heads [6,6,6,6]"]["Distorted image ratio 70%"] == {
+        "srcc": 0.848,
+        "plcc": 0.879,
+    }
+    table3 = load_spec("mlms_table3")
+    assert list(table3["rows"])[0] == "PSNR" and len(table3["rows"]) == 10
+    assert table3["published"]["The proposed model (MLMS-IQA FR)"]["Distorted image ratio 60%"] == {
+        "plcc": 0.947,
+        "srcc": 0.9356,
+    }
+    table4 = load_spec("mlms_table4")
+    assert table4["published"]["DBNs"]["Synthetic -> Artificial"] == 0.058
+    for spec in (table2, table3, table4):
+        assert "MLMS-IQA" in spec["source"]
+        # every cell that runs composes; the databases are absent here
+        assert {c.status for c in plan(spec, extra)} <= {"absent", "published-only"}
