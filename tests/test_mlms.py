@@ -22,6 +22,7 @@ from iqa_lab.losses import (
 )
 from iqa_lab.nn.multiscale import MultiScaleQuality, grid_positions
 from tests.conftest import TINY_DATA
+from tests.planted import pattern, plant, png_bytes
 from tests.train_runs import bare_trainer, run_app, run_train
 
 HEAD = {"hidden": 8, "dropout": 0.0}
@@ -381,6 +382,28 @@ def test_train_mlms_fr_then_eval_writes_quality_maps(tmp_path, cache_dir):
     assert len(pictures) == evaluated["metrics"]["test/n"] > 0
     with Image.open(pictures[0]) as picture:
         assert picture.mode == "RGB" and picture.width >= 256
+    # iqa-score: the same pictures for new photos against their references (matched by name)
+    photos, references = tmp_path / "photos", tmp_path / "refs"
+    clean = {f"{i}.png": pattern(64, 64, seed=i) for i in range(3)}
+    noisy = {
+        n: np.clip(a.astype(int) + (n == "1.png") * 60, 0, 255).astype(np.uint8)
+        for n, a in clean.items()
+    }
+    plant(references, {n: png_bytes(a) for n, a in clean.items()})
+    plant(photos, {n: png_bytes(a) for n, a in noisy.items()})
+    scored = run_app(
+        "score",
+        [
+            f"ckpt={ckpt}",
+            f"inputs={photos}",
+            f"reference={references}",
+            f"output={tmp_path / 'scores.csv'}",
+            f"quality_maps={tmp_path / 'score_maps'}",
+        ],
+        tmp_path / "score",
+    )
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert len(list((tmp_path / "score_maps").glob("*_quality.png"))) == 3
 
 
 def test_train_mlms_nr_runs_offline(tmp_path, cache_dir):
