@@ -28,9 +28,9 @@ def map_picture(image: torch.Tensor, quality: torch.Tensor, score: float, name: 
     low, high = float(resized.min()), float(resized.max())
     badness = ((high - resized) / max(high - low, 1e-12)).numpy()
     caption = [
-        name,
-        f"score {score:.3f}; map {float(quality.min()):.3f}..{float(quality.max()):.3f} "
-        f"(red = locally worst)",
+        Path(name).name,
+        f"score {score:.3f}; map {float(quality.min()):.3f}..{float(quality.max()):.3f}",
+        "red = locally worst",
     ]
     return captioned(heat_map(pixels, badness), caption)
 
