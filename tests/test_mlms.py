@@ -441,3 +441,11 @@ def test_published_tables_carry_the_papers_numbers_and_their_cells_compose(tmp_p
         assert "MLMS-IQA" in spec["source"]
         # every cell that runs composes; the databases are absent here
         assert {c.status for c in plan(spec, extra)} <= {"absent", "published-only"}
+
+
+def test_the_mixed_configs_views_per_epoch_governs_every_member(make_cfg):
+    import hydra
+
+    cfg = make_cfg("train", ["data=synthetic_pair", "data.train_views_per_epoch=3"], tiny=False)
+    mixed = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
+    assert [m.train_views_per_epoch for m in mixed.databases.values()] == [3, 3]
