@@ -4,10 +4,14 @@ under a protocol and write the run's outputs. The model is rebuilt from the chec
 
 ``python -m iqa_lab.eval model=classical model.metric=…``: a model that needs no checkpoint
 (classical measures, ``iqa_lab.models.classical``) scores the same test split through
-``model.predict(datamodule)``; the outputs are the same files."""
+``model.predict(datamodule)``; the outputs are the same files.
+
+``quality_maps=<dir>``: a model that predicts quality maps (``model=mlms_fr``) also writes one
+heat-map picture per test image there (``evaluation.quality_maps``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -18,8 +22,11 @@ from iqa_lab.cli import run_command
 from iqa_lab.data.tta import build_tta
 from iqa_lab.errors import ConfigError, MissingFileError
 from iqa_lab.evaluation.outputs import finish_run, test_predictions
+from iqa_lab.evaluation.quality_maps import write_quality_maps
 from iqa_lab.models.base import load_iqa_module
 from iqa_lab.runs import build_trainer, reuse_finished_run, seeded_datamodule, task_wrapper
+
+log = logging.getLogger(__name__)
 
 
 @task_wrapper
@@ -46,6 +53,8 @@ def evaluate(cfg: DictConfig) -> dict:
     model.tta = build_tta(cfg.get("tta"))
     trainer = build_trainer(cfg)
     trainer.test(model, datamodule=datamodule)
+    if cfg.get("quality_maps"):
+        test_quality_maps(model, datamodule, cfg.quality_maps)
     results = finish_run(
         cfg,
         datamodule,
@@ -56,6 +65,17 @@ def evaluate(cfg: DictConfig) -> dict:
         checkpoint=cfg.ckpt_path,
     )
     return results["metrics"]
+
+
+def test_quality_maps(model, datamodule, out_dir: str) -> None:
+    """One quality-map picture per test image in ``out_dir``, named after the image's record."""
+    images = datamodule.records["image"]
+    batches = (
+        (batch, images.loc[batch["index"].numpy()].tolist())
+        for batch in datamodule.test_dataloader()
+    )
+    written = write_quality_maps(model, batches, out_dir)
+    log.info("quality maps of %d test images in %s", len(written), out_dir)
 
 
 def choose_head(model, head: str | None, datamodule) -> str | None:

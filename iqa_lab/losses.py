@@ -72,3 +72,66 @@ def get_loss(spec: str | Mapping) -> Callable[[torch.Tensor, torch.Tensor], torc
             f"model.loss: '{name}' has no setting {unknown}; its settings: {weights or 'none'}"
         )
     return functools.partial(LOSSES[name], **settings)
+
+
+# --- MLMS-IQA's joint loss (multi-level and multi-scale deep IQA, §3, Eqs. 16–23) ---------------
+# The paper's L_u is the prediction, L̂_u the MOS of image u; the sums run over the V images of a
+# batch. Every term is usable on its own (``model.loss: kl_batch`` …) by any model.
+
+
+def batch_softmax_kl(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eqs. 17–19: ``KL(Ŵ ‖ W)`` with ``Ŵ = softmax(targets)`` and ``W = softmax(predictions)``
+    over the batch: how differently the batch's quality mass is spread. The OCR'd Eq. 17 does not
+    show which side is first; the target-first (forward) KL is the usual one for matching a
+    target distribution, and the one chosen here."""
+    log_w = F.log_softmax(pred, dim=0)
+    log_w_hat = F.log_softmax(target, dim=0)
+    return (log_w_hat.exp() * (log_w_hat - log_w)).sum()
+
+
+def ordinal_pair_loss(
+    pred: torch.Tensor, target: torch.Tensor, gamma: float = 1e-3
+) -> torch.Tensor:
+    """Eqs. 20–22, the mean over every pair ``u < k`` of the batch of
+
+    ``max(0, ω_uk − (L_u − L_k)(L̂_u − L̂_k) / (|L̂_u − L̂_k| + γ))``,
+    ``ω_uk = (L_u − L̂_u)² + (L_k − L̂_k)²``.
+
+    The fraction is the predicted difference signed by the true order (γ keeps it finite for tied
+    MOS); the penalty ω (Eq. 21, read as the pair's squared errors: the OCR shows two squared
+    prediction-minus-MOS terms) is the margin, so the loss is zero exactly when the pair is
+    ordered right by more than its errors. Eq. 22 sums the pairs; the mean keeps the term's size
+    independent of the batch size (one weight ε for every batch size). 0 for a batch of one."""
+    if len(pred) < 2:
+        return pred.sum() * 0.0
+    rows, cols = torch.triu_indices(len(pred), len(pred), offset=1, device=pred.device)
+    true_diff = target[rows] - target[cols]
+    signed = (pred[rows] - pred[cols]) * true_diff / (true_diff.abs() + gamma)
+    penalty = (pred[rows] - target[rows]) ** 2 + (pred[cols] - target[cols]) ** 2
+    return F.relu(penalty - signed).mean()
+
+
+def mlms_joint_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mse_weight: float = 1.0,
+    kl_weight: float = 1.0,
+    ordinal_weight: float = 1.0,
+    gamma: float = 1e-3,
+) -> torch.Tensor:
+    """Eq. 23: ``β · MSE (Eq. 16) + α · KL (Eqs. 17–19) + ε · ordinal (Eqs. 20–22)``; the paper
+    gives no values for β, α, ε or γ (``conf/model/mlms_*.yaml`` holds ours)."""
+    return (
+        mse_weight * F.mse_loss(pred, target)
+        + kl_weight * batch_softmax_kl(pred, target)
+        + ordinal_weight * ordinal_pair_loss(pred, target, gamma=gamma)
+    )
+
+
+LOSSES.update(
+    {
+        "kl_batch": batch_softmax_kl,
+        "ordinal": ordinal_pair_loss,
+        "mlms_joint": mlms_joint_loss,
+    }
+)

@@ -3,9 +3,10 @@
 With ``ckpt=`` a trained checkpoint scores them as its run evaluated its test split: the eval
 transform and the MOS scale of its training database are stored in the checkpoint
 (``data.scoring_recipe``), the images go through ``IQAModule.score`` in batches, optionally with a
-test-time augmentation recipe (``tta=``, ``conf/tta/``, ``data.tta``). With ``metric=`` a
-classical measure scores them instead (full-reference ones against ``reference=<folder>``,
-matched by file name).
+test-time augmentation recipe (``tta=``, ``conf/tta/``, ``data.tta``); ``quality_maps=<dir>``
+writes a heat-map picture of each image's quality map there (models that predict one). With
+``metric=`` a classical measure scores them instead (full-reference ones against
+``reference=<folder>``, matched by file name).
 
 The output (``output=``, ``.csv`` or ``.json``) has one row per image in the order given: ``path``,
 ``score`` (a checkpoint: on its training database's published MOS scale; a measure: in its own
@@ -28,16 +29,25 @@ import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
+from torch.utils.data import DataLoader
 
 from iqa_lab.cli import run_command
+from iqa_lab.data.collate import IQACollate
 from iqa_lab.data.image_inputs import list_images, match_references
 from iqa_lab.data.images import BadImageError, load_rgb
 from iqa_lab.data.records import published_scale
 from iqa_lab.data.transforms import build_transform
 from iqa_lab.data.tta import build_tta
 from iqa_lab.errors import ConfigError
+from iqa_lab.evaluation.quality_maps import write_quality_maps
 from iqa_lab.files import atomic_path
-from iqa_lab.models.scoring import file_reason, load_scorer, pick_device, score_files
+from iqa_lab.models.scoring import (
+    file_dataset,
+    file_reason,
+    load_scorer,
+    pick_device,
+    score_files,
+)
 from iqa_lab.progress import track
 from iqa_lab.runs import task_wrapper
 
@@ -129,6 +139,8 @@ def _with_checkpoint(cfg: DictConfig, paths: Sequence[Path], references) -> tupl
         device=pick_device(cfg.device),
     )
     seconds = time.perf_counter() - start
+    if cfg.get("quality_maps"):
+        file_quality_maps(cfg, model, [paths[i] for i in usable], transform, references)
     scores_01 = np.full(len(paths), np.nan)
     scores_01[usable] = normalised
     errors.update({usable[i]: reason for i, reason in failed.items()})
@@ -145,6 +157,17 @@ def _with_checkpoint(cfg: DictConfig, paths: Sequence[Path], references) -> tupl
     }
     scores = published_scale(scores_01, (lo, hi), recipe["lower_better"])
     return _table(paths, scores, scores_01, errors), about, seconds
+
+
+def file_quality_maps(cfg: DictConfig, model, paths: Sequence[Path], transform, references):
+    """One quality-map picture per image that decodes, in ``cfg.quality_maps``."""
+    dataset = file_dataset(
+        model, paths, transform, references=references, max_pixels=cfg.max_pixels
+    )
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=IQACollate("stack"))
+    batches = ((b, [dataset.images[i] for i in b["index"].tolist()]) for b in loader)
+    written = write_quality_maps(model, batches, cfg.quality_maps, pick_device(cfg.device))
+    print(f"iqa-score: {len(written)} quality maps in {cfg.quality_maps}")
 
 
 def _with_metric(cfg: DictConfig, paths: Sequence[Path], references) -> tuple:

@@ -97,7 +97,16 @@ class IQADataset(Dataset):
         max_pixels: int | None = None,
         split: str = "",
         db: str | None = None,
+        views_per_epoch: int = 1,
     ):
+        if int(views_per_epoch) < 1:
+            raise ConfigError(
+                f"data.train_views_per_epoch={views_per_epoch}: give 1 or more (how many random "
+                f"crops of each training image, and its reference, an epoch sees)"
+            )
+        # Item j is record j % N: each record's views are distinct items, each with its own
+        # augmentation draw (crop box, flips) shared by the image and its reference.
+        self.views_per_epoch = int(views_per_epoch)
         self.images = records["image"].tolist()
         self.references = records["reference"].tolist() if "reference" in records else None
         self.mos = torch.tensor(records["mos"].to_numpy(), dtype=torch.float32)
@@ -129,7 +138,7 @@ class IQADataset(Dataset):
             self.transform.set_random_seed(int(item_seed))
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.images) * self.views_per_epoch
 
     def crop_box(self, i: int, image: np.ndarray) -> np.ndarray:
         """Item ``i``'s box of ``image`` when its record has one (``BOX_COLUMNS``)."""
@@ -161,7 +170,8 @@ class IQADataset(Dataset):
             pixels["reference"] = reference
         return pixels
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, item: int) -> dict:
+        i = item % len(self.images)
         try:
             pixels = self._decode(i)
         except BadImageError as err:
@@ -169,11 +179,11 @@ class IQADataset(Dataset):
             if hasattr(err, "path"):  # the file that failed to decode (not a box or shape)
                 fields["path"] = err.path
             return {"bad": self.bad_inputs.decode_failed(self.images[i], err, self.split, **fields)}
-        self._seed_transform(i)
-        item = {**self.transform(**pixels), "mos": self.mos[i], "index": self.index[i]}
+        self._seed_transform(item)
+        out = {**self.transform(**pixels), "mos": self.mos[i], "index": self.index[i]}
         if self.db is not None:
-            item["db"] = self.db
-        return item
+            out["db"] = self.db
+        return out
 
 
 class IQADataModule(IQADatabase, L.LightningDataModule):
@@ -193,6 +203,7 @@ class IQADataModule(IQADatabase, L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         collate: str = "stack",
+        train_views_per_epoch: int = 1,
         **database_keys,
     ):
         super().__init__(
@@ -204,6 +215,7 @@ class IQADataModule(IQADatabase, L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.collate = IQACollate(collate)
+        self.train_views_per_epoch = train_views_per_epoch
         self.datasets: dict[str, IQADataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -333,10 +345,15 @@ class IQADataModule(IQADatabase, L.LightningDataModule):
             max_pixels=self.max_pixels,
             split=split,
             db=db,
+            views_per_epoch=self.train_views_per_epoch if split == "train" else 1,
         )
 
     def split_sizes(self) -> dict[str, int]:
-        return {split: len(ds) for split, ds in self.datasets.items()}
+        """Records per split (not items: a training record is ``train_views_per_epoch`` items)."""
+        return {
+            split: sum(len(part.images) for part in getattr(ds, "datasets", [ds]))
+            for split, ds in self.datasets.items()
+        }
 
     def _per_device(self, batch_size: int) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1

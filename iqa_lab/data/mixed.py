@@ -73,6 +73,7 @@ class MixedDataModule(IQADataModule):
                     self.duplicate_labels,
                 )
             member.duplicate_labels = self.duplicate_labels
+            member.train_views_per_epoch = self.train_views_per_epoch
         self.imdt = dict(imdt) if imdt else None
         self.schedule: IMDTSchedule | None = None
         # split -> database -> its dataset

@@ -108,6 +108,18 @@ class IQAModule(L.LightningModule):
     ) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
+    def quality_map(
+        self,
+        image: torch.Tensor,
+        *,
+        reference: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """A ``(B, h, w)`` map of local quality (low = worse) for a model that predicts one
+        (``eval quality_maps=<dir>``, ``iqa-score quality_maps=<dir>`` write it as images); None
+        for a model that does not."""
+        return None
+
     def explain_layer(self) -> str:
         """The submodule (``get_submodule`` name) whose feature maps Grad-CAM explains by
         default (``iqa-explain``): here the last ``Conv2d`` of the first pretrained module, or of

@@ -183,14 +183,16 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _create_from_hub(name: str) -> nn.Module:
+def _create_from_hub(name: str, **options) -> nn.Module:
     cached = _cached_hub_file(name)
     if cached:
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
+        return timm.create_model(
+            name, pretrained=True, pretrained_cfg_overlay={"file": cached}, **options
+        )
     reason = "the hub cannot be reached from this machine and the weights are not in its cache"
     if _hub_reachable():
         try:
-            return timm.create_model(name, pretrained=True)
+            return timm.create_model(name, pretrained=True, **options)
         except Exception as err:  # network, hub and cache errors come in many types
             reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
     raise BackboneWeightsUnavailable(
@@ -216,21 +218,22 @@ def no_pretrained_weights():
 
 
 def create_timm_model(
-    name: str, pretrained: bool = False, checkpoint: str | None = None
+    name: str, pretrained: bool = False, checkpoint: str | None = None, **options
 ) -> nn.Module:
-    """A full timm classifier model with the requested weights (see module docstring)."""
+    """A full timm classifier model with the requested weights (see module docstring);
+    ``options`` go to ``timm.create_model`` (e.g. a ViT's ``dynamic_img_size``)."""
     if _SKIP_WEIGHTS.get():
-        return timm.create_model(name, pretrained=False)
+        return timm.create_model(name, pretrained=False, **options)
     if checkpoint:
-        model = timm.create_model(name, pretrained=False)
+        model = timm.create_model(name, pretrained=False, **options)
         load_weights(model, name, checkpoint)
     elif pretrained and name in SHIPPED_WEIGHTS:
-        model = timm.create_model(name, pretrained=False)
+        model = timm.create_model(name, pretrained=False, **options)
         load_weights(model, name, SHIPPED_WEIGHTS[name].path())
     elif pretrained:
-        model = _create_from_hub(name)
+        model = _create_from_hub(name, **options)
     else:
-        model = timm.create_model(name, pretrained=False)
+        model = timm.create_model(name, pretrained=False, **options)
     return model
 
 
