@@ -311,3 +311,25 @@ def test_each_part_trains_through_the_entry_point(make_cfg, part):
     assert (
         np.isfinite(metrics["test/rmse"]) and Path(cfg.paths.output_dir, "results.json").is_file()
     )
+
+
+@needs_koniq
+def test_koniq_histograms_reach_the_batches_of_the_datamodule(make_cfg, tmp_path):
+    """The real label file's first 40 rows, with tiny JPEGs under their names: the DataModule's
+    setup (screening, near-duplicate pass, split) keeps the histograms, and every batch has them."""
+    table = pd.read_csv(KONIQ).head(40)
+    data_dir = tmp_path / "koniq10k"
+    (data_dir / "1024x768").mkdir(parents=True)
+    table.to_csv(data_dir / KONIQ.name, index=False)
+    rng = np.random.default_rng(0)
+    for name in table["image_name"]:
+        pixels = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(data_dir / "1024x768" / name, quality=95)
+    cfg = make_cfg("train", ["data=koniq10k", f"data.data_dir={data_dir}"], tiny=False)
+    datamodule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    by_name = table.set_index("image_name")[[f"c{k}" for k in range(1, 6)]]
+    batch = next(iter(datamodule.train_dataloader()))
+    names = [Path(datamodule.records.loc[int(i), "image"]).name for i in batch["index"]]
+    np.testing.assert_allclose(batch["histogram"].numpy(), by_name.loc[names].to_numpy(), 1e-6)
