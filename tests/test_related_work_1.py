@@ -333,3 +333,17 @@ def test_koniq_histograms_reach_the_batches_of_the_datamodule(make_cfg, tmp_path
     batch = next(iter(datamodule.train_dataloader()))
     names = [Path(datamodule.records.loc[int(i), "image"]).name for i in batch["index"]]
     np.testing.assert_allclose(batch["histogram"].numpy(), by_name.loc[names].to_numpy(), 1e-6)
+
+
+def test_the_related_work_table_composes_every_cell(tmp_path):
+    from iqa_lab.evaluation.tables import load_spec, plan
+
+    spec = load_spec("related_work_1")
+    cells = plan(spec, [f"paths.data_root={tmp_path}", f"paths.log_dir={tmp_path / 'logs'}"])
+    status = {(c.row, c.column): c.status for c in cells}
+    assert not [c.detail for c in cells if "does not compose" in c.detail]
+    musiq = "MUSIQ (random init, CPU-sized)"
+    assert status[(musiq, "Synthetic (small)")] == "pending"
+    assert status[(musiq, "BIQ2021")] == "unavailable"  # not run there: the CPU budget
+    assert status[(musiq, "KonIQ-10k")] == "absent"  # no images here; published numbers shown
+    assert spec["published"][musiq]["KonIQ-10k"] == {"srcc": 0.916, "plcc": 0.928}
