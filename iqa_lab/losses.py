@@ -135,3 +135,75 @@ LOSSES.update(
         "mlms_joint": mlms_joint_loss,
     }
 )
+
+
+# --- Norm-in-Norm (Li, Jiang & Jiang, ACM MM 2020) and rating-distribution losses -------------
+
+
+def norm_in_norm_loss(
+    pred: torch.Tensor, target: torch.Tensor, p: float = 1.0, q: float = 2.0, eps: float = 1e-8
+) -> torch.Tensor:
+    """Norm-in-Norm (Li, Jiang & Jiang, "Norm-in-Norm Loss with Faster Convergence and Better
+    Performance for Image Quality Assessment", ACM MM 2020).
+
+    Predictions and MOS are each centred on their batch mean and divided by their ``q``-norm over
+    the batch; the loss is ``(‖ŝ − ŷ‖_p / c)^p`` with ``c = 2^max(1, 1/q) · N^max(0, 1/p − 1/q)``,
+    which bounds it by 1. Choices (the abstract leaves them open; these follow the authors'
+    LinearityIQA code, ``IQAloss.norm_loss_with_normalization``): the defaults p = 1, q = 2 of
+    the paper's recommended setting; gradients flow through the predictions' mean and norm (not
+    detached); only the first term (``alpha = [1, 0]``: no ``ρ·ŝ − ŷ`` term); no monotonicity
+    regulariser. A batch of one image has no norm: its loss is 0 (with a zero gradient).
+
+    The loss ignores the scale and offset of the predictions, so a model trained with it maps
+    its outputs to MOS by least squares after training (``fits_linear_map``; the module fits it
+    on the validation predictions: ``models.base.IQAModule``)."""
+    if len(pred) < 2:
+        return (pred - pred.detach()).sum()
+    pred = pred - pred.mean()
+    pred = pred / (eps + torch.linalg.vector_norm(pred, ord=q))
+    target = target - target.mean()
+    target = target / (eps + torch.linalg.vector_norm(target, ord=q))
+    n = len(pred)
+    scale = 2.0 ** max(1.0, 1.0 / q) * n ** max(0.0, 1.0 / p - 1.0 / q)
+    return (torch.linalg.vector_norm(pred - target, ord=p) / scale) ** p
+
+
+norm_in_norm_loss.fits_linear_map = True
+LOSSES["norm_in_norm"] = norm_in_norm_loss
+
+
+def fits_linear_map(loss_fn: Callable) -> bool:
+    """Whether a model trained with ``loss_fn`` needs a least-squares map of its outputs onto
+    MOS after training (a scale-free loss such as Norm-in-Norm)."""
+    return bool(getattr(getattr(loss_fn, "func", loss_fn), "fits_linear_map", False))
+
+
+def emd_loss(logits: torch.Tensor, target: torch.Tensor, r: float = 2.0) -> torch.Tensor:
+    """Earth mover's distance between the predicted rating distribution (``softmax(logits)``) and
+    the target histogram ``(B, K)``, over ordered categories: ``(mean_k |CDF_p − CDF_t|^r)^(1/r)``
+    per image, averaged over the batch (NIMA, Talebi & Milanfar 2018; MUSIQ trains its AVA
+    distributions with it; r = 2 as both)."""
+    cdf = torch.cumsum(logits.softmax(dim=-1), dim=-1)
+    cdf_target = torch.cumsum(target / target.sum(dim=-1, keepdim=True), dim=-1)
+    return ((cdf - cdf_target).abs().pow(r).mean(dim=-1).pow(1.0 / r)).mean()
+
+
+def kl_distribution_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``KL(target ‖ softmax(logits))`` per image, averaged over the batch."""
+    target = target / target.sum(dim=-1, keepdim=True)
+    return F.kl_div(logits.log_softmax(dim=-1), target, reduction="batchmean")
+
+
+DISTRIBUTION_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "emd": emd_loss,
+    "kl": kl_distribution_loss,
+}
+
+
+def get_distribution_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A loss between ``(B, K)`` logits and ``(B, K)`` rating histograms, by name."""
+    if name not in DISTRIBUTION_LOSSES:
+        raise ConfigError(
+            f"unknown distribution loss '{name}'; known: {sorted(DISTRIBUTION_LOSSES)}"
+        )
+    return DISTRIBUTION_LOSSES[name]

@@ -66,7 +66,12 @@ from iqa_lab.data.images import BadImageError, load_rgb
 from iqa_lab.data.leakage import check_leakage
 from iqa_lab.data.near_duplicates import join_near_duplicates, straddling_pairs
 from iqa_lab.data.protocols import assign_splits
-from iqa_lab.data.records import BOX_COLUMNS, check_schema, validate_records
+from iqa_lab.data.records import (
+    BOX_COLUMNS,
+    check_schema,
+    histogram_columns,
+    validate_records,
+)
 from iqa_lab.data.transforms import build_transform
 from iqa_lab.errors import ConfigError
 
@@ -110,6 +115,11 @@ class IQADataset(Dataset):
         self.images = records["image"].tolist()
         self.references = records["reference"].tolist() if "reference" in records else None
         self.mos = torch.tensor(records["mos"].to_numpy(), dtype=torch.float32)
+        # Rating histograms (``records.histogram_columns``), passed on as ``histogram``.
+        hist = histogram_columns(records)
+        self.histograms = (
+            torch.tensor(records[hist].to_numpy(dtype=float), dtype=torch.float32) if hist else None
+        )
         self.index = torch.tensor(records.index.to_numpy(), dtype=torch.long)
         self.data_dir = Path(data_dir)
         self.transform = transform
@@ -181,6 +191,8 @@ class IQADataset(Dataset):
             return {"bad": self.bad_inputs.decode_failed(self.images[i], err, self.split, **fields)}
         self._seed_transform(item)
         out = {**self.transform(**pixels), "mos": self.mos[i], "index": self.index[i]}
+        if self.histograms is not None:
+            out["histogram"] = self.histograms[i]
         if self.db is not None:
             out["db"] = self.db
         return out

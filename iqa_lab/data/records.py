@@ -7,7 +7,10 @@ split label, if any), ``db`` (database name).
 
 Optional columns (``OPTIONAL_COLUMNS``): ``reference``, the path of the pristine reference image
 under ``data_dir`` (databases that have references fill it: full-reference models and metrics read
-it), and a box in pixels cropped from the decoded image (``BOX_COLUMNS``, e.g. FLIVE's patches).
+it), a box in pixels cropped from the decoded image (``BOX_COLUMNS``, e.g. FLIVE's patches), and
+the rating histogram ``hist_1..hist_K`` (fraction of ratings in each category, lowest first) of
+databases that publish one (KonIQ-10k's ``c1..c5``): each batch then carries it as
+``histogram``, ``(B, K)``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,17 @@ RECORD_COLUMNS = [
     "db",
 ]
 BOX_COLUMNS = ("top", "left", "bottom", "right")
+HISTOGRAM_PREFIX = "hist_"
 OPTIONAL_COLUMNS = ("reference", *BOX_COLUMNS)
+
+
+def histogram_columns(records: pd.DataFrame) -> list[str]:
+    """The rating-histogram columns of ``records`` (``hist_1..hist_K``), lowest category first;
+    empty when it has none."""
+    columns = [c for c in records.columns if str(c).startswith(HISTOGRAM_PREFIX)]
+    return sorted(columns, key=lambda c: int(str(c).removeprefix(HISTOGRAM_PREFIX)))
+
+
 # ``data.duplicate_labels``: what an image listed twice in the label files is.
 DUPLICATE_LABELS = ("drop", "first")
 

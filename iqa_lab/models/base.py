@@ -17,6 +17,11 @@ The contract, one for every architecture:
   is scored as the mean over its ``V`` views; with test-time augmentation (``tta``, a
   ``data.tta.TestTimeAugmentation``, set by ``iqa-score tta=…`` and ``iqa_lab.eval tta=…``) the
   mean over the recipe's views of each image, scored in bounded chunks.
+- ``output_map``: a model trained with a scale-free loss (``losses.fits_linear_map``: Norm-in-Norm)
+  maps its outputs onto MOS by least squares (``nn.linear_map.LinearOutputMap``), fitted at the
+  end of every validation epoch on that epoch's validation outputs, so the checkpoint selected on
+  validation holds the map of its own epoch; test, ``predict`` and ``iqa-score`` scores are mapped,
+  the loss always sees the raw outputs, and validation metrics are those of the mapped outputs.
 - ``init_from``: a checkpoint whose weights a fit starts from (weights only: optimizer, epoch and
   callback state start fresh; ``ckpt_path`` is the resume). The shared network must match it
   exactly; per-database heads (``database_heads``) load where the checkpoint has that database.
@@ -47,8 +52,9 @@ from iqa_lab.data.scoring_recipe import CHECKPOINT_KEY as SCORING_KEY
 from iqa_lab.data.tta import TestTimeAugmentation
 from iqa_lab.errors import ConfigError, MissingFileError
 from iqa_lab.evaluation.epoch_metrics import IQAEpochMetrics
-from iqa_lab.losses import get_loss
+from iqa_lab.losses import fits_linear_map, get_loss
 from iqa_lab.nn.backbones import no_pretrained_weights
+from iqa_lab.nn.linear_map import LinearOutputMap
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,8 @@ class IQAModule(L.LightningModule):
             if isinstance(value, (DictConfig, ListConfig)):
                 self.hparams[key] = OmegaConf.to_container(value, resolve=True)
         self.loss_fn = get_loss(loss)
+        self.output_map = LinearOutputMap() if fits_linear_map(self.loss_fn) else None
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         for stage in STAGES:
             setattr(self, f"{stage}_metrics", epoch_metrics(f"{stage}/"))
             setattr(self, f"{stage}_loss", MeanMetric())
@@ -261,8 +269,15 @@ class IQAModule(L.LightningModule):
             )
         return [name for name in names if name in set(dbs)]
 
-    def predict_batch(self, batch: dict) -> torch.Tensor:
-        """(B,) scores, each image by its own database's head in a multi-head model."""
+    def predict_batch(self, batch: dict, mapped: bool = True) -> torch.Tensor:
+        """(B,) scores, each image by its own database's head in a multi-head model; through
+        ``output_map`` when the model has one, unless ``mapped=False`` (the raw outputs)."""
+        scores = self._predict_raw(batch)
+        if mapped and self.output_map is not None:
+            return self.output_map(scores)
+        return scores
+
+    def _predict_raw(self, batch: dict) -> torch.Tensor:
         heads = self.heads_for(batch)
         scores = self.score(
             batch["image"], reference=batch.get("reference"), mask=batch.get("mask"), heads=heads
@@ -278,12 +293,29 @@ class IQAModule(L.LightningModule):
         target = batch["mos"].float()
         if not len(target):  # every item of the batch failed to decode (data.on_bad=skip)
             return None, target
-        pred = self.predict_batch(batch)
-        loss = self.loss_fn(pred, target)
+        raw = self.predict_batch(batch, mapped=False)
+        loss = self.loss_fn(raw, target)
         metrics, mean_loss = self._stage_metrics(stage)
         mean_loss.update(loss.detach(), weight=len(target))
-        metrics.update(pred.detach(), target)
+        if self.output_map is None:
+            metrics.update(raw.detach(), target)
+            return loss, raw
+        if stage == "val":  # metrics after this epoch's map is fitted (on_validation_epoch_end)
+            self._val_outputs.append((raw.detach(), target))
+            return loss, raw
+        pred = self.output_map(raw.detach())
+        metrics.update(pred, target)
         return loss, pred
+
+    def fit_output_map(self) -> None:
+        """Fit ``output_map`` on this validation epoch's outputs and score them with it."""
+        if self.output_map is None or not self._val_outputs:
+            return
+        raw, target = (torch.cat(parts) for parts in zip(*self._val_outputs))
+        self._val_outputs = []
+        if not self.output_map.fit(raw, target):
+            log.warning("output_map: %d constant validation outputs; map left as it was", len(raw))
+        self.val_metrics.update(self.output_map(raw), target)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self.model_step(batch, "train")
@@ -337,6 +369,7 @@ class IQAModule(L.LightningModule):
         self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:
+        self.fit_output_map()
         values = self._log_epoch("val")
         if not self.trainer.sanity_checking:
             self.val_srcc_best.update(values["val/srcc"])

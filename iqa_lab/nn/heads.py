@@ -15,7 +15,8 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
 class MLPHead(nn.Module):
-    """Pooled features → hidden layer → (activation) → one quality score per image.
+    """Pooled features → hidden layer → (activation) → one quality score per image, or
+    ``outputs`` values per image (e.g. the logits of a rating distribution) when ``outputs > 1``.
 
     ``input_norm`` standardises each input feature with batch statistics (a BatchNorm without
     affine parameters; running statistics at evaluation): multi-level pooled features mix scales
@@ -35,6 +36,7 @@ class MLPHead(nn.Module):
         input_norm: bool = False,
         input_norm_momentum: float | None = 0.1,
         input_dropout: float = 0.0,
+        outputs: int = 1,
     ):
         super().__init__()
         if activation is not None and activation not in ACTIVATIONS:
@@ -53,14 +55,15 @@ class MLPHead(nn.Module):
             nn.Linear(in_features, hidden),
             *between,
             nn.Dropout(dropout),
-            nn.Linear(hidden, 1),
+            nn.Linear(hidden, outputs),
         )
         # Start at the middle of the MOS scale: an output bias learnt from 0 at fine-tuning learning
         # rates takes hundreds of steps to reach the scores.
         nn.init.constant_(self.net[-1].bias, init_bias)
 
     def forward(self, features):
-        return self.net(features).squeeze(-1)
+        out = self.net(features)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 class HeadSet(nn.ModuleDict):

@@ -147,6 +147,7 @@ class CachedFeatureDataset(Dataset):
             if set(rows) != set(features) or len({r.shape for r in rows.values()}) > 1:
                 raise ValueError("rows and features need the same keys and (items, views) shapes")
         self.mos, self.index, self.db = dataset.mos, dataset.index, dataset.db
+        self.histograms = dataset.histograms
         self.images = dataset.images
         self.needs: frozenset[str] = frozenset()
         self.augment_seed: int | None = None
@@ -179,6 +180,8 @@ class CachedFeatureDataset(Dataset):
         else:
             features = torch.from_numpy(self.features[self.rows[i, view]])
         item = {"image": features, "mos": self.mos[i], "index": self.index[i]}
+        if self.histograms is not None:
+            item["histogram"] = self.histograms[i]
         if self.db is not None:
             item["db"] = self.db
         return item

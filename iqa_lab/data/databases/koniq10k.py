@@ -12,6 +12,8 @@ github.com/subpic/koniq):
 
 Both give SD, the standard deviation of the ratings on the 1..5 rating scale; it is kept as
 ``mos_std`` as published (not rescaled to the 0..100 MOS, which is a z-score mapping of the mean).
+The rating histogram ``c1..c5`` (fractions of the 1..5 ratings) is kept as ``hist_1..hist_5``
+(``records.histogram_columns``): batches carry it as ``histogram`` for distribution models.
 Images: ``1024x768/`` (or the ``512x384/`` release), named as ``image_name``.
 """
 
@@ -28,9 +30,10 @@ from iqa_lab.data.label_files import (
     read_table,
     require_columns,
 )
-from iqa_lab.data.records import make_records
+from iqa_lab.data.records import HISTOGRAM_PREFIX, make_records
 
 SETS = {"training": "train", "validation": "val", "test": "test"}
+HISTOGRAM = [f"c{k}" for k in range(1, 6)]
 
 
 def parse_koniq10k(
@@ -63,4 +66,8 @@ def parse_koniq10k(
                 f"{path}: unknown values {unknown} in column 'set'; expected {list(SETS)}"
             )
         frame["set"] = sets.map(SETS)
-    return make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
+    records = make_records(frame, db=db, mos_range=mos_range, lower_better=lower_better)
+    if set(HISTOGRAM) <= set(table.columns):
+        for k, column in enumerate(HISTOGRAM, start=1):
+            records[f"{HISTOGRAM_PREFIX}{k}"] = pd.to_numeric(table[column], errors="coerce")
+    return records
