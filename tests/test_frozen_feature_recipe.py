@@ -103,3 +103,13 @@ def test_biq2021_records_resolve_every_shared_image():
     assert records["path"].map(Path.is_file).all()
     assert (records["path"].map(lambda p: p.name) == "ss02 (1014).JPG").sum() == 1
     assert isinstance(records, pd.DataFrame) and records["mos"].between(0, 1).all()
+
+
+def test_learning_curve_subsample_keeps_the_test_rows_and_a_fraction_of_the_rest():
+    split = np.array(["train"] * 240 + ["val"] * 60 + ["test"] * 100)
+    half = study.subsample(split, 0.5, seed=0)
+    assert (half == "train").sum() == 120 and (half == "val").sum() == 30
+    assert (half == "unused").sum() == 150
+    np.testing.assert_array_equal(half == "test", split == "test")
+    np.testing.assert_array_equal(study.subsample(split, 0.5, seed=0), half)  # seeded
+    assert study.subsample(split, 1.0, seed=0) is split

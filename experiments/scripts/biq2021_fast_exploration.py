@@ -190,7 +190,7 @@ def subsample(split: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     rows never change); the dropped rows become ``unused``."""
     if fraction >= 1:
         return split
-    split, rng = split.copy(), np.random.default_rng(seed)
+    split, rng = split.astype(object), np.random.default_rng(seed)  # "unused" fits any width
     for side in ("train", "val"):
         rows = np.flatnonzero(split == side)
         dropped = rng.choice(rows, size=len(rows) - round(fraction * len(rows)), replace=False)
