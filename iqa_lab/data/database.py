@@ -43,6 +43,7 @@ LOADER_KEYS = (
     "num_workers",
     "pin_memory",
     "collate",
+    "train_views_per_epoch",
 )
 # Databases that fill the ``reference`` column, named in the refusal message.
 WITH_REFERENCES = ("synthetic", "kadid10k", "tid2013", "live", "csiq", "livemd")
