@@ -10,12 +10,16 @@ from iqa_lab.nn.heads import MLPHead
 
 
 class BaselineIQA(IQAModule):
+    """A backbone's pooled features through a head; ``head_class`` builds the head (a subclass
+    swaps it: KonCept512's dense-BatchNorm head)."""
+
     pretrained_modules = ("backbone",)
+    head_class = MLPHead
 
     def __init__(self, backbone: Mapping, head: Mapping, **kwargs):
         super().__init__(**kwargs)
         self.backbone = Backbone(**backbone)
-        self.head = MLPHead(self.backbone.num_features, **head)
+        self.head = self.head_class(self.backbone.num_features, **head)
 
     def explain_layer(self) -> str:
         """The backbone's last stage."""

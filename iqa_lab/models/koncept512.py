@@ -18,23 +18,11 @@ stand-in on the same head, not KonCept512.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from iqa_lab.models.base import IQAModule
-from iqa_lab.nn.backbones import Backbone
+from iqa_lab.models.baseline import BaselineIQA
 from iqa_lab.nn.heads import DenseBNHead
 
 
-class KonCept512(IQAModule):
-    pretrained_modules = ("backbone",)
+class KonCept512(BaselineIQA):
+    """The baseline's backbone → pooling → head, with the authors' dense-BatchNorm head."""
 
-    def __init__(self, backbone: Mapping, head: Mapping, **kwargs):
-        super().__init__(**kwargs)
-        self.backbone = Backbone(**backbone)
-        self.head = DenseBNHead(self.backbone.num_features, **head)
-
-    def explain_layer(self) -> str:
-        return f"backbone.{self.backbone.last_stage_name()}"
-
-    def forward(self, image, *, reference=None, mask=None, heads=None):
-        return self.head(self.backbone(image, mask=mask))
+    head_class = DenseBNHead
