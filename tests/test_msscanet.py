@@ -159,7 +159,7 @@ def test_the_map_needs_a_frozen_prefix(make_cfg):
 
 
 def test_tiny_msscanet_learns_the_synthetic_set_better_than_chance(make_cfg):
-    cfg = make_cfg("train", [*TINY, *NO_DROPOUT, "model.optimizer.lr=1e-3"])
+    cfg = make_cfg("train", [*TINY, *NO_DROPOUT, "model.optimizer.lr=3e-3"])
     datamodule = hydra.utils.instantiate(cfg.data, protocol=cfg.protocol)
     datamodule.prepare_data()
     datamodule.setup("fit")
