@@ -165,3 +165,29 @@ def test_tiny_unified_model_learns_the_synthetic_set_in_both_modes(make_cfg):
     after = {mode: train_srcc(mode) for mode in ("nr", "fr")}
     for mode in ("nr", "fr"):
         assert after[mode] > 0.6 and after[mode] > before[mode] + 0.2, (before, after)
+
+
+# The related-work-II table's rows (experiments/tables/related_work_2.yaml): the same overrides in
+# the synthetic column and in the BIQ2021 column (experiment=biq2021_fast, whose pooled-statistics
+# backbone and head settings the rows replace).
+MAP_ROW = [
+    "model.backbone.pooling=avg",
+    "model.backbone.frozen_stages=6",
+    "model.head.dropout=0.1",
+    "model.head.input_norm=false",
+    "model.head.input_dropout=0.0",
+]
+ROWS = {
+    "msscanet": ["model=msscanet", *MAP_ROW, "model.loss=l1", "trainer.max_epochs=4"],
+    "unified": ["model=unified", *MAP_ROW, "model.loss=mse", "trainer.max_epochs=6"],
+}
+
+
+@pytest.mark.parametrize("row", sorted(ROWS))
+@pytest.mark.parametrize("column", [[], ["experiment=biq2021_fast"]])
+def test_the_table_rows_compose_in_both_columns(make_cfg, row, column):
+    cfg = make_cfg("train", [*ROWS[row], *column], tiny=False)
+    assert cfg.model.backbone.frozen_stages == 6 and cfg.model.backbone.pooling == "avg"
+    model = hydra.utils.instantiate(cfg.model)
+    assert model.backbone.prefix_channels == 192  # lite0 stage 6: stride 32
+    assert model(torch.rand(1, 3, 64, 64)).shape == (1,)
