@@ -207,3 +207,35 @@ def get_distribution_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], t
             f"unknown distribution loss '{name}'; known: {sorted(DISTRIBUTION_LOSSES)}"
         )
     return DISTRIBUTION_LOSSES[name]
+
+
+# --- MS-SCANet's consistency losses (Mithila & Farias, ICASSP 2025) ------------------------------
+# Auxiliary terms between the model's two branches (models/msscanet.py adds them to the training
+# loss, weighted by its config); not prediction-vs-MOS losses, so not in LOSSES. The abstract names
+# them without formulas; these are our definitions.
+
+
+def _unit_channels(features: torch.Tensor, dim: int) -> torch.Tensor:
+    """Features standardised over ``dim`` (a LayerNorm without affine parameters): the
+    consistency terms compare patterns, so shrinking every feature cannot satisfy them."""
+    mean = features.mean(dim=dim, keepdim=True)
+    var = features.var(dim=dim, unbiased=False, keepdim=True)
+    return (features - mean) / torch.sqrt(var + 1e-5)
+
+
+def cross_branch_consistency_loss(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """Cross-Branch Consistency: ``mean_b (1 − cos(f_b, c_b))`` between the ``(B, D)`` pooled
+    features of the fine and the coarse branch of each image: both branches describe the same
+    image's quality, so their global descriptors should point the same way."""
+    return (1.0 - F.cosine_similarity(fine, coarse, dim=1)).mean()
+
+
+def adaptive_pooling_consistency_loss(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """Adaptive Pooling Consistency: the fine branch's ``(B, D, H, W)`` map, adaptive-average
+    pooled to the coarse branch's ``(h, w)`` grid, should equal the coarse map there:
+    ``mean_{b, i, j, d} (ẑ(P(F))_bijd − ẑ(G)_bijd)²`` with ``P`` the adaptive average pool and
+    ``ẑ`` the standardisation over the ``D`` channels of each position (``_unit_channels``). The
+    scale change is an area average (what the coarse branch's tokens summarise), not a linear or
+    bilinear resampling."""
+    pooled = F.adaptive_avg_pool2d(fine, coarse.shape[-2:])
+    return (_unit_channels(pooled, 1) - _unit_channels(coarse, 1)).pow(2).mean()

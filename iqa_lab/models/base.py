@@ -26,6 +26,9 @@ The contract, one for every architecture:
   callback state start fresh; ``ckpt_path`` is the resume). The shared network must match it
   exactly; per-database heads (``database_heads``) load where the checkpoint has that database.
 
+``auxiliary_losses``: weighted extra terms of a training step (a model's consistency or
+multi-task losses), added to the loss and logged by name.
+
 Steps, loss, epoch-level metrics, logging, optimisers and test predictions live here.
 
 Metrics are torchmetrics objects accumulated over the whole epoch (SRCC over per-batch averages
@@ -317,10 +320,21 @@ class IQAModule(L.LightningModule):
             log.warning("output_map: %d constant validation outputs; map left as it was", len(raw))
         self.val_metrics.update(self.output_map(raw), target)
 
+    def auxiliary_losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Further weighted loss terms of this training step, by name; the training step adds
+        them to the loss and logs each as ``train/<name>`` (``train/loss`` stays the loss on
+        the scores alone). Called right after the step's forward pass, so a model may return
+        terms of what that pass computed (MS-SCANet's consistency between its branches) or run
+        another pass (the unified FR/NR model's other mode). None by default."""
+        return {}
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self.model_step(batch, "train")
         if loss is None:
             return None  # Lightning skips the optimizer step
+        for name, value in self.auxiliary_losses(batch).items():
+            self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True)
+            loss = loss + value
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 

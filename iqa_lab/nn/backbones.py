@@ -498,6 +498,26 @@ class Backbone(nn.Module):
             x = module(x)
         return masked_mean_pool(x, mask) if self.frozen_to_pool else x
 
+    def prefix_map(self, images) -> torch.Tensor:
+        """The frozen prefix's ``(B, C, h, w)`` feature map, for models that build on the map
+        itself rather than on pooled features: computed from images in [0, 1], or, while the
+        model trains from the feature cache (``reads_prefix_features``), the cached map passed
+        in their place."""
+        if not 0 < self.frozen_stages <= len(_stage_layout(self.model, self.name)[1]):
+            raise ConfigError(
+                f"backbone.frozen_stages={self.frozen_stages}: a model on the prefix's feature "
+                f"map needs a frozen prefix of 1..{len(_stage_layout(self.model, self.name)[1])} "
+                f"stages of '{self.name}' (the map it reads)"
+            )
+        if self.reads_prefix_features:
+            return images if self.prefix_key is None else images[self.prefix_key]
+        return self.forward_prefix(images)
+
+    @property
+    def prefix_channels(self) -> int:
+        """Channels of ``prefix_map``'s output."""
+        return self.stage_widths()[self.frozen_stages - 1]
+
     def forward_from_prefix(
         self, x: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:

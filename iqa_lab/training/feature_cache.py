@@ -19,7 +19,8 @@ batch's ``image`` is then a mapping from each backbone's module name to its feat
 backbone reads its own entry (``Backbone.prefix_key``). Every backbone sees the same view of an
 image in a step.
 
-Not covered (refused by name): models with a reference image (``needs``), padded native-resolution
+A model that needs a reference image in its batches (``needs``) trains from pixels, the cache
+left aside (logged). Not covered (refused by name): padded native-resolution
 batches (``data.collate=pad``), concatenated (``data=mixed``) datasets.
 """
 
@@ -271,6 +272,16 @@ class FeatureCache(L.Callback):
         backbones = frozen_backbones(pl_module) if self.enabled else {}
         if not backbones or any(b.reads_prefix_features for b in backbones.values()):
             return
+        if getattr(pl_module, "needs", None):
+            # The store holds the image's features only; the reference goes through the prefix
+            # as pixels (the unified FR/NR model trained jointly on a database with references).
+            log.info(
+                "feature cache: %s needs %s in its batches; it trains from pixels (the prefix "
+                "runs in every step)",
+                type(pl_module).__name__,
+                sorted(pl_module.needs),
+            )
+            return
         datamodule = trainer.datamodule
         self._check(pl_module, datamodule)
         start = time.time()
@@ -325,11 +336,6 @@ class FeatureCache(L.Callback):
 
     @staticmethod
     def _check(pl_module, datamodule) -> None:
-        if getattr(pl_module, "needs", None):
-            raise ConfigError(
-                f"{type(pl_module).__name__} needs {sorted(pl_module.needs)} in its batches; the "
-                f"feature cache stores images only: set model.backbone.frozen_stages=0"
-            )
         if getattr(datamodule.collate, "mode", None) == "pad":
             raise ConfigError(
                 "data.collate=pad (native-resolution batches) and a frozen prefix: cached "
