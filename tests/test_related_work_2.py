@@ -160,10 +160,40 @@ def test_taylorkan_layer_learns_a_cubic():
     assert torch.nn.functional.mse_loss(x * torch.linalg.lstsq(x, y).solution, y) > 0.01
 
 
+def test_taylorkan_head_keeps_learning_at_the_fast_recipes_settings():
+    """4,128 standardised features, input dropout .5, AdamW 1e-3, Norm-in-Norm (experiment=
+    biq2021_fast): without the LayerNorm between its layers the head froze at a constant output
+    within 4 epochs (every hidden node saturated the next tanh)."""
+    from iqa_lab.losses import get_loss
+
+    torch.manual_seed(0)
+    x = torch.randn(576, 4128) * torch.rand(4128) * 3 + torch.rand(4128)
+    y = x @ (torch.randn(4128) / 64) + 0.3 * torch.randn(576)
+    head = TaylorKANHead(
+        4128, dropout=0.5, input_norm=True, input_norm_momentum=None, input_dropout=0.5
+    )
+    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=5e-2)
+    loss_fn = get_loss("norm_in_norm")
+    for _ in range(4):
+        head.train()
+        for i in range(0, 512, 32):
+            optimizer.zero_grad()
+            loss_fn(head(x[i : i + 32]), y[i : i + 32]).backward()
+            optimizer.step()
+    with torch.no_grad():
+        assert head.eval()(x[512:]).std() > 1e-3
+
+
 def test_taylorkan_head_is_selectable_for_any_model(make_cfg):
     cfg = make_cfg("train", ["regressor=taylorkan", *TINY_BACKBONE])
     model = hydra.utils.instantiate(cfg.model)
     assert isinstance(model.head, TaylorKANHead)
+    assert [type(m).__name__ for m in model.head.net] == [
+        "TaylorKANLayer",
+        "LayerNorm",
+        "Dropout",
+        "TaylorKANLayer",
+    ]
     kan = [m for m in model.head.net if isinstance(m, TaylorKANLayer)]
     assert [(m.in_features, m.out_features, m.order) for m in kan] == [
         (model.backbone.num_features, 64, 3),

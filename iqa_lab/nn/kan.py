@@ -13,7 +13,11 @@ Choices the abstract leaves open, as KAN practice has them:
   ``U(-1/sqrt(n), 1/sqrt(n))``), the higher ones small (divided by ``k!``, as Taylor terms
   shrink), the constants ``c_ij0`` at 0: training starts near a linear map and bends it;
 - the head (``TaylorKANHead``) is two layers, ``in -> hidden -> outputs``, the depth of the MLP
-  head it replaces; there is no activation between them: the edge functions are the nonlinearity.
+  head it replaces; there is no activation between them: the edge functions are the nonlinearity;
+- a LayerNorm between the two layers keeps the hidden values in tanh's sensitive range: with
+  thousands of inputs one Adam step moves a hidden node by up to fan-in x order x lr (about 16 for
+  4,128 features at lr 1e-3), which without it saturated the second layer's tanh and froze the head
+  at a constant output (measured on BIQ2021's cached lite0 statistics, experiment=biq2021_fast).
 """
 
 from __future__ import annotations
@@ -55,8 +59,8 @@ class TaylorKANLayer(nn.Module):
 
 
 class TaylorKANHead(nn.Module):
-    """Pooled features → TaylorKAN layer (``hidden`` nodes) → dropout → TaylorKAN layer → one
-    score per image (``outputs`` values when > 1): a drop-in for ``MLPHead``
+    """Pooled features → TaylorKAN layer (``hidden`` nodes) → LayerNorm → dropout → TaylorKAN
+    layer → one score per image (``outputs`` values when > 1): a drop-in for ``MLPHead``
     (``regressor=taylorkan``) with the same input options (``input_norm``,
     ``input_norm_momentum``, ``input_dropout``, ``init_bias``: the output layer's constant terms
     start summing to it)."""
@@ -88,6 +92,7 @@ class TaylorKANHead(nn.Module):
         self.net = nn.Sequential(
             *before,
             TaylorKANLayer(in_features, hidden, order),
+            nn.LayerNorm(hidden),
             nn.Dropout(dropout),
             TaylorKANLayer(hidden, outputs, order),
         )
