@@ -23,7 +23,8 @@ model brings its own policy to any database:
 Quality-preserving by default: only operations that do not change perceived quality (resizing
 with area interpolation, crops, flips). Anything that changes the label (blur, noise, JPEG, colour
 jitter) runs only when a config lists it under ``augment`` (albumentations class name →
-arguments; train only).
+arguments; train only). iqa_lab's own transforms (``OWN_TRANSFORMS``: ``JNDMix``, noise below the
+just-noticeable difference, which keeps the label true) are listed there the same way.
 
 Image and reference: ``transform(image=..., reference=...)`` gives a full-reference model its
 reference under the very same geometry as the image (same resize, crop box, flip; albumentations
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 
+from iqa_lab.data.jnd import JNDMix
 from iqa_lab.errors import ConfigError
 
 CROPS = ("random", "center", "five")
@@ -50,14 +52,22 @@ def _to_tensor() -> list:
     return [A.ToFloat(max_value=255.0), ToTensorV2()]
 
 
+# iqa_lab's own albumentations-compatible transforms, listed under ``augment`` by class name like
+# albumentations' own.
+OWN_TRANSFORMS = {"JNDMix": JNDMix}
+
+
 def _augmentations(augment: Mapping | None) -> tuple[list, list]:
     """The ``augment`` ops split into geometric ones (applied to image and reference alike) and
     pixel-level ones (image only)."""
     geometric, pixel = [], []
     for name, kwargs in (augment or {}).items():
-        cls = getattr(A, name, None)
+        cls = OWN_TRANSFORMS.get(name, getattr(A, name, None))
         if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)):
-            raise ConfigError(f"transforms augment: '{name}' is not an albumentations transform")
+            raise ConfigError(
+                f"transforms augment: '{name}' is not an albumentations transform nor one of "
+                f"iqa_lab's ({sorted(OWN_TRANSFORMS)})"
+            )
         (pixel if issubclass(cls, A.ImageOnlyTransform) else geometric).append(
             cls(**dict(kwargs or {}))
         )

@@ -6,20 +6,21 @@ from collections.abc import Mapping
 
 from iqa_lab.models.base import IQAModule
 from iqa_lab.nn.backbones import Backbone
-from iqa_lab.nn.heads import MLPHead
+from iqa_lab.nn.heads import build_head
 
 
 class BaselineIQA(IQAModule):
-    """A backbone's pooled features through a head; ``head_class`` builds the head (a subclass
-    swaps it: KonCept512's dense-BatchNorm head)."""
+    """A backbone's pooled features through a head: ``head.type`` names it (``regressor=…``:
+    ``nn.heads.HEADS``), else ``default_head`` (a subclass swaps it: KonCept512's dense-BatchNorm
+    head)."""
 
     pretrained_modules = ("backbone",)
-    head_class = MLPHead
+    default_head = "mlp"
 
     def __init__(self, backbone: Mapping, head: Mapping, **kwargs):
         super().__init__(**kwargs)
         self.backbone = Backbone(**backbone)
-        self.head = self.head_class(self.backbone.num_features, **head)
+        self.head = build_head(self.backbone.num_features, head, self.default_head)
 
     def explain_layer(self) -> str:
         """The backbone's last stage."""

@@ -19,10 +19,9 @@ stand-in on the same head, not KonCept512.
 from __future__ import annotations
 
 from iqa_lab.models.baseline import BaselineIQA
-from iqa_lab.nn.heads import DenseBNHead
 
 
 class KonCept512(BaselineIQA):
     """The baseline's backbone → pooling → head, with the authors' dense-BatchNorm head."""
 
-    head_class = DenseBNHead
+    default_head = "dense_bn"  # nn.heads.DenseBNHead

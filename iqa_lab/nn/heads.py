@@ -1,13 +1,14 @@
-"""Quality regression heads."""
+"""Quality regression heads, chosen by ``type`` in a model's ``head`` config (``build_head``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from iqa_lab.errors import ConfigError
+from iqa_lab.nn.kan import TaylorKANHead
 
 # Activations a head may put between its two layers; None = none (the two layers compose into one
 # linear map of rank ``hidden``, as StairIQA's regressor is written).
@@ -67,12 +68,13 @@ class MLPHead(nn.Module):
 
 
 class HeadSet(nn.ModuleDict):
-    """One ``MLPHead`` per name on shared features (StairIQA's per-database regressors, MSLIQA's
-    per-zoom-level heads): ``heads(features, names)`` is ``(N, len(names))``, every head when
-    ``names`` is None. Only the named heads are computed, so the others get no gradient."""
+    """One head (``build_head``: an ``MLPHead`` unless ``type`` names another) per name on shared
+    features (StairIQA's per-database regressors, MSLIQA's per-zoom-level heads):
+    ``heads(features, names)`` is ``(N, len(names))``, every head when ``names`` is None. Only the
+    named heads are computed, so the others get no gradient."""
 
     def __init__(self, in_features: int, names: Sequence[str], **head):
-        super().__init__({name: MLPHead(in_features, **head) for name in names})
+        super().__init__({name: build_head(in_features, head) for name in names})
 
     def forward(self, features: torch.Tensor, names: Sequence[str] | None = None) -> torch.Tensor:
         return torch.stack([self[name](features) for name in names or list(self)], dim=-1)
@@ -132,3 +134,23 @@ class DenseBNHead(nn.Module):
         finally:
             for norm in norms:
                 norm.train()
+
+
+# What a head config's ``type`` may name (``conf/regressor/`` selects one for any model).
+HEADS = {"mlp": MLPHead, "dense_bn": DenseBNHead, "taylorkan": TaylorKANHead}
+
+
+def build_head(in_features: int, spec: Mapping, default: str = "mlp") -> nn.Module:
+    """The head ``spec["type"]`` names (``default`` when it names none) with the rest of ``spec``
+    as its arguments."""
+    spec = dict(spec)
+    kind = spec.pop("type", None) or default
+    if kind not in HEADS:
+        raise ConfigError(f"model.head.type must be one of {sorted(HEADS)}, got '{kind}'")
+    try:
+        return HEADS[kind](in_features, **spec)
+    except TypeError as error:
+        raise ConfigError(
+            f"model.head (type {kind}): {error}; its arguments are those of "
+            f"{HEADS[kind].__name__} (iqa_lab/nn/heads.py, iqa_lab/nn/kan.py)"
+        ) from None

@@ -32,7 +32,7 @@ from timm.models.swin_transformer import SwinTransformerStage
 from torch import nn
 
 from iqa_lab.errors import ConfigError
-from iqa_lab.nn.heads import MLPHead
+from iqa_lab.nn.heads import build_head
 from iqa_lab.nn.pooling import masked_mean_pool
 
 
@@ -113,7 +113,7 @@ class MultiScaleQuality(nn.Module):
             for depth, heads in zip(depths, num_heads)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in depths)
-        self.regressors = nn.ModuleList(MLPHead(dim, **head) for _ in depths)
+        self.regressors = nn.ModuleList(build_head(dim, head) for _ in depths)
         self.fusion_logits = nn.Parameter(torch.zeros(len(depths)))
 
     def scale_maps(self, features: torch.Tensor) -> list[torch.Tensor]:
