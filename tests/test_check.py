@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hydra.utils import instantiate
 from PIL import Image
 from rich.console import Console
 
@@ -112,9 +113,9 @@ def test_cli_passes_a_clean_database_and_fails_a_broken_copy(make_cfg, tmp_path,
     assert run_check(cfg) == 0
     assert "usable: 28 records" in capsys.readouterr().out
 
-    # The same tiny synthetic database, copied into another cache with one image cut short.
-    source = Path(cfg.paths.cache_dir)
-    folder = next(source.glob("synthetic-*"))
+    # The same tiny synthetic database, copied into another cache with one image cut short (its
+    # own folder: the shared cache holds other tests' synthetic databases too).
+    folder = Path(instantiate(cfg.data).data_dir)
     cache = tmp_path / "cache"
     shutil.copytree(folder, cache / folder.name)
     victim = sorted((cache / folder.name).rglob("*.png"))[3]
